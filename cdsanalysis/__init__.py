@@ -1,0 +1,10 @@
+"""cdsanalysis: read cds run stores and estimate memorisation, generalisation, CDS and regimes.
+
+This package never imports torch: an analysis-only user can open and analyse stores without the
+training stack.
+"""
+
+from cdsanalysis.store import open_runs
+from cdsanalysis.validate import StoreValidationError, validate_store
+
+__all__ = ["open_runs", "validate_store", "StoreValidationError"]

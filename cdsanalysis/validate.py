@@ -1,0 +1,206 @@
+"""Check a run store against its schema before anything reads it.
+
+Structural checks read only metadata and the small coordinate arrays, so they run on every open.
+``deep=True`` also reads the per-step metrics to check the NaN conventions (slower).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+import schemas
+
+#: Dtype kinds that count as the schema's "str".
+_STRING_KINDS = ("T", "U", "O")
+
+
+class StoreValidationError(ValueError):
+    """A store that does not follow the run-store schema; ``problems`` lists every finding."""
+
+    def __init__(self, location: str, problems: list[str]):
+        self.location = location
+        self.problems = problems
+        super().__init__(
+            f"{location} is not a valid cds run store:\n  - " + "\n  - ".join(problems)
+        )
+
+
+def _open_group(location: str) -> zarr.Group:
+    try:
+        group = zarr.open_group(location, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise StoreValidationError(
+            location, ["no Zarr group found here; give the path of a store written by cds-run"]
+        ) from None
+    return group
+
+
+def _dtype_ok(actual: np.dtype, expected: str) -> bool:
+    if expected == schemas.STRING_DTYPE:
+        return actual.kind in _STRING_KINDS
+    return actual == np.dtype(expected)
+
+
+def _check_attributes(attrs: Mapping[str, Any], schema: dict) -> list[str]:
+    problems = []
+    types = {"str": str, "int": int}
+    for name, spec in schema["attributes"].items():
+        if name not in attrs:
+            problems.append(f"attribute '{name}' is missing ({spec['description']})")
+        elif not isinstance(attrs[name], types[spec["type"]]):
+            problems.append(
+                f"attribute '{name}' should be of type {spec['type']}, "
+                f"got {type(attrs[name]).__name__}"
+            )
+    return problems
+
+
+def _check_arrays(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
+    problems = []
+    dim_sizes: dict[str, tuple[int, str]] = {}
+    for name, spec in schema["variables"].items():
+        if name not in arrays:
+            problems.append(f"variable '{name}' is missing ({spec['description']})")
+            continue
+        array = arrays[name]
+        dims = list(array.metadata.dimension_names or ())
+        if dims != spec["dims"]:
+            problems.append(
+                f"variable '{name}' has dimensions {tuple(dims)}; the schema requires "
+                f"{tuple(spec['dims'])}"
+            )
+            continue
+        if not _dtype_ok(array.dtype, spec["dtype"]):
+            problems.append(
+                f"variable '{name}' has dtype {array.dtype}; the schema requires {spec['dtype']}"
+            )
+    for name, array in arrays.items():
+        dims = list(array.metadata.dimension_names or ())
+        if not dims:
+            problems.append(f"array '{name}' has no dimension names; every array needs them")
+            continue
+        if name not in schema["variables"] and dims != ["run"]:
+            problems.append(
+                f"unexpected variable '{name}' with dimensions {tuple(dims)}; only extra "
+                "run coordinates (dimension 'run' alone) may be added"
+            )
+        for dim, size in zip(dims, array.shape):
+            if dim in dim_sizes and dim_sizes[dim][0] != size:
+                first_size, first = dim_sizes[dim]
+                problems.append(
+                    f"dimension '{dim}' has length {size} in '{name}' but {first_size} in '{first}'"
+                )
+            dim_sizes.setdefault(dim, (size, name))
+        if "run" in dims and array.chunks[dims.index("run")] != 1:
+            problems.append(
+                f"variable '{name}' has chunks of {array.chunks[dims.index('run')]} runs; "
+                "chunks must never span two runs"
+            )
+    return problems
+
+
+def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
+    problems = []
+    step = arrays["step"][...]
+    if not np.array_equal(step, np.arange(1, len(step) + 1)):
+        problems.append("coordinate 'step' must be 1, 2, ..., S (dense, 1-based)")
+    hist_step = arrays["hist_step"][...]
+    if len(hist_step) and (np.any(np.diff(hist_step) <= 0) or hist_step[0] < 1
+                           or hist_step[-1] > len(step)):
+        problems.append("coordinate 'hist_step' must be strictly increasing steps within 1..S")
+    edges = arrays["bin_edge"][...]
+    if len(edges) < 2 or np.any(np.diff(edges) <= 0) or not np.all(np.isfinite(edges)):
+        problems.append("coordinate 'bin_edge' must be finite and strictly increasing")
+    run_ids = [str(r) for r in arrays["run"][...]]
+    if len(set(run_ids)) != len(run_ids):
+        problems.append("coordinate 'run' holds duplicate run ids")
+    codes = schema["variables"]["status"]["flag_values"]
+    status = arrays["status"][...]
+    bad = sorted(set(np.unique(status).tolist()) - set(codes))
+    if bad:
+        problems.append(f"variable 'status' holds unknown codes {bad}; allowed {codes}")
+    done = arrays["steps_done"][...]
+    planned = arrays["steps_planned"][...]
+    if np.any(done < 0) or np.any(done > planned):
+        problems.append("variable 'steps_done' must lie in 0..steps_planned for every run")
+    if np.any(planned > len(step)) or np.any(planned < 1):
+        problems.append("variable 'steps_planned' must lie in 1..S for every run")
+    done_code = codes[schema["variables"]["status"]["flag_meanings"].index("done")]
+    unfinished = np.flatnonzero((status == done_code) & (done != planned))
+    if len(unfinished):
+        problems.append(
+            f"{len(unfinished)} run(s) marked done have steps_done != steps_planned "
+            f"(first: run index {unfinished[0]})"
+        )
+    return problems
+
+
+def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
+    """NaN conventions: nothing measured beyond steps_done; train metrics dense up to it."""
+    problems = []
+    done = arrays["steps_done"][...]
+    steps = np.arange(1, arrays["step"].shape[0] + 1)
+    for name in schemas.variables_with_role("metric"):
+        for run_index in range(len(done)):
+            values = arrays[name][run_index]
+            values = values.reshape(len(steps), -1)
+            beyond = np.isfinite(values[steps > done[run_index]]).any()
+            if beyond:
+                problems.append(
+                    f"variable '{name}' has values beyond steps_done={done[run_index]} in run "
+                    f"index {run_index}"
+                )
+            if name == "train_loss" and np.isnan(values[: done[run_index]]).any():
+                problems.append(
+                    f"variable 'train_loss' has NaN gaps within the flushed steps of run index "
+                    f"{run_index}"
+                )
+    return problems
+
+
+def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
+    """Validate the store at ``location`` (a path or URL); return its attributes.
+
+    Parameters
+    ----------
+    location
+        Path or URL of a Zarr v3 group written by ``cds-run``.
+    deep
+        Also read every metric to check the NaN conventions (reads the whole store).
+
+    Raises
+    ------
+    StoreValidationError
+        Listing every problem found, each naming the offending attribute, variable or dimension.
+    """
+    location = str(location)
+    group = _open_group(location)
+    attrs = dict(group.attrs)
+    if attrs.get("schema_name") != schemas.SCHEMA_NAME:
+        raise StoreValidationError(
+            location,
+            [f"attribute 'schema_name' is {attrs.get('schema_name')!r}, expected "
+             f"{schemas.SCHEMA_NAME!r}: this is not a cds run store"],
+        )
+    version = attrs.get("schema_version")
+    if version not in schemas.SUPPORTED_VERSIONS:
+        raise StoreValidationError(
+            location,
+            [f"attribute 'schema_version' is {version!r}; this cdsanalysis reads versions "
+             f"{list(schemas.SUPPORTED_VERSIONS)} (upgrade cds, or rewrite the store)"],
+        )
+    schema = schemas.load_schema(version)
+    problems = _check_attributes(attrs, schema)
+    arrays = dict(group.arrays())
+    problems += _check_arrays(arrays, schema)
+    if not problems:
+        problems += _check_coordinates(arrays, schema)
+    if not problems and deep:
+        problems += _check_values(arrays, schema)
+    if problems:
+        raise StoreValidationError(location, problems)
+    return attrs

@@ -1,0 +1,172 @@
+"""Expand a grid YAML file into run specifications.
+
+A grid file holds fixed fields and list-valued fields; the runs are the cartesian product of the
+list-valued fields (in the order they appear in the file, first = outermost). A field whose value
+is itself a list (``optimizer.betas``) is swept by giving a list of lists. Every problem is
+reported with the YAML path of the offending key before anything is trained.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from runner.spec import STORE_KEYS, RunSpec, StoreSettings
+
+
+class GridError(ValueError):
+    """A grid file that cannot be expanded; the message names the YAML path and the fix."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    settings: StoreSettings
+    runs: tuple[RunSpec, ...]
+    text: str
+    sweep_paths: tuple[str, ...]
+
+
+def _field_annotation(model: type[BaseModel], path: tuple[str, ...]) -> Any:
+    """Annotation of the field at ``path`` inside ``model`` (None when the path is unknown)."""
+    annotation: Any = model
+    for key in path:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = annotation.model_fields.get(key)
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
+def _is_sequence_type(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence_type(a) for a in typing.get_args(annotation))
+    return origin in (tuple, list) or annotation in (tuple, list)
+
+
+def _flatten(mapping: dict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    flat: dict[tuple[str, ...], Any] = {}
+    for key, value in mapping.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _nest(flat: dict[tuple[str, ...], Any]) -> dict:
+    nested: dict = {}
+    for path, value in flat.items():
+        node = nested
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return nested
+
+
+def _is_sweep(path: tuple[str, ...], value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    if _is_sequence_type(_field_annotation(RunSpec, path)):
+        return bool(value) and all(isinstance(v, list) for v in value)
+    return True
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _format_errors(
+    error: ValidationError, sweep_index: dict[tuple[str, ...], int], prefix: str = ""
+) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = tuple(str(p) for p in item["loc"])
+        # Point at the list element that produced the value, when the key was swept.
+        where = _dotted(loc) or "(top level)"
+        for path, index in sweep_index.items():
+            if loc[: len(path)] == path:
+                where = f"{_dotted(path)}[{index}]" + where[len(_dotted(path)) :]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling"
+        else:
+            msg = item["msg"].removeprefix("Value error, ")
+            if "input" in item and not isinstance(item["input"], dict):
+                msg += f" (got {item['input']!r})"
+        lines.append(f"{prefix}{where}: {msg}")
+    return lines
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and expand a grid YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GridError(f"cannot read grid file {path}: {exc.strerror}") from None
+    return parse_grid(text, source=str(path))
+
+
+def parse_grid(text: str, source: str = "<grid>") -> Grid:
+    """Expand grid YAML ``text`` into a :class:`Grid`; raise :class:`GridError` on any problem."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GridError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise GridError(f"{source}: a grid file must be a mapping of keys to values")
+
+    store_part = {k: v for k, v in document.items() if k in STORE_KEYS}
+    run_part = {k: v for k, v in document.items() if k not in STORE_KEYS}
+
+    errors: list[str] = []
+    for path, value in _flatten(store_part).items():
+        if isinstance(value, list) and not _is_sequence_type(_field_annotation(StoreSettings, path)):
+            errors.append(f"{_dotted(path)}: is shared by every run of a store and cannot be swept")
+    try:
+        settings = StoreSettings.model_validate(store_part)
+    except ValidationError as exc:
+        errors.extend(_format_errors(exc, {}))
+        settings = None
+
+    flat = _flatten(run_part)
+    sweeps = {p: v for p, v in flat.items() if _is_sweep(p, v)}
+    for p, values in sweeps.items():
+        if not values:
+            errors.append(f"{_dotted(p)}: an empty list sweeps over nothing; give at least one value")
+    if errors:
+        raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(errors))
+
+    runs: list[RunSpec] = []
+    seen_errors: list[str] = []
+    sweep_paths = list(sweeps)
+    for indices in itertools.product(*(range(len(sweeps[p])) for p in sweep_paths)):
+        combo = dict(flat)
+        sweep_index = {}
+        for p, i in zip(sweep_paths, indices):
+            combo[p] = sweeps[p][i]
+            sweep_index[p] = i
+        try:
+            runs.append(RunSpec.model_validate(_nest(combo)))
+        except ValidationError as exc:
+            for line in _format_errors(exc, sweep_index):
+                if line not in seen_errors:
+                    seen_errors.append(line)
+    if seen_errors:
+        raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(seen_errors))
+
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise GridError(f"{source}: the grid expands to duplicate runs; remove repeated sweep values")
+    assert settings is not None
+    return Grid(settings, tuple(runs), text, tuple(_dotted(p) for p in sweep_paths))

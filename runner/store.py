@@ -1,0 +1,322 @@
+"""Writing run stores (schema v1): pre-allocation, block writes, run state, locks, checkpoints.
+
+The store is created from the schema file itself (``schemas/run_store_v1.json``) so that writer
+and reader cannot drift. This module does not import torch: analysis tests use it to build
+synthetic stores.
+
+Layout on disk::
+
+    runs.zarr/                 Zarr v3 group, opens as one xarray.Dataset
+      zarr.json, <variables>/  one chunk per run along 'run'
+      _state/                  an (empty) Zarr group that holds non-array files
+        checkpoints/<run>.pt   model + optimiser state at the last flushed step
+        locks/<run>.lock       held (flock) by the process that trains the run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+import schemas
+from runner.spec import RunSpec, StoreSettings
+
+#: Parameter groups for per-group norms, in store order.
+PARAM_GROUPS: tuple[str, ...] = ("embedding", "attention", "mlp", "norm", "head")
+
+#: Upper bound on the chunk length along 'step' (steps per chunk).
+MAX_STEP_CHUNK = 10_000
+#: Histogram snapshots per chunk along 'hist_step'.
+HIST_STEP_CHUNK = 100
+
+STATUS = schemas.status_codes()
+_STRING_FILL = ""
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be created or written as asked; the message says why and what to do."""
+
+
+def histogram_steps(total_steps: int, every_steps: int) -> np.ndarray:
+    """Steps at which histograms are taken: step 1 (the initialisation), then every k-th step."""
+    return np.unique(np.r_[1, np.arange(every_steps, total_steps + 1, every_steps)]).astype(
+        np.int64
+    )
+
+
+def _dtype(spec: str) -> Any:
+    return str if spec == schemas.STRING_DTYPE else np.dtype(spec)
+
+
+def _fill(spec: dict) -> Any:
+    if spec["dtype"] == schemas.STRING_DTYPE:
+        return _STRING_FILL
+    return {"NaN": np.nan, "none": 0}.get(spec["fill"], spec["fill"] if spec["fill"] else 0)
+
+
+def _coordinate_dtype(values: Sequence[Any]) -> Any:
+    if all(isinstance(v, bool) for v in values):
+        return np.dtype(bool)
+    if all(isinstance(v, int) for v in values):
+        return np.dtype("int64")
+    if all(isinstance(v, (int, float)) for v in values):
+        return np.dtype("float64")
+    return str
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Sizes of every dimension of a store, derived from the runs and shared settings."""
+
+    n_runs: int
+    n_steps: int
+    hist_steps: np.ndarray
+    hist_groups: tuple[str, ...]
+    bin_edges: np.ndarray
+
+    @classmethod
+    def for_grid(cls, runs: Sequence[RunSpec], settings: StoreSettings) -> StoreLayout:
+        n_steps = max(r.steps for r in runs)
+        h = settings.histogram
+        return cls(
+            n_runs=len(runs),
+            n_steps=n_steps,
+            hist_steps=histogram_steps(n_steps, h.every),
+            hist_groups=tuple(h.groups),
+            bin_edges=np.linspace(h.range[0], h.range[1], h.bins + 1),
+        )
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "run": self.n_runs,
+            "step": self.n_steps,
+            "group": len(PARAM_GROUPS),
+            "hist_step": len(self.hist_steps),
+            "hist_group": len(self.hist_groups),
+            "bin": len(self.bin_edges) - 1,
+            "bin_edge": len(self.bin_edges),
+        }
+
+    def chunks(self, dims: Sequence[str]) -> tuple[int, ...]:
+        sizes = self.sizes()
+        per_dim = {
+            "run": 1,  # never two runs in one chunk: independent writers need no locks
+            "step": min(self.n_steps, MAX_STEP_CHUNK),
+            "hist_step": min(sizes["hist_step"], HIST_STEP_CHUNK),
+        }
+        return tuple(per_dim.get(d, sizes[d]) for d in dims)
+
+
+def _unknown_groups(groups: Sequence[str]) -> list[str]:
+    return [g for g in groups if g not in PARAM_GROUPS]
+
+
+def _write_new_store(
+    path: Path, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str
+) -> None:
+    import runner
+
+    layout = StoreLayout.for_grid(runs, settings)
+    schema = schemas.load_schema()
+    root = zarr.open_group(
+        str(path),
+        mode="w-",
+        zarr_format=3,
+        attributes={
+            "schema_name": schema["schema_name"],
+            "schema_version": schema["schema_version"],
+            "grid_yaml": grid_text,
+            "grid_name": settings.name,
+            "created_by": f"cds {runner.__version__}",
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    sizes = layout.sizes()
+    coords = [r.config_coordinates() for r in runs]
+    values: dict[str, Any] = {
+        "step": np.arange(1, layout.n_steps + 1, dtype=np.int64),
+        "run": np.array([r.run_id for r in runs], dtype=object),
+        "group": np.array(PARAM_GROUPS, dtype=object),
+        "hist_step": layout.hist_steps,
+        "hist_group": np.array(layout.hist_groups, dtype=object),
+        "bin_edge": layout.bin_edges,
+        "spec_json": np.array([r.canonical_json() for r in runs], dtype=object),
+    }
+    for name in coords[0]:
+        column = [c[name] for c in coords]
+        values[name] = np.array(column, dtype=object if _coordinate_dtype(column) is str else None)
+
+    for name, spec in schema["variables"].items():
+        dims = spec["dims"]
+        attrs = {k: spec[k] for k in ("units", "description", "flag_values", "flag_meanings") if k in spec}
+        array = root.create_array(
+            name,
+            shape=tuple(sizes[d] for d in dims),
+            chunks=layout.chunks(dims),
+            dtype=_dtype(spec["dtype"]),
+            fill_value=_fill(spec),
+            dimension_names=dims,
+            attributes=attrs,
+        )
+        if name in values:
+            array[...] = values.pop(name)
+    # Extra run coordinates (allowed by the schema): configuration not named in it.
+    for name, column in values.items():
+        dtype = _coordinate_dtype(list(column))
+        array = root.create_array(
+            name, shape=(len(runs),), chunks=(1,), dtype=dtype,
+            fill_value=_STRING_FILL if dtype is str else 0, dimension_names=["run"],
+            attributes={"role": "run_config"},
+        )
+        array[...] = column
+    zarr.open_group(str(path / "_state"), mode="w-", zarr_format=3,
+                    attributes={"purpose": "checkpoints and locks of the runner; not data"})
+    (path / "_state" / "checkpoints").mkdir()
+    (path / "_state" / "locks").mkdir()
+
+
+class RunStore:
+    """A run store opened for writing by the runner."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.root = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+        attrs = dict(self.root.attrs)
+        if attrs.get("schema_name") != schemas.SCHEMA_NAME:
+            raise StoreError(f"{self.path} is not a cds run store (no schema_name attribute)")
+        if attrs.get("schema_version") != schemas.CURRENT_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {attrs.get('schema_version')!r}; this runner "
+                f"writes version {schemas.CURRENT_VERSION}: write into a new store"
+            )
+        self._arrays: dict[str, zarr.Array] = {}
+        self.run_ids: list[str] = [str(r) for r in self.root["run"][...]]
+        self.hist_steps: np.ndarray = self.root["hist_step"][...]
+        self.hist_groups: list[str] = [str(g) for g in self.root["hist_group"][...]]
+        self.bin_edges: np.ndarray = self.root["bin_edge"][...]
+        self.n_steps = int(self.root["step"].shape[0])
+
+    # -- creation -----------------------------------------------------------------------------
+    @classmethod
+    def create_or_open(
+        cls, path: str | Path, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str
+    ) -> RunStore:
+        """Create the store for a grid, or open it if it already holds exactly this grid.
+
+        Creation is atomic (built beside the target, then renamed), so two processes started
+        together on one store both end up writing into the same, complete store.
+        """
+        path = Path(path)
+        bad = _unknown_groups(settings.histogram.groups)
+        if bad:
+            raise StoreError(
+                f"histogram.groups: unknown group(s) {bad}; choose from {list(PARAM_GROUPS)}"
+            )
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            try:
+                _write_new_store(tmp, runs, settings, grid_text)
+                try:
+                    os.rename(tmp, path)
+                except OSError:
+                    pass  # another process won the race; use its store below
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        store = cls(path)
+        store._check_matches(runs, settings)
+        return store
+
+    def _check_matches(self, runs: Sequence[RunSpec], settings: StoreSettings) -> None:
+        wanted = [r.run_id for r in runs]
+        if wanted != self.run_ids:
+            missing = len(set(wanted) - set(self.run_ids))
+            raise StoreError(
+                f"{self.path} already exists and was created from a different grid "
+                f"({missing} of this grid's {len(wanted)} runs are not in it, the store has "
+                f"{len(self.run_ids)}); write to another --out, or delete the store to start over"
+            )
+        layout = StoreLayout.for_grid(runs, settings)
+        same = (
+            np.array_equal(layout.hist_steps, self.hist_steps)
+            and list(layout.hist_groups) == self.hist_groups
+            and np.array_equal(layout.bin_edges, self.bin_edges)
+        )
+        if not same:
+            raise StoreError(
+                f"{self.path} was created with other histogram settings; keep 'histogram' as it "
+                "was when the store was created, or write to another --out"
+            )
+
+    # -- writing ------------------------------------------------------------------------------
+    def array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:
+            self._arrays[name] = self.root[name]
+        return self._arrays[name]
+
+    def write_steps(self, run_index: int, first_step: int, block: dict[str, np.ndarray]) -> None:
+        """Write per-step arrays (leading axis = steps) starting at 1-based ``first_step``."""
+        for name, values in block.items():
+            start = first_step - 1
+            self.array(name)[run_index, start : start + len(values)] = values
+
+    def write_histograms(
+        self, run_index: int, hist_indices: np.ndarray, counts: np.ndarray, outside: np.ndarray
+    ) -> None:
+        """Write histogram snapshots at positions ``hist_indices`` along 'hist_step'."""
+        if len(hist_indices) == 0:
+            return
+        lo, hi = int(hist_indices[0]), int(hist_indices[-1]) + 1
+        assert hi - lo == len(hist_indices), "histogram snapshots must be contiguous"
+        self.array("weight_histogram")[run_index, lo:hi] = counts
+        self.array("weight_histogram_outside")[run_index, lo:hi] = outside
+
+    def set_state(self, run_index: int, status: str, steps_done: int | None = None) -> None:
+        if steps_done is not None:
+            self.array("steps_done")[run_index] = steps_done
+        self.array("status")[run_index] = STATUS[status]
+
+    def state(self, run_index: int) -> tuple[str, int]:
+        names = {v: k for k, v in STATUS.items()}
+        code = int(self.array("status")[run_index])
+        return names[code], int(self.array("steps_done")[run_index])
+
+    def spec(self, run_index: int) -> RunSpec:
+        return RunSpec.model_validate_json(str(self.array("spec_json")[run_index]))
+
+    # -- files beside the arrays ----------------------------------------------------------------
+    def checkpoint_path(self, run_index: int) -> Path:
+        return self.path / "_state" / "checkpoints" / f"{self.run_ids[run_index]}.pt"
+
+    @contextlib.contextmanager
+    def run_lock(self, run_index: int) -> Iterator[bool]:
+        """Try to take the run's lock; yields False when another live process holds it.
+
+        An flock dies with its holder, so the lease of a killed process expires by itself.
+        """
+        lock_path = self.path / "_state" / "locks" / f"{self.run_ids[run_index]}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

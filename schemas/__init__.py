@@ -1,0 +1,48 @@
+"""The versioned run-store schema shared by the runner (writer) and cdsanalysis (reader).
+
+The machine-readable definition lives in ``run_store_v<N>.json`` beside this file; the human
+page is ``README.md``. Both packages load it from here so that writer and reader cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+SCHEMA_NAME = "cds-run-store"
+CURRENT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+# Attributes of variables copied from the schema into the store (and checked on open).
+STRING_DTYPE = "str"
+
+
+@lru_cache(maxsize=None)
+def load_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
+    """Return the schema dictionary of ``version``.
+
+    Raises
+    ------
+    ValueError
+        If ``version`` is not a schema version this package knows.
+    """
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(
+            f"unknown run-store schema version {version!r}; this package reads "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}"
+        )
+    text = resources.files(__name__).joinpath(f"run_store_v{version}.json").read_text()
+    return json.loads(text)
+
+
+def variables_with_role(role: str, version: int = CURRENT_VERSION) -> list[str]:
+    """Names of the schema variables whose ``role`` is ``role`` (e.g. ``"metric"``)."""
+    return [name for name, v in load_schema(version)["variables"].items() if v["role"] == role]
+
+
+def status_codes(version: int = CURRENT_VERSION) -> dict[str, int]:
+    """Map status name -> the int8 code stored in the ``status`` variable."""
+    status = load_schema(version)["variables"]["status"]
+    return dict(zip(status["flag_meanings"], status["flag_values"]))
