@@ -31,13 +31,12 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
     location = str(location)
     if validate:
         validate_store(location)
-    ds = xr.open_zarr(
-        location, consolidated=False, chunks={}, use_zarr_fill_value_as_mask=False
-    )
+    ds = xr.open_zarr(location, consolidated=False, chunks={}, use_zarr_fill_value_as_mask=False)
     version = int(ds.attrs["schema_version"])
     schema = schemas.load_schema(version)
     per_run = [
-        name for name, var in ds.data_vars.items()
+        name
+        for name, var in ds.data_vars.items()
         if var.dims == ("run",)
         and schema["variables"].get(name, {"role": "run_config"})["role"]
         in ("run_config", "run_state")
@@ -46,10 +45,13 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
     for name in per_run:
         ds[name] = ds[name].load()
     status = schema["variables"]["status"]
-    names = dict(zip(status["flag_values"], status["flag_meanings"]))
+    names = dict(zip(status["flag_values"], status["flag_meanings"], strict=True))
     codes = ds["status"].values
     ds = ds.assign_coords(
-        status=("run", np.array([names[int(c)] for c in codes], dtype=object),
-                {"description": status["description"]})
+        status=(
+            "run",
+            np.array([names[int(c)] for c in codes], dtype=object),
+            {"description": status["description"]},
+        )
     )
     return ds

@@ -88,7 +88,7 @@ def _check_arrays(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
                 f"unexpected variable '{name}' with dimensions {tuple(dims)}; only extra "
                 "run coordinates (dimension 'run' alone) may be added"
             )
-        for dim, size in zip(dims, array.shape):
+        for dim, size in zip(dims, array.shape, strict=False):
             if dim in dim_sizes and dim_sizes[dim][0] != size:
                 first_size, first = dim_sizes[dim]
                 problems.append(
@@ -109,8 +109,9 @@ def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]
     if not np.array_equal(step, np.arange(1, len(step) + 1)):
         problems.append("coordinate 'step' must be 1, 2, ..., S (dense, 1-based)")
     hist_step = arrays["hist_step"][...]
-    if len(hist_step) and (np.any(np.diff(hist_step) <= 0) or hist_step[0] < 1
-                           or hist_step[-1] > len(step)):
+    if len(hist_step) and (
+        np.any(np.diff(hist_step) <= 0) or hist_step[0] < 1 or hist_step[-1] > len(step)
+    ):
         problems.append("coordinate 'hist_step' must be strictly increasing steps within 1..S")
     edges = arrays["bin_edge"][...]
     if len(edges) < 2 or np.any(np.diff(edges) <= 0) or not np.all(np.isfinite(edges)):
@@ -143,6 +144,9 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     """NaN conventions: nothing measured beyond steps_done; train metrics dense up to it."""
     problems = []
     done = arrays["steps_done"][...]
+    status = arrays["status"][...]
+    meanings = schema["variables"]["status"]["flag_meanings"]
+    diverged_code = schema["variables"]["status"]["flag_values"][meanings.index("diverged")]
     steps = np.arange(1, arrays["step"].shape[0] + 1)
     for name in schemas.variables_with_role("metric"):
         for run_index in range(len(done)):
@@ -154,7 +158,9 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
                     f"variable '{name}' has values beyond steps_done={done[run_index]} in run "
                     f"index {run_index}"
                 )
-            if name == "train_loss" and np.isnan(values[: done[run_index]]).any():
+            # A diverged run ends on its first non-finite loss; every earlier step is measured.
+            dense = done[run_index] - (status[run_index] == diverged_code)
+            if name == "train_loss" and np.isnan(values[:dense]).any():
                 problems.append(
                     f"variable 'train_loss' has NaN gaps within the flushed steps of run index "
                     f"{run_index}"
@@ -183,15 +189,19 @@ def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
     if attrs.get("schema_name") != schemas.SCHEMA_NAME:
         raise StoreValidationError(
             location,
-            [f"attribute 'schema_name' is {attrs.get('schema_name')!r}, expected "
-             f"{schemas.SCHEMA_NAME!r}: this is not a cds run store"],
+            [
+                f"attribute 'schema_name' is {attrs.get('schema_name')!r}, expected "
+                f"{schemas.SCHEMA_NAME!r}: this is not a cds run store"
+            ],
         )
     version = attrs.get("schema_version")
     if version not in schemas.SUPPORTED_VERSIONS:
         raise StoreValidationError(
             location,
-            [f"attribute 'schema_version' is {version!r}; this cdsanalysis reads versions "
-             f"{list(schemas.SUPPORTED_VERSIONS)} (upgrade cds, or rewrite the store)"],
+            [
+                f"attribute 'schema_version' is {version!r}; this cdsanalysis reads versions "
+                f"{list(schemas.SUPPORTED_VERSIONS)} (upgrade cds, or rewrite the store)"
+            ],
         )
     schema = schemas.load_schema(version)
     problems = _check_attributes(attrs, schema)

@@ -131,7 +131,9 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
 
     errors: list[str] = []
     for path, value in _flatten(store_part).items():
-        if isinstance(value, list) and not _is_sequence_type(_field_annotation(StoreSettings, path)):
+        if isinstance(value, list) and not _is_sequence_type(
+            _field_annotation(StoreSettings, path)
+        ):
             errors.append(f"{_dotted(path)}: is shared by every run of a store and cannot be swept")
     try:
         settings = StoreSettings.model_validate(store_part)
@@ -143,7 +145,9 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     sweeps = {p: v for p, v in flat.items() if _is_sweep(p, v)}
     for p, values in sweeps.items():
         if not values:
-            errors.append(f"{_dotted(p)}: an empty list sweeps over nothing; give at least one value")
+            errors.append(
+                f"{_dotted(p)}: an empty list sweeps over nothing; give at least one value"
+            )
     if errors:
         raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(errors))
 
@@ -153,7 +157,7 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     for indices in itertools.product(*(range(len(sweeps[p])) for p in sweep_paths)):
         combo = dict(flat)
         sweep_index = {}
-        for p, i in zip(sweep_paths, indices):
+        for p, i in zip(sweep_paths, indices, strict=True):
             combo[p] = sweeps[p][i]
             sweep_index[p] = i
         try:
@@ -167,6 +171,8 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
 
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
-        raise GridError(f"{source}: the grid expands to duplicate runs; remove repeated sweep values")
+        raise GridError(
+            f"{source}: the grid expands to duplicate runs; remove repeated sweep values"
+        )
     assert settings is not None
     return Grid(settings, tuple(runs), text, tuple(_dotted(p) for p in sweep_paths))

@@ -49,8 +49,9 @@ class ModularAdditionTask(_Strict):
 
     @property
     def n_train(self) -> int:
-        """Size of the train split (samples)."""
-        return int(round(self.train_fraction * self.n_pairs))
+        """Size of the train split (samples), rounded down as the authors' code does (9576 for
+        p = 113)."""
+        return int(self.train_fraction * self.n_pairs)
 
     @property
     def vocab_size(self) -> int:

@@ -159,7 +159,11 @@ def _write_new_store(
 
     for name, spec in schema["variables"].items():
         dims = spec["dims"]
-        attrs = {k: spec[k] for k in ("units", "description", "flag_values", "flag_meanings") if k in spec}
+        attrs = {
+            k: spec[k]
+            for k in ("units", "description", "flag_values", "flag_meanings")
+            if k in spec
+        }
         array = root.create_array(
             name,
             shape=tuple(sizes[d] for d in dims),
@@ -175,13 +179,21 @@ def _write_new_store(
     for name, column in values.items():
         dtype = _coordinate_dtype(list(column))
         array = root.create_array(
-            name, shape=(len(runs),), chunks=(1,), dtype=dtype,
-            fill_value=_STRING_FILL if dtype is str else 0, dimension_names=["run"],
+            name,
+            shape=(len(runs),),
+            chunks=(1,),
+            dtype=dtype,
+            fill_value=_STRING_FILL if dtype is str else 0,
+            dimension_names=["run"],
             attributes={"role": "run_config"},
         )
         array[...] = column
-    zarr.open_group(str(path / "_state"), mode="w-", zarr_format=3,
-                    attributes={"purpose": "checkpoints and locks of the runner; not data"})
+    zarr.open_group(
+        str(path / "_state"),
+        mode="w-",
+        zarr_format=3,
+        attributes={"purpose": "checkpoints and locks of the runner; not data"},
+    )
     (path / "_state" / "checkpoints").mkdir()
     (path / "_state" / "locks").mkdir()
 
@@ -227,10 +239,9 @@ class RunStore:
             tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
             try:
                 _write_new_store(tmp, runs, settings, grid_text)
-                try:
+                # OSError: another process won the race; its store is used below.
+                with contextlib.suppress(OSError):
                     os.rename(tmp, path)
-                except OSError:
-                    pass  # another process won the race; use its store below
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         store = cls(path)

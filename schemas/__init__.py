@@ -7,7 +7,7 @@ page is ``README.md``. Both packages load it from here so that writer and reader
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -19,7 +19,7 @@ SUPPORTED_VERSIONS = (1,)
 STRING_DTYPE = "str"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(version: int = CURRENT_VERSION) -> dict[str, Any]:
     """Return the schema dictionary of ``version``.
 
@@ -45,4 +45,4 @@ def variables_with_role(role: str, version: int = CURRENT_VERSION) -> list[str]:
 def status_codes(version: int = CURRENT_VERSION) -> dict[str, int]:
     """Map status name -> the int8 code stored in the ``status`` variable."""
     status = load_schema(version)["variables"]["status"]
-    return dict(zip(status["flag_meanings"], status["flag_values"]))
+    return dict(zip(status["flag_meanings"], status["flag_values"], strict=True))

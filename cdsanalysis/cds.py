@@ -1,0 +1,447 @@
+"""Critical data size (CDS) with a run-level bootstrap interval.
+
+Definition (Zhu et al. 2024, estimated on a grid of data sizes): the CDS is the smallest tested
+training-set size ``n`` whose *mean* aggregate test accuracy over its runs is ``>= eps`` (at the
+metric's storage precision, see :func:`cdsanalysis.aggregate.at_precision`). With
+``require_all_larger=True`` it is the smallest tested ``n`` from which on every larger tested
+``n`` also passes (robust to a lucky small ``n`` below a failing one).
+
+Which runs count: only runs whose status is ``'done'``; pending, running (interrupted), failed
+and diverged runs are left out, and so are done runs whose aggregate test accuracy is NaN (no
+test evaluation was ever recorded). A data size with no usable run is not tested: it neither
+passes nor fails and does not appear in ``per_n``.
+
+Conventions for the numbers (units: samples, the store's ``n_samples``):
+
+- ``inf``: no tested ``n`` passes (the CDS lies above the largest ``n`` tested). In the
+  bootstrap, a resample in which no ``n`` passes has CDS ``inf``; such resamples are kept, so
+  the upper bound is ``inf`` as soon as more than ``(1 - confidence) / 2`` of them have none.
+- A CDS equal to the smallest tested ``n`` means "at most that ``n``" (the grid does not
+  resolve anything below it).
+- ``NaN``: nothing to estimate (no usable run at all).
+
+Only ``n_samples`` (and the coordinates in ``allow_varying``, by default the ``seed``) may vary
+among the runs pooled; a store that also sweeps, say, the width must be split first
+(``ds.where(ds.width == 128, drop=True)`` or ``ds.isel(run=...)``), because a CDS is defined
+for one model and training setup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from cdsanalysis.aggregate import Aggregate, aggregate_curve, at_precision, check_aggregate
+
+#: Run coordinates that always differ between runs or describe their state, never configuration.
+_NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done", "n_samples"})
+
+
+def as_strings(values: Any) -> np.ndarray:
+    """Any 1-D array of labels (object, numpy StringDType, ...) as a numpy array of ``str``."""
+    return np.array([str(v) for v in np.asarray(values).ravel()], dtype=object)
+
+
+# -- bootstrap helpers (shared with regimes.py) -----------------------------------------------
+
+
+def bootstrap_group_means(
+    values: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bootstrap the mean of ``values`` within each group, resampling independently per group.
+
+    For each group (sorted by label) of ``m`` values, ``n_resamples`` resamples of size ``m``
+    are drawn with replacement from that group only; the draws of all resamples are made at
+    once with numpy (the only Python loop is over the groups).
+
+    Parameters
+    ----------
+    values
+        1-D float array of per-run values (NaN-free; drop NaN first).
+    groups
+        1-D array of group labels, same length as ``values`` (e.g. each run's ``n_samples``).
+    n_resamples
+        Number of bootstrap resamples ``B`` (>= 1).
+    seed
+        Seed of the :func:`numpy.random.default_rng` generator; same inputs and seed give the
+        same resamples.
+
+    Returns
+    -------
+    labels
+        Sorted unique group labels, shape ``(G,)``.
+    means
+        Resampled group means, shape ``(B, G)``.
+    counts
+        Number of values per group, shape ``(G,)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    groups = np.asarray(groups)
+    if values.shape != groups.shape or values.ndim != 1:
+        raise ValueError("values and groups must be 1-D arrays of the same length")
+    if np.isnan(values).any():
+        raise ValueError("values contain NaN; drop those entries before bootstrapping")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    labels, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    means = np.empty((n_resamples, len(labels)), dtype=np.float64)
+    for g in range(len(labels)):
+        members = values[inverse == g]
+        draws = rng.integers(0, len(members), size=(n_resamples, len(members)))
+        means[:, g] = members[draws].mean(axis=1)
+    return labels, means, counts
+
+
+def percentile_interval(
+    samples: np.ndarray, confidence: float, axis: int = 0, discrete: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed percentile interval of bootstrap ``samples`` along ``axis``.
+
+    Parameters
+    ----------
+    samples
+        Bootstrap replicates; may contain ``inf`` (never NaN).
+    confidence
+        Central coverage in (0, 1): the bounds are the ``(1 - confidence) / 2`` and
+        ``(1 + confidence) / 2`` quantiles.
+    axis
+        Axis of the replicates.
+    discrete
+        ``False``: linearly interpolated quantiles (for continuous statistics such as means).
+        ``True``: the inverted empirical CDF (a bound is always one of the replicates, e.g. a
+        tested ``n``; no interpolation towards ``inf``). With it the upper bound is ``inf``
+        exactly when more than ``(1 - confidence) / 2`` of the replicates are ``inf``.
+
+    Returns
+    -------
+    (low, high)
+        Arrays with ``axis`` removed.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    tail = (1.0 - confidence) / 2.0
+    q = np.array([tail, 1.0 - tail])
+    method = "inverted_cdf" if discrete else "linear"
+    low, high = np.quantile(samples, q, axis=axis, method=method)
+    return low, high
+
+
+def check_single_configuration(ds: xr.Dataset, allow_varying: Sequence[str] = ("seed",)) -> None:
+    """Raise :class:`ValueError` if the runs of ``ds`` differ in more than ``n_samples``.
+
+    Parameters
+    ----------
+    ds
+        Runs about to be pooled per ``n_samples`` (a store or a per-run result of it).
+    allow_varying
+        Run coordinates that may also vary (replicates), by default only ``seed``; e.g. pass
+        ``("seed", "split_seed")`` to pool over train/test splits too.
+    """
+    if "run" not in ds.dims or ds.sizes["run"] == 0:
+        return
+    varying = []
+    for name, coord in ds.coords.items():
+        if coord.dims != ("run",) or name in _NON_CONFIG_COORDS or name in allow_varying:
+            continue
+        if len(set(as_strings(coord.values))) > 1:
+            varying.append(str(name))
+    if varying:
+        raise ValueError(
+            f"the runs differ in {varying} besides n_samples; a CDS and data-size regimes are "
+            "defined for one configuration: select one first (e.g. "
+            f"ds.where(ds.{varying[0]} == value, drop=True)), or pass allow_varying="
+            f"{(*allow_varying, *varying)!r} to pool over them on purpose"
+        )
+
+
+def done_runs(ds: xr.Dataset) -> xr.Dataset:
+    """The runs of ``ds`` whose decoded ``status`` is ``'done'`` (lazy selection)."""
+    status = as_strings(ds["status"].values)
+    return ds.isel(run=np.flatnonzero(status == "done"))
+
+
+def first_passing(passes: np.ndarray, n_values: np.ndarray, require_all_larger: bool) -> np.ndarray:
+    """Smallest ``n`` that passes, per row of ``passes`` (vectorised over rows).
+
+    Parameters
+    ----------
+    passes
+        Boolean array ``(..., G)``: whether each tested ``n`` passes; columns sorted by ``n``.
+    n_values
+        The tested ``n`` (samples), increasing, shape ``(G,)``.
+    require_all_larger
+        Count an ``n`` only if every larger tested ``n`` passes as well.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array ``(...)``: the CDS in samples, ``inf`` where no ``n`` qualifies.
+    """
+    passes = np.asarray(passes, dtype=bool)
+    if require_all_larger:
+        # qualifies[i] = all(passes[i:]): a running AND from the largest n downwards.
+        passes = np.logical_and.accumulate(passes[..., ::-1], axis=-1)[..., ::-1]
+    any_pass = passes.any(axis=-1)
+    first = passes.argmax(axis=-1)
+    n_float = np.asarray(n_values, dtype=np.float64)
+    if n_float.size == 0:
+        return np.full(passes.shape[:-1], np.inf)
+    return np.where(any_pass, n_float[first], np.inf)
+
+
+# -- result ------------------------------------------------------------------------------------
+
+
+def json_number(value: Any) -> Any:
+    """NaN -> None, +-inf -> "inf"/"-inf", numpy scalars -> Python numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    return value
+
+
+@dataclass(frozen=True)
+class CDSResult:
+    """A critical-data-size estimate and its bootstrap interval.
+
+    Attributes
+    ----------
+    cds, cds_low, cds_high
+        Point estimate and percentile-interval bounds, in samples (``n_samples`` units);
+        ``inf`` = no tested ``n`` passes, ``NaN`` = no usable run (see the module docstring).
+    n_runs
+        Number of runs used (status ``'done'`` with a measured aggregate), all ``n`` together.
+    n_resamples
+        Bootstrap resamples drawn.
+    confidence
+        Central coverage of ``[cds_low, cds_high]``.
+    eps
+        Test-accuracy threshold (fraction).
+    aggregate, last_k
+        Reduction of each run's test-accuracy curve (see :func:`aggregate_curve`).
+    require_all_larger
+        Whether every larger tested ``n`` must pass too.
+    seed
+        Seed of the bootstrap generator.
+    per_n
+        Dataset over ``n_samples`` (tested ``n`` only): ``mean_accuracy`` (mean aggregate test
+        accuracy, fraction), ``mean_accuracy_low`` / ``mean_accuracy_high`` (its bootstrap
+        interval), ``n_runs``, ``passes`` (on the full data) and ``pass_fraction`` (fraction of
+        resamples in which the ``n`` passes).
+    """
+
+    cds: float
+    cds_low: float
+    cds_high: float
+    n_runs: int
+    n_resamples: int
+    confidence: float
+    eps: float
+    aggregate: str = "final"
+    last_k: int = 1
+    require_all_larger: bool = False
+    seed: int = 0
+    per_n: xr.Dataset = field(default_factory=xr.Dataset, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (NaN -> None, inf -> ``"inf"``), ``per_n`` as a list of rows."""
+        rows = []
+        for i in range(self.per_n.sizes.get("n_samples", 0)):
+            row = {"n_samples": json_number(self.per_n["n_samples"].values[i])}
+            for name in self.per_n.data_vars:
+                row[str(name)] = json_number(self.per_n[name].values[i].item())
+            rows.append(row)
+        return {
+            "cds": json_number(self.cds),
+            "cds_low": json_number(self.cds_low),
+            "cds_high": json_number(self.cds_high),
+            "n_runs": int(self.n_runs),
+            "n_resamples": int(self.n_resamples),
+            "confidence": float(self.confidence),
+            "eps": float(self.eps),
+            "aggregate": self.aggregate,
+            "last_k": int(self.last_k),
+            "require_all_larger": bool(self.require_all_larger),
+            "seed": int(self.seed),
+            "per_n": rows,
+        }
+
+
+def _per_n_dataset(
+    labels: np.ndarray,
+    mean: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    counts: np.ndarray,
+    passes: np.ndarray,
+    pass_fraction: np.ndarray,
+    eps: float,
+    confidence: float,
+) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            "mean_accuracy": (
+                "n_samples",
+                mean,
+                {
+                    "units": "fraction",
+                    "description": "mean over runs of the aggregate test accuracy",
+                },
+            ),
+            "mean_accuracy_low": (
+                "n_samples",
+                low,
+                {
+                    "units": "fraction",
+                    "description": f"lower bound of the {confidence:.0%} bootstrap interval",
+                },
+            ),
+            "mean_accuracy_high": (
+                "n_samples",
+                high,
+                {
+                    "units": "fraction",
+                    "description": f"upper bound of the {confidence:.0%} bootstrap interval",
+                },
+            ),
+            "n_runs": (
+                "n_samples",
+                counts.astype(np.int64),
+                {"units": "runs", "description": "done runs with a measured aggregate"},
+            ),
+            "passes": (
+                "n_samples",
+                passes,
+                {"description": f"mean_accuracy >= eps ({eps:g}) on the full data"},
+            ),
+            "pass_fraction": (
+                "n_samples",
+                pass_fraction,
+                {
+                    "units": "fraction",
+                    "description": f"fraction of bootstrap resamples with mean >= eps ({eps:g})",
+                },
+            ),
+        },
+        coords={"n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"})},
+    )
+
+
+def estimate_cds(
+    ds: xr.Dataset,
+    eps: float = 0.9,
+    aggregate: Aggregate = "final",
+    last_k: int = 1,
+    n_resamples: int = 2000,
+    confidence: float = 0.9,
+    seed: int = 0,
+    require_all_larger: bool = False,
+    allow_varying: Sequence[str] = ("seed",),
+) -> CDSResult:
+    """Estimate the critical data size of the runs in ``ds``, with a bootstrap interval.
+
+    Parameters
+    ----------
+    ds
+        A run store opened with :func:`cdsanalysis.open_runs` (or a selection of its runs);
+        needs ``test_accuracy`` and the run coordinates ``n_samples`` and ``status``. Only
+        runs with status ``'done'`` are used.
+    eps
+        Test-accuracy threshold (fraction of the test split) that the mean must reach.
+    aggregate, last_k
+        How each run's test-accuracy curve is reduced to one number
+        (see :func:`cdsanalysis.aggregate.aggregate_curve`).
+    n_resamples
+        Bootstrap resamples. Each resamples the runs with replacement within each ``n``
+        independently (same number of runs per ``n``) and recomputes the CDS.
+    confidence
+        Central coverage of the percentile interval, in (0, 1).
+    seed
+        Seed of the bootstrap generator (results are reproducible).
+    require_all_larger
+        If True, an ``n`` counts only if every larger tested ``n`` passes as well.
+    allow_varying
+        Run coordinates besides ``n_samples`` that may differ among the pooled runs
+        (replicates); see :func:`check_single_configuration`.
+
+    Returns
+    -------
+    CDSResult
+        CDS and interval in samples (``inf`` when no tested ``n`` passes, ``NaN`` when no
+        usable run exists), plus the per-``n`` table. The interval bounds are tested ``n``
+        values (or ``inf``), never interpolated between them.
+    """
+    check_aggregate(aggregate, last_k)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    done = done_runs(ds)
+    check_single_configuration(done, allow_varying)
+    final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
+    values = np.asarray(final.values, dtype=np.float64)
+    n_of_run = np.asarray(done["n_samples"].values)
+    usable = ~np.isnan(values)
+    values, n_of_run = values[usable], n_of_run[usable]
+    settings = dict(
+        n_resamples=n_resamples,
+        confidence=confidence,
+        eps=eps,
+        aggregate=aggregate,
+        last_k=last_k,
+        require_all_larger=require_all_larger,
+        seed=seed,
+    )
+    if values.size == 0:
+        empty = np.array([], dtype=np.float64)
+        per_n = _per_n_dataset(
+            np.array([], dtype=np.int64),
+            empty,
+            empty,
+            empty,
+            np.array([], dtype=np.int64),
+            np.array([], dtype=bool),
+            empty,
+            eps,
+            confidence,
+        )
+        return CDSResult(math.nan, math.nan, math.nan, 0, per_n=per_n, **settings)
+
+    labels, boot_means, counts = bootstrap_group_means(values, n_of_run, n_resamples, seed)
+    mean = np.array([values[n_of_run == n].mean() for n in labels])
+    threshold = at_precision(eps, done["test_accuracy"].dtype)
+    passes = mean >= threshold
+    cds = float(first_passing(passes, labels, require_all_larger))
+    boot_passes = boot_means >= threshold
+    boot_cds = first_passing(boot_passes, labels, require_all_larger)
+    cds_low, cds_high = percentile_interval(boot_cds, confidence, discrete=True)
+    mean_low, mean_high = percentile_interval(boot_means, confidence, axis=0)
+    per_n = _per_n_dataset(
+        labels,
+        mean,
+        mean_low,
+        mean_high,
+        counts,
+        passes,
+        boot_passes.mean(axis=0),
+        eps,
+        confidence,
+    )
+    per_n.attrs = {"eps": eps, "aggregate": aggregate, "last_k": last_k}
+    return CDSResult(
+        cds, float(cds_low), float(cds_high), int(values.size), per_n=per_n, **settings
+    )

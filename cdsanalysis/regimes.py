@@ -1,0 +1,334 @@
+"""Data-efficiency regimes (insufficiency, sufficiency, surplus) per run and per data size.
+
+The rules are stated once, in the docstring of :class:`RegimeRules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from cdsanalysis.aggregate import Aggregate, aggregate_curve, at_precision, check_aggregate
+from cdsanalysis.cds import (
+    as_strings,
+    bootstrap_group_means,
+    check_single_configuration,
+    percentile_interval,
+)
+from cdsanalysis.events import generalisation_step, memorisation_step
+
+#: Regime names, in the order used to break ties (first wins), see :class:`RegimeRules`.
+REGIMES: tuple[str, ...] = ("undetermined", "insufficiency", "sufficiency", "surplus")
+#: Label of runs that are not finished (status other than 'done'), and of data sizes without any
+#: finished run.
+INCOMPLETE = "incomplete"
+
+
+@dataclass(frozen=True)
+class RegimeRules:
+    """Thresholds and rules that classify runs and data sizes into regimes.
+
+    This docstring is the one place where the rules are described.
+
+    Per run (:func:`classify_runs`). Steps follow the store convention (step ``k`` = before
+    update ``k``, so step 1 is the initialisation).
+
+    - *memorisation step*: the first step with train accuracy ``>= memorisation_threshold``
+      (NaN if never); the run is **memorised** when it is finite.
+    - *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if
+      never); *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate``
+      (``"final"``: last measured value; ``"max"``; ``"mean_last"``: mean of the last
+      ``last_k`` measured values). The run is **generalised** when the final test accuracy is
+      ``>= eps`` *and* the generalisation step is finite (a run that reached ``eps`` and fell
+      back below it is not generalised).
+    - The regime, first matching rule wins:
+
+      1. ``incomplete``: status is not ``'done'`` (pending, running, failed, diverged);
+      2. ``undetermined``: not memorised (the training was too short to tell), or no test
+         accuracy was ever measured;
+      3. ``insufficiency``: memorised, not generalised;
+      4. ``sufficiency`` (grokking): memorised and generalised, with
+         ``generalisation_step > surplus_max_delay_ratio * memorisation_step``;
+      5. ``surplus``: memorised and generalised, with
+         ``generalisation_step <= surplus_max_delay_ratio * memorisation_step`` (this includes
+         generalising before memorising, since the ratio is at least 1).
+
+    Per data size ``n`` (:func:`classify_data_sizes`), over the runs at ``n`` whose status is
+    ``'done'``:
+
+    - regime: the most common run regime; ties go to the regime listed first in
+      ``undetermined, insufficiency, sufficiency, surplus``, i.e. towards the longer delay
+      (insufficiency = never generalises) and, before that, towards "cannot tell", so a tie
+      never overstates generalisation. ``incomplete`` when no run at ``n`` is done;
+    - agreement: the fraction of done runs whose regime is the chosen one;
+    - step statistics (median, min, max) are over the done runs that reached the threshold,
+      reported with the count that did (never-reached runs are not treated as 0 or as the
+      last step);
+    - final test accuracy: the mean over done runs with a measured value, with a percentile
+      bootstrap interval (runs resampled with replacement within ``n``, as for the CDS).
+
+    Thresholds are compared with ``>=`` at the metrics' storage precision (float32).
+
+    Attributes
+    ----------
+    memorisation_threshold
+        Train accuracy (fraction) that counts as memorised.
+    eps
+        Test accuracy (fraction) that counts as generalised; also the CDS threshold.
+    aggregate
+        Reduction of the test-accuracy curve: ``"final"``, ``"max"`` or ``"mean_last"``.
+    last_k
+        Measured values averaged by ``"mean_last"`` (must be 1 otherwise).
+    surplus_max_delay_ratio
+        Largest ``generalisation_step / memorisation_step`` still counted as "memorisation
+        and generalisation together" (surplus); larger ratios are grokking (sufficiency).
+        Dimensionless, >= 1. Generalisation steps are only resolved to ``eval_every``.
+    """
+
+    memorisation_threshold: float = 0.99
+    eps: float = 0.9
+    aggregate: Aggregate = "final"
+    last_k: int = 1
+    surplus_max_delay_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_aggregate(self.aggregate, self.last_k)
+        for name in ("memorisation_threshold", "eps"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must lie in (0, 1] (a fraction), got {value}")
+        if not self.surplus_max_delay_ratio >= 1.0:
+            raise ValueError(
+                "surplus_max_delay_ratio must be >= 1 (generalising no later than "
+                f"memorising is always 'together'), got {self.surplus_max_delay_ratio}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The thresholds as a JSON-ready dictionary."""
+        return asdict(self)
+
+
+#: The default rules (a frozen instance, safe as a default argument).
+DEFAULT_RULES = RegimeRules()
+
+
+def _regime_of(
+    done: np.ndarray,
+    mem: np.ndarray,
+    gen: np.ndarray,
+    final: np.ndarray,
+    rules: RegimeRules,
+    final_threshold: float,
+) -> np.ndarray:
+    memorised = np.isfinite(mem)
+    with np.errstate(invalid="ignore"):
+        generalised = (final >= final_threshold) & np.isfinite(gen)
+        together = gen <= rules.surplus_max_delay_ratio * mem
+    conditions = [
+        ~done,
+        ~memorised | np.isnan(final),
+        ~generalised,
+        ~together,
+    ]
+    choices = [INCOMPLETE, "undetermined", "insufficiency", "sufficiency"]
+    return np.select(conditions, choices, default="surplus").astype(object)
+
+
+def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Dataset:
+    """Classify every run of ``ds`` into a regime (rules: :class:`RegimeRules`).
+
+    Parameters
+    ----------
+    ds
+        A run store opened with :func:`cdsanalysis.open_runs` (needs ``train_accuracy``,
+        ``test_accuracy`` and the decoded ``status`` coordinate).
+    rules
+        Thresholds; default ``RegimeRules()``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``run`` (with the store's run coordinates), computed (not lazy):
+        ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never reached),
+        ``delay_steps`` (generalisation minus memorisation step; may be negative),
+        ``final_test_accuracy`` (the aggregate, fraction) and ``regime`` (str). Steps and
+        accuracies are given for every run, finished or not; only the regime depends on the
+        status. The rules are stored in ``attrs``.
+    """
+    mem = memorisation_step(ds, rules.memorisation_threshold)
+    gen = generalisation_step(ds, rules.eps)
+    final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
+    final.name = "final_test_accuracy"
+    final.attrs["description"] = f"{final.attrs['description']} (the run's aggregate test accuracy)"
+    out = xr.Dataset(
+        {"memorisation_step": mem, "generalisation_step": gen, "final_test_accuracy": final}
+    ).compute()  # one pass over the store for all three
+    out["delay_steps"] = out["generalisation_step"] - out["memorisation_step"]
+    out["delay_steps"].attrs = {
+        "units": "steps",
+        "description": "generalisation_step - memorisation_step; NaN unless both are reached",
+    }
+    status = as_strings(ds["status"].values)
+    regime = _regime_of(
+        status == "done",
+        out["memorisation_step"].values,
+        out["generalisation_step"].values,
+        out["final_test_accuracy"].values,
+        rules,
+        at_precision(rules.eps, ds["test_accuracy"].dtype),
+    )
+    out["regime"] = ("run", regime, {"description": "see cdsanalysis.regimes.RegimeRules"})
+    out.attrs = {f"rules_{k}": v for k, v in rules.to_dict().items()}
+    return out
+
+
+def _majority(regimes: Sequence[str]) -> tuple[str, int]:
+    """Most common regime and its count; ties go to the earliest in :data:`REGIMES`."""
+    counts = {r: 0 for r in REGIMES}
+    for r in regimes:
+        counts[r] += 1
+    best = max(REGIMES, key=lambda r: (counts[r], -REGIMES.index(r)))
+    return best, counts[best]
+
+
+def _step_stats(steps: np.ndarray) -> tuple[float, float, float, int]:
+    reached = steps[np.isfinite(steps)]
+    if reached.size == 0:
+        return np.nan, np.nan, np.nan, 0
+    return float(np.median(reached)), float(reached.min()), float(reached.max()), reached.size
+
+
+def classify_data_sizes(
+    run_regimes: xr.Dataset,
+    n_resamples: int = 2000,
+    confidence: float = 0.9,
+    seed: int = 0,
+    allow_varying: Sequence[str] = ("seed",),
+) -> xr.Dataset:
+    """Summarise :func:`classify_runs` per data size ``n`` (rules: :class:`RegimeRules`).
+
+    Parameters
+    ----------
+    run_regimes
+        The output of :func:`classify_runs` (over ``run``, with ``n_samples`` and ``status``).
+    n_resamples
+        Bootstrap resamples for the interval of the mean final test accuracy (runs resampled
+        with replacement within each ``n``, as for the CDS).
+    confidence
+        Central coverage of that interval, in (0, 1).
+    seed
+        Seed of the bootstrap generator.
+    allow_varying
+        Run coordinates besides ``n_samples`` that may differ among the pooled runs
+        (see :func:`cdsanalysis.cds.check_single_configuration`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``n_samples`` (every ``n`` in the store, increasing): ``n_runs`` (all runs),
+        ``n_done``, ``regime`` (str), ``agreement`` (fraction of done runs in that regime),
+        for ``memorisation_step``, ``generalisation_step`` and ``delay_steps``:
+        ``<name>_median``, ``<name>_min``, ``<name>_max`` (steps, over done runs that reached
+        the threshold) and ``<name>_reached`` (that count); ``final_test_accuracy_mean`` and
+        its bootstrap interval ``final_test_accuracy_low`` / ``_high`` (fraction, over done runs
+        with a measured value) and ``final_test_accuracy_n`` (that count).
+    """
+    status = as_strings(run_regimes["status"].values)
+    done = status == "done"
+    check_single_configuration(run_regimes.isel(run=np.flatnonzero(done)), allow_varying)
+    n_of_run = np.asarray(run_regimes["n_samples"].values)
+    regime = as_strings(run_regimes["regime"].values)
+    labels = np.unique(n_of_run)
+    data: dict[str, list[Any]] = {
+        "n_runs": [],
+        "n_done": [],
+        "regime": [],
+        "agreement": [],
+    }
+    step_names = ("memorisation_step", "generalisation_step", "delay_steps")
+    for name in step_names:
+        for stat in ("median", "min", "max", "reached"):
+            data[f"{name}_{stat}"] = []
+    for n in labels:
+        at_n = n_of_run == n
+        sel = at_n & done
+        data["n_runs"].append(int(at_n.sum()))
+        data["n_done"].append(int(sel.sum()))
+        if sel.any():
+            best, count = _majority(regime[sel])
+            data["regime"].append(best)
+            data["agreement"].append(count / sel.sum())
+        else:
+            data["regime"].append(INCOMPLETE)
+            data["agreement"].append(np.nan)
+        for name in step_names:
+            stats = _step_stats(np.asarray(run_regimes[name].values)[sel])
+            for stat, value in zip(("median", "min", "max", "reached"), stats, strict=True):
+                data[f"{name}_{stat}"].append(value)
+
+    # Mean final test accuracy with its bootstrap interval (done runs with a measured value).
+    final = np.asarray(run_regimes["final_test_accuracy"].values, dtype=np.float64)
+    usable = done & ~np.isnan(final)
+    acc_mean = np.full(len(labels), np.nan)
+    acc_low = np.full(len(labels), np.nan)
+    acc_high = np.full(len(labels), np.nan)
+    acc_n = np.zeros(len(labels), dtype=np.int64)
+    if usable.any():
+        boot_labels, boot_means, counts = bootstrap_group_means(
+            final[usable], n_of_run[usable], n_resamples, seed
+        )
+        low, high = percentile_interval(boot_means, confidence, axis=0)
+        where = np.searchsorted(labels, boot_labels)
+        acc_low[where], acc_high[where], acc_n[where] = low, high, counts
+        acc_mean[where] = [final[usable & (n_of_run == n)].mean() for n in boot_labels]
+
+    step_attrs = {"units": "steps"}
+    variables: dict[str, Any] = {
+        "n_runs": ("n_samples", np.array(data["n_runs"], dtype=np.int64), {"units": "runs"}),
+        "n_done": ("n_samples", np.array(data["n_done"], dtype=np.int64), {"units": "runs"}),
+        "regime": (
+            "n_samples",
+            np.array(data["regime"], dtype=object),
+            {"description": "most common regime of the done runs (see RegimeRules)"},
+        ),
+        "agreement": (
+            "n_samples",
+            np.array(data["agreement"], dtype=np.float64),
+            {"units": "fraction", "description": "fraction of done runs in that regime"},
+        ),
+    }
+    for name in step_names:
+        for stat in ("median", "min", "max"):
+            variables[f"{name}_{stat}"] = (
+                "n_samples",
+                np.array(data[f"{name}_{stat}"], dtype=np.float64),
+                step_attrs,
+            )
+        variables[f"{name}_reached"] = (
+            "n_samples",
+            np.array(data[f"{name}_reached"], dtype=np.int64),
+            {"units": "runs", "description": f"done runs with a finite {name}"},
+        )
+    variables["final_test_accuracy_mean"] = ("n_samples", acc_mean, {"units": "fraction"})
+    variables["final_test_accuracy_low"] = (
+        "n_samples",
+        acc_low,
+        {"units": "fraction", "description": f"{confidence:.0%} bootstrap interval, lower bound"},
+    )
+    variables["final_test_accuracy_high"] = (
+        "n_samples",
+        acc_high,
+        {"units": "fraction", "description": f"{confidence:.0%} bootstrap interval, upper bound"},
+    )
+    variables["final_test_accuracy_n"] = ("n_samples", acc_n, {"units": "runs"})
+    out = xr.Dataset(
+        variables,
+        coords={"n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"})},
+    )
+    out.attrs = dict(run_regimes.attrs)
+    out.attrs.update({"n_resamples": n_resamples, "confidence": confidence, "seed": seed})
+    return out

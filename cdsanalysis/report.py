@@ -1,0 +1,295 @@
+"""A regimes-and-CDS report of a run store: a JSON-ready dictionary and a plain-text table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from cdsanalysis.aggregate import aggregate_label
+from cdsanalysis.cds import as_strings, estimate_cds, json_number
+from cdsanalysis.regimes import DEFAULT_RULES, RegimeRules, classify_data_sizes, classify_runs
+
+REPORT_KIND = "cds-regimes-report"
+REPORT_VERSION = 1
+
+_STEP_VARIABLES = ("memorisation_step", "generalisation_step", "delay_steps")
+
+
+def _jsonable(value: Any) -> Any:
+    """Recursively turn numpy scalars/arrays into Python values; NaN -> None, inf -> "inf"."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return json_number(value)
+
+
+def _runs_rows(runs: xr.Dataset) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(runs.sizes["run"]):
+        row: dict[str, Any] = {
+            "run": str(runs["run"].values[i]),
+            "n_samples": int(runs["n_samples"].values[i]),
+            "seed": int(runs["seed"].values[i]) if "seed" in runs.coords else None,
+            "status": str(runs["status"].values[i]),
+            "regime": str(runs["regime"].values[i]),
+        }
+        for name in (*_STEP_VARIABLES, "final_test_accuracy"):
+            row[name] = float(runs[name].values[i])
+        rows.append(row)
+    return rows
+
+
+def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(sizes.sizes["n_samples"]):
+
+        def get(name: str, i: int = i) -> Any:
+            return sizes[name].values[i].item()
+
+        row: dict[str, Any] = {
+            "n_samples": int(sizes["n_samples"].values[i]),
+            "n_runs": get("n_runs"),
+            "n_done": get("n_done"),
+            "regime": str(sizes["regime"].values[i]),
+            "agreement": get("agreement"),
+        }
+        for name in _STEP_VARIABLES:
+            row[name] = {s: get(f"{name}_{s}") for s in ("median", "min", "max", "reached")}
+        row["final_test_accuracy"] = {
+            "mean": get("final_test_accuracy_mean"),
+            "low": get("final_test_accuracy_low"),
+            "high": get("final_test_accuracy_high"),
+            "n": get("final_test_accuracy_n"),
+        }
+        rows.append(row)
+    return rows
+
+
+def regimes_report(
+    ds: xr.Dataset,
+    rules: RegimeRules = DEFAULT_RULES,
+    n_resamples: int = 2000,
+    confidence: float = 0.9,
+    seed: int = 0,
+    require_all_larger: bool = False,
+    allow_varying: Sequence[str] = ("seed",),
+) -> dict[str, Any]:
+    """Classify the runs and data sizes of ``ds`` and estimate its CDS, as one dictionary.
+
+    Parameters
+    ----------
+    ds
+        A run store opened with :func:`cdsanalysis.open_runs`, holding one configuration
+        swept over ``n_samples`` (and replicate coordinates in ``allow_varying``).
+    rules
+        Regime thresholds (:class:`~cdsanalysis.regimes.RegimeRules`; its ``eps``,
+        ``aggregate`` and ``last_k`` also define the CDS); default ``RegimeRules()``.
+    n_resamples, confidence, seed
+        Bootstrap settings shared by the CDS interval and the accuracy intervals per ``n``.
+    require_all_larger
+        CDS variant (see :func:`cdsanalysis.cds.estimate_cds`).
+    allow_varying
+        Run coordinates besides ``n_samples`` that may differ among the pooled runs.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable (NaN -> ``None``, infinities -> ``"inf"`` / ``"-inf"``): ``kind``,
+        ``version``, ``store`` (grid name, run counts by status), ``rules``, ``bootstrap``,
+        ``cds`` (:meth:`CDSResult.to_dict`), ``data_sizes`` (one row per ``n``, see
+        :func:`~cdsanalysis.regimes.classify_data_sizes`) and ``runs`` (one row per run, see
+        :func:`~cdsanalysis.regimes.classify_runs`). Steps are in steps (store convention),
+        accuracies are fractions, data sizes are in samples.
+    """
+    runs = classify_runs(ds, rules)
+    sizes = classify_data_sizes(
+        runs,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+        allow_varying=allow_varying,
+    )
+    cds = estimate_cds(
+        ds,
+        eps=rules.eps,
+        aggregate=rules.aggregate,
+        last_k=rules.last_k,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+        require_all_larger=require_all_larger,
+        allow_varying=allow_varying,
+    )
+    status = as_strings(ds["status"].values)
+    names, counts = np.unique(status, return_counts=True)
+    report = {
+        "kind": REPORT_KIND,
+        "version": REPORT_VERSION,
+        "store": {
+            "grid_name": ds.attrs.get("grid_name"),
+            "n_runs": int(ds.sizes["run"]),
+            "status_counts": dict(zip(names.tolist(), counts.tolist(), strict=True)),
+        },
+        "rules": rules.to_dict(),
+        "bootstrap": {"n_resamples": n_resamples, "confidence": confidence, "seed": seed},
+        "cds": cds.to_dict(),
+        "data_sizes": _sizes_rows(sizes),
+        "runs": _runs_rows(runs),
+    }
+    return _jsonable(report)
+
+
+# -- plain-text rendering -----------------------------------------------------------------------
+
+
+def _num(value: Any) -> float:
+    """A report number back to float (None -> NaN, "inf" -> inf)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        return float(value)
+    return float(value)
+
+
+def _fmt_step(value: Any) -> str:
+    v = _num(value)
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.0f}" if v == round(v) else f"{v:.1f}"
+
+
+def _fmt_n(value: Any) -> str:
+    v = _num(value)
+    if math.isnan(v):
+        return "n/a"
+    if math.isinf(v):
+        return "inf"
+    return f"{v:.0f}" if v == round(v) else f"{v:g}"
+
+
+def _fmt_acc(value: Any) -> str:
+    v = _num(value)
+    return "-" if math.isnan(v) else f"{v:.3f}"
+
+
+def _step_cell(stats: dict[str, Any], n_done: int) -> str:
+    reached = int(stats["reached"])
+    if reached == 0:
+        return f"- ({reached}/{n_done})"
+    low, high = _fmt_step(stats["min"]), _fmt_step(stats["max"])
+    return f"{_fmt_step(stats['median'])} [{low}-{high}] ({reached}/{n_done})"
+
+
+def _regime_cell(row: dict[str, Any]) -> str:
+    n_done = int(row["n_done"])
+    if n_done == 0:
+        return str(row["regime"])
+    agree = int(round(_num(row["agreement"]) * n_done))
+    return f"{row['regime']} ({agree}/{n_done})"
+
+
+def _acc_cell(acc: dict[str, Any]) -> str:
+    if acc["mean"] is None:
+        return "-"
+    return f"{_fmt_acc(acc['mean'])} [{_fmt_acc(acc['low'])}, {_fmt_acc(acc['high'])}]"
+
+
+def _cds_line(report: dict[str, Any]) -> str:
+    cds = report["cds"]
+    label = aggregate_label(cds["aggregate"], cds["last_k"])
+    variant = ", every larger n passing too" if cds["require_all_larger"] else ""
+    head = (
+        f"CDS (eps={cds['eps']:.2f}, mean {label} test accuracy{variant}, "
+        f"{cds['n_resamples']} bootstrap resamples over {cds['n_runs']} runs)"
+    )
+    value = _num(cds["cds"])
+    if math.isnan(value):
+        return f"{head}: not estimated (no finished run with a measured test accuracy)"
+    tested = [row["n_samples"] for row in cds["per_n"]]
+    interval = (
+        f"{cds['confidence']:.0%} interval [{_fmt_n(cds['cds_low'])}, {_fmt_n(cds['cds_high'])}]"
+    )
+    if math.isinf(value):
+        note = f"  (no tested n reaches eps; largest tested n = {max(tested)})"
+    elif value == min(tested):
+        note = "  (the smallest tested n: the CDS may be smaller)"
+    else:
+        note = ""
+    return f"{head}: n = {_fmt_n(value)}  {interval}{note}"
+
+
+def _rules_line(report: dict[str, Any]) -> str:
+    r = report["rules"]
+    label = aggregate_label(r["aggregate"], r["last_k"])
+    return (
+        f"Rules: memorised = train accuracy >= {r['memorisation_threshold']:g}; "
+        f"generalised = {label} test accuracy >= {r['eps']:g}; "
+        f"sufficiency if generalisation step > {r['surplus_max_delay_ratio']:g} x memorisation "
+        "step, else surplus; only 'done' runs are classified."
+    )
+
+
+def render_regimes_table(report: dict[str, Any]) -> str:
+    """Render a :func:`regimes_report` dictionary as an aligned plain-text table.
+
+    One row per data size ``n``: runs (done/all), majority regime (agreeing/done runs),
+    memorisation and generalisation steps as median [min-max] (reached/done), and the mean
+    final test accuracy with its bootstrap interval. Below the table: the CDS line and the
+    rule thresholds used. Works on the dictionary after a ``json.dumps``/``json.loads`` round
+    trip as well.
+    """
+    confidence = report["bootstrap"]["confidence"]
+    label = aggregate_label(report["rules"]["aggregate"], report["rules"]["last_k"])
+    headers = [
+        ("n", ""),
+        ("runs", "done/all"),
+        ("regime", "(agreeing/done)"),
+        ("memorisation step", "median [min-max] (reached)"),
+        ("generalisation step", "median [min-max] (reached)"),
+        (f"{label} test accuracy", f"mean [{confidence:.0%} interval]"),
+    ]
+    rows = []
+    for row in report["data_sizes"]:
+        rows.append(
+            [
+                _fmt_n(row["n_samples"]),
+                f"{row['n_done']}/{row['n_runs']}",
+                _regime_cell(row),
+                _step_cell(row["memorisation_step"], int(row["n_done"])),
+                _step_cell(row["generalisation_step"], int(row["n_done"])),
+                _acc_cell(row["final_test_accuracy"]),
+            ]
+        )
+    widths = [max(len(h[0]), len(h[1]), *(len(r[j]) for r in rows)) for j, h in enumerate(headers)]
+    right = {0, 1}  # numeric columns
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(w) if j in right else c.ljust(w)
+            for j, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [
+        line([h[0] for h in headers]),
+        line([h[1] for h in headers]),
+        "  ".join("-" * w for w in widths),
+    ]
+    out.extend(line(r) for r in rows)
+    if not rows:
+        out.append("(no runs)")
+    out.append("")
+    out.append(_cds_line(report))
+    out.append(_rules_line(report))
+    return "\n".join(out) + "\n"

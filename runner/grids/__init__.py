@@ -1,0 +1,1 @@
+"""Built-in grids (``cds-run`` without ``--grid`` runs quickstart.yaml)."""

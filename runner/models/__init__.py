@@ -1,0 +1,1 @@
+"""Models: HF models built from config, behind the small interface the trainer uses."""

@@ -1,0 +1,1 @@
+"""Tasks: turn a task spec into tensors of token ids and targets."""

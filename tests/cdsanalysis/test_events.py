@@ -1,0 +1,176 @@
+"""First-reaching steps and curve aggregates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cdsanalysis.aggregate import aggregate_curve, at_precision
+from cdsanalysis.events import first_step_reaching, generalisation_step, memorisation_step
+
+
+def _curve(values, steps=None) -> xr.DataArray:
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 1:
+        values = values[None, :]
+    if steps is None:
+        steps = np.arange(1, values.shape[1] + 1)
+    return xr.DataArray(values, dims=("run", "step"), coords={"step": steps}, name="test_accuracy")
+
+
+# -- first_step_reaching ---------------------------------------------------------------------
+
+
+def test_planted_steps_recovered_from_store(make_store, curves):
+    steps = 100
+    ds = make_store(
+        {
+            (100, 0): curves.run(steps, mem_at=17, gen_at=61),
+            (100, 1): curves.run(steps, mem_at=1, gen_at=1),
+            (200, 0): curves.run(steps, mem_at=None, gen_at=None),
+            (200, 1): curves.run(steps, mem_at=100, gen_at=91),
+        },
+        steps,
+    )
+    mem = memorisation_step(ds)
+    gen = generalisation_step(ds)
+    assert mem.chunks is not None, "stays lazy on a dask-backed store"
+    mem, gen = mem.compute(), gen.compute()
+    by_key = {
+        (int(n), int(s)): (m, g)
+        for n, s, m, g in zip(
+            ds.n_samples.values, ds.seed.values, mem.values, gen.values, strict=True
+        )
+    }
+    assert by_key[(100, 0)] == (17.0, 61.0)
+    assert by_key[(100, 1)] == (1.0, 1.0)
+    assert math.isnan(by_key[(200, 0)][0]) and math.isnan(by_key[(200, 0)][1])
+    assert by_key[(200, 1)] == (100.0, 91.0)
+    assert mem.dtype == np.float64
+    assert mem.attrs["units"] == "steps"
+
+
+def test_never_reached_is_nan_not_zero():
+    out = first_step_reaching(_curve([[0.1, 0.5, 0.89], [np.nan, np.nan, np.nan]]), 0.9)
+    assert np.isnan(out.values).all()
+
+
+def test_threshold_is_inclusive_at_storage_precision():
+    # 0.9 stored as float32 is 0.89999998; it still counts as reaching 0.9.
+    out = first_step_reaching(_curve([0.5, 0.9, 0.95]), 0.9)
+    assert out.values.tolist() == [2.0]
+    assert at_precision(0.9, np.float32) < 0.9
+    assert at_precision(0.9, np.float64) == 0.9
+
+
+def test_nan_gaps_and_step_coordinate_values():
+    curve = _curve([np.nan, 0.2, np.nan, 0.95, np.nan, 0.99], steps=[1, 11, 21, 31, 41, 51])
+    assert first_step_reaching(curve, 0.9).values.tolist() == [31.0]
+    assert first_step_reaching(curve, 0.99).values.tolist() == [51.0]
+
+
+def test_missing_step_dimension_is_an_error():
+    with pytest.raises(ValueError, match="step"):
+        first_step_reaching(xr.DataArray([0.5], dims="run"), 0.5)
+
+
+def _brute_first(row: np.ndarray, steps: np.ndarray, threshold: float) -> float:
+    t = at_precision(threshold, row.dtype)
+    for value, step in zip(row, steps, strict=True):
+        if not np.isnan(value) and value >= t:
+            return float(step)
+    return math.nan
+
+
+_accuracies = st.one_of(
+    st.just(np.nan), st.floats(0.0, 1.0, width=32), st.sampled_from([0.0, 0.5, 0.9, 1.0])
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+        elements=_accuracies,
+    ),
+    threshold=st.sampled_from([0.0, 0.3, 0.5, 0.9, 0.99, 1.0]),
+    gaps=st.lists(st.integers(1, 5), min_size=12, max_size=12),
+    chunked=st.booleans(),
+)
+def test_first_step_reaching_matches_brute_force(values, threshold, gaps, chunked):
+    steps = np.cumsum(gaps[: values.shape[1]])
+    curve = _curve(values, steps=steps)
+    if chunked:
+        curve = curve.chunk({"run": 1, "step": 3})
+    got = first_step_reaching(curve, threshold).compute().values
+    want = np.array([_brute_first(row, steps, threshold) for row in values])
+    np.testing.assert_array_equal(got, want)  # NaN compare equal here
+
+
+# -- aggregate_curve -------------------------------------------------------------------------
+
+
+def test_aggregates_with_nan_gaps():
+    curve = _curve(
+        [
+            [0.1, np.nan, 0.6, 0.4, np.nan, np.nan],
+            [np.nan] * 6,
+            [0.2, np.nan, np.nan, np.nan, np.nan, 0.8],
+        ]
+    )
+    final = aggregate_curve(curve, "final").values
+    np.testing.assert_allclose(final[[0, 2]], [0.4, 0.8], rtol=1e-6)
+    assert np.isnan(final[1])
+    maxi = aggregate_curve(curve, "max").values
+    np.testing.assert_allclose(maxi[[0, 2]], [0.6, 0.8], rtol=1e-6)
+    assert np.isnan(maxi[1])
+    last2 = aggregate_curve(curve, "mean_last", last_k=2).values
+    np.testing.assert_allclose(last2[[0, 2]], [0.5, 0.5], rtol=1e-6)
+    assert np.isnan(last2[1])
+    # fewer measured values than last_k: mean of all of them
+    last5 = aggregate_curve(curve, "mean_last", last_k=5).values
+    np.testing.assert_allclose(last5[[0, 2]], [(0.1 + 0.6 + 0.4) / 3, 0.5], rtol=1e-6)
+
+
+def test_aggregate_on_store_is_lazy_and_ignores_unevaluated_steps(make_store, curves):
+    steps = 50
+    ds = make_store({(100, 0): curves.run(steps, mem_at=5, gen_at=21, final_test=0.93)}, steps)
+    out = aggregate_curve(ds.test_accuracy, "final")
+    assert out.chunks is not None
+    np.testing.assert_allclose(out.values, [0.93], rtol=1e-6)
+
+
+def test_aggregate_rejects_bad_arguments():
+    curve = _curve([0.5, 0.6])
+    with pytest.raises(ValueError, match="aggregate"):
+        aggregate_curve(curve, "median")
+    with pytest.raises(ValueError, match="last_k"):
+        aggregate_curve(curve, "final", last_k=3)
+    with pytest.raises(ValueError, match="last_k"):
+        aggregate_curve(curve, "mean_last", last_k=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=10),
+        elements=_accuracies,
+    ),
+    last_k=st.integers(1, 12),
+)
+def test_mean_last_matches_brute_force(values, last_k):
+    got = aggregate_curve(_curve(values), "mean_last", last_k=last_k).values
+    for row, value in zip(values, got, strict=True):
+        measured = row[~np.isnan(row)].astype(np.float64)
+        if measured.size == 0:
+            assert np.isnan(value)
+        else:
+            assert value == pytest.approx(measured[-last_k:].mean(), rel=1e-9, abs=1e-12)

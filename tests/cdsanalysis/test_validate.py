@@ -1,0 +1,136 @@
+"""The validator on real stores: everything the runner writes passes, each malformation fails."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from cdsanalysis import StoreValidationError, open_runs, validate_store
+from runner.grid import parse_grid
+from runner.store import RunStore
+
+GRID = "name: v\ntask: {p: 11}\nn_samples: [20, 40]\nseed: [0, 1]\nsteps: 30\n"
+
+
+@pytest.fixture
+def store(tmp_path):
+    grid = parse_grid(GRID)
+    path = tmp_path / "s.zarr"
+    written = RunStore.create_or_open(path, grid.runs, grid.settings, grid.text)
+    written.write_steps(0, 1, {"train_loss": np.ones(10, np.float32)})
+    written.set_state(0, "running", 10)
+    return path
+
+
+def _replace_array(path, name, **changes):
+    group = zarr.open_group(str(path), mode="r+")
+    old = group[name]
+    kwargs = dict(
+        shape=old.shape,
+        chunks=old.chunks,
+        dtype=old.dtype,
+        fill_value=old.fill_value,
+        dimension_names=old.metadata.dimension_names,
+    )
+    kwargs.update(changes)
+    values = old[...]
+    shutil.rmtree(path / name)
+    new = group.create_array(name, **kwargs)
+    if new.shape == values.shape:
+        new[...] = values.astype(new.dtype) if new.dtype.kind != "T" else values
+
+
+def _problems(path, deep=False) -> str:
+    with pytest.raises(StoreValidationError) as info:
+        validate_store(path, deep=deep)
+    return str(info.value)
+
+
+def test_runner_store_is_valid(store):
+    attrs = validate_store(store, deep=True)
+    assert attrs["schema_version"] == 1
+
+
+def test_missing_variable(store):
+    shutil.rmtree(store / "test_accuracy")
+    assert "variable 'test_accuracy' is missing" in _problems(store)
+
+
+def test_wrong_dimensions(store):
+    _replace_array(store, "train_loss", dimension_names=["step", "run"])
+    assert "variable 'train_loss' has dimensions ('step', 'run')" in _problems(store)
+
+
+def test_wrong_dtype(store):
+    _replace_array(store, "status", dtype="float64")
+    assert "variable 'status' has dtype float64; the schema requires int8" in _problems(store)
+
+
+def test_other_schema_version(store):
+    zarr.open_group(str(store), mode="r+").attrs["schema_version"] = 2
+    assert "attribute 'schema_version' is 2" in _problems(store)
+
+
+def test_missing_attribute(store):
+    group = zarr.open_group(str(store), mode="r+")
+    group.attrs.update({"grid_yaml": 5})
+    assert "attribute 'grid_yaml' should be of type str" in _problems(store)
+
+
+def test_chunks_spanning_runs(store):
+    _replace_array(store, "seed", chunks=(4,))
+    assert "variable 'seed' has chunks of 4 runs" in _problems(store)
+
+
+def test_inconsistent_dimension_length(store):
+    _replace_array(store, "test_loss", shape=(4, 29), chunks=(1, 29))
+    assert "dimension 'step' has length" in _problems(store)
+
+
+def test_bad_status_code(store):
+    zarr.open_group(str(store), mode="r+")["status"][1] = 9
+    assert "unknown codes [9]" in _problems(store)
+
+
+def test_values_beyond_steps_done_only_found_by_deep(store):
+    zarr.open_group(str(store), mode="r+")["test_loss"][0, 20] = 1.0
+    validate_store(store)  # metadata alone is fine
+    assert "'test_loss' has values beyond steps_done=10" in _problems(store, deep=True)
+
+
+def test_not_a_store(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "no Zarr group found" in _problems(tmp_path / "empty")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    assert "not a cds run store" in _problems(tmp_path / "other.zarr")
+
+
+def test_open_runs_validates(store):
+    shutil.rmtree(store / "param_norm")
+    with pytest.raises(StoreValidationError, match="param_norm"):
+        open_runs(store)
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "from cdsanalysis.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_validate_command(store):
+    ok = _cli("validate", str(store), "--deep")
+    assert ok.returncode == 0 and "valid cds run store (schema v1)" in ok.stdout
+    shutil.rmtree(store / "train_accuracy")
+    bad = _cli("validate", str(store), "--json")
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert report["valid"] is False
+    assert any("train_accuracy" in p for p in report["problems"])

@@ -1,0 +1,54 @@
+"""Tiny real grids (p = 11 or 23, width 32) that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_GRID = """\
+name: tiny
+task: {{p: {p}}}
+n_samples: {n_samples}
+seed: {seed}
+model: {{width: 32, depth: 1, heads: 4, n_positions: 8}}
+optimizer: {{lr: 1.0e-3, weight_decay: 1.0}}
+steps: {steps}
+eval_every: {eval_every}
+flush_every: {flush_every}
+histogram: {{every: 20, groups: [embedding, mlp], bins: 16, range: [-0.2, 0.2]}}
+"""
+
+
+@pytest.fixture
+def tiny_grid(tmp_path: Path):
+    """Write a tiny grid file and return its path; keyword arguments fill the template."""
+
+    def make(name: str = "grid.yaml", **fields) -> Path:
+        values = dict(p=11, n_samples="[40, 80]", seed=0, steps=60, eval_every=1, flush_every=16)
+        values.update(fields)
+        path = tmp_path / name
+        path.write_text(TINY_GRID.format(**values))
+        return path
+
+    return make
+
+
+def cds_run(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real ``cds-run`` entry point in a subprocess."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from runner.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"cds-run {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def run_cli():
+    return cds_run

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from runner.grid import GridError, parse_grid
+
+BASE = "task: {p: 47}\nsteps: 100\n"
+
+
+def test_cartesian_product_in_file_order():
+    grid = parse_grid(BASE + "n_samples: [100, 200, 300]\nseed: [0, 1]\nalpha: 2.5\n")
+    assert grid.sweep_paths == ("n_samples", "seed")
+    assert [(r.n_samples, r.seed) for r in grid.runs] == [
+        (100, 0),
+        (100, 1),
+        (200, 0),
+        (200, 1),
+        (300, 0),
+        (300, 1),
+    ]
+    assert all(r.alpha == 2.5 for r in grid.runs)
+
+
+def test_tuple_field_is_a_value_unless_given_a_list_of_lists():
+    fixed = parse_grid(BASE + "n_samples: 100\noptimizer: {betas: [0.9, 0.99]}\n")
+    assert len(fixed.runs) == 1 and fixed.runs[0].optimizer.betas == (0.9, 0.99)
+    swept = parse_grid(BASE + "n_samples: 100\noptimizer: {betas: [[0.9, 0.98], [0.8, 0.9]]}\n")
+    assert [r.optimizer.betas for r in swept.runs] == [(0.9, 0.98), (0.8, 0.9)]
+    assert swept.sweep_paths == ("optimizer.betas",)
+
+
+def test_nested_sweep_and_run_ids_are_stable():
+    text = BASE + "n_samples: 100\noptimizer: {lr: [1.0e-3, 1.0e-4]}\n"
+    first, second = parse_grid(text), parse_grid(text)
+    assert [r.optimizer.lr for r in first.runs] == [1e-3, 1e-4]
+    assert [r.run_id for r in first.runs] == [r.run_id for r in second.runs]
+    assert first.runs[0].run_id != first.runs[1].run_id
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BASE + "n_samples: 100\noptimiser: {lr: 1}\n", "optimiser: unknown key"),
+        (BASE + "n_samples: 100\noptimizer: {lr: -0.1}\n", "optimizer.lr: Input should be greater"),
+        (
+            BASE + "n_samples: 100\noptimizer: {learning_rate: 1}\n",
+            "optimizer.learning_rate: unknown",
+        ),
+        (
+            BASE + "n_samples: [100, 5000]\n",
+            "n_samples[1]: n_samples = 5000 exceeds the train split",
+        ),
+        (BASE + "n_samples: 100\nmodel: {width: 30, heads: 4}\n", "model.heads: width (30)"),
+        (BASE + "n_samples: 100\nseed: []\n", "seed: an empty list"),
+        (BASE + "n_samples: 100\nhistogram: {every: [10, 20]}\n", "histogram.every: is shared"),
+        (BASE + "n_samples: 100\nsteps: ten\n", "steps: Input should be a valid integer"),
+        (BASE + "n_samples: [100, 100]\n", "duplicate runs"),
+        ("n_samples: 100\n", "steps: Field required"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("n_samples: [100\n", "not valid YAML"),
+    ],
+)
+def test_bad_grids_name_the_yaml_path(text, expected):
+    with pytest.raises(GridError) as info:
+        parse_grid(text, source="g.yaml")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("g.yaml")

@@ -1,0 +1,127 @@
+"""Crash and concurrency behaviour of cds-run, with real processes and real signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import zarr
+
+from cdsanalysis import open_runs, validate_store
+
+from .test_trainer import METRICS
+
+
+def _steps_done(store) -> int:
+    try:
+        return int(zarr.open_group(str(store), mode="r")["steps_done"][...].sum())
+    except Exception:  # store not created yet
+        return 0
+
+
+def _assert_same_numbers(a, b):
+    da, db = open_runs(a), open_runs(b)
+    for name in METRICS:
+        np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
+
+
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_grid, run_cli, tmp_path):
+    grid = tiny_grid(p=23, n_samples="[200]", steps=1500, flush_every=100)
+    store = tmp_path / "killed.zarr"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from runner.cli import main; main()",
+            "--grid",
+            str(grid),
+            "--out",
+            str(store),
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while _steps_done(store) < 300 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; lengthen it"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _steps_done(store)
+    assert 300 <= killed_at < 1500
+    assert open_runs(store).status.values[0] == "running"
+
+    run_cli("--grid", str(grid), "--out", str(store), "--quiet")
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "clean.zarr"), "--quiet")
+    validate_store(store, deep=True)
+    ds = open_runs(store)
+    assert ds.status.values.tolist() == ["done"] and int(ds.steps_done[0]) == 1500
+    assert np.isfinite(ds.train_loss.values).all()  # every step written, none left out
+    _assert_same_numbers(store, tmp_path / "clean.zarr")
+
+
+def test_two_processes_write_different_runs_of_one_store(tiny_grid, tmp_path):
+    grid = tiny_grid(p=23, n_samples="[100, 200]", steps=300, flush_every=50)
+    store = tmp_path / "shared.zarr"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from runner.cli import main; main()",
+                "--grid",
+                str(grid),
+                "--out",
+                str(store),
+                "--runs",
+                str(i),
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    validate_store(store, deep=True)
+    ds = open_runs(store)
+    assert ds.status.values.tolist() == ["done", "done"]
+    assert ds.steps_done.values.tolist() == [300, 300]
+
+
+def test_two_processes_on_the_whole_grid_share_it_without_double_training(
+    tiny_grid, run_cli, tmp_path
+):
+    grid = tiny_grid(p=23, n_samples="[100, 150, 200]", steps=200, flush_every=50)
+    store = tmp_path / "shared.zarr"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from runner.cli import main; main()",
+                "--grid",
+                str(grid),
+                "--out",
+                str(store),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    trained = sum(o.count(" done (") for o in outputs)
+    assert trained == 3, outputs  # each run trained by exactly one of the two processes
+    validate_store(store, deep=True)
+    assert open_runs(store).status.values.tolist() == ["done"] * 3
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "alone.zarr"), "--quiet")
+    _assert_same_numbers(store, tmp_path / "alone.zarr")

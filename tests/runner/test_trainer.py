@@ -1,0 +1,121 @@
+"""The training loop on real (tiny) runs, written into real stores on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cdsanalysis import open_runs, validate_store
+from runner.grid import load_grid
+from runner.store import RunStore
+from runner.trainer import build_run, rescale_, train_run
+
+METRICS = (
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "param_norm_total",
+    "param_norm",
+    "weight_histogram",
+    "weight_histogram_outside",
+)
+
+
+def _train(grid_path, out):
+    grid = load_grid(grid_path)
+    store = RunStore.create_or_open(out, grid.runs, grid.settings, grid.text)
+    return [train_run(store, i, grid.settings) for i in range(len(grid.runs))]
+
+
+def test_a_run_writes_dense_metrics_by_the_schema(tiny_grid, tmp_path):
+    grid_path = tiny_grid(eval_every=5, steps=50)
+    assert _train(grid_path, tmp_path / "s.zarr") == ["done", "done"]
+    validate_store(tmp_path / "s.zarr", deep=True)
+    ds = open_runs(tmp_path / "s.zarr")
+    assert list(ds.status.values) == ["done", "done"]
+    assert np.isfinite(ds.train_loss.values).all()
+    evaluated = np.isfinite(ds.test_accuracy.values[0])
+    assert np.flatnonzero(evaluated).tolist() == [0, 4, 9, 14, 19, 24, 29, 34, 39, 44, 49]
+    # Norms: groups present are finite and combine to the total; the tied head is NaN.
+    norms = ds.param_norm.sel(run=ds.run[0]).values
+    head = list(ds.group.values).index("head")
+    assert np.isnan(norms[:, head]).all()
+    present = np.delete(norms, head, axis=1)
+    np.testing.assert_allclose(
+        np.sqrt((present**2).sum(axis=1)), ds.param_norm_total.values[0], rtol=1e-5
+    )
+    # Histograms at steps 1, 20, 40 count every weight of the group (inside or outside).
+    assert ds.hist_step.values.tolist() == [1, 20, 40]
+    spec = load_grid(grid_path).runs[0]
+    setup = build_run(spec, torch.device("cpu"))
+    n_embedding = sum(p.numel() for n, p in setup.model.named_parameters() if "embed" in n)
+    counts = ds.weight_histogram.sel(hist_group="embedding").values[0]
+    outside = ds.weight_histogram_outside.sel(hist_group="embedding").values[0]
+    np.testing.assert_array_equal(counts.sum(axis=1) + outside, n_embedding)
+
+
+def test_initial_step_measures_the_initial_weights(tiny_grid, tmp_path):
+    grid_path = tiny_grid(steps=3, n_samples=40)
+    _train(grid_path, tmp_path / "s.zarr")
+    ds = open_runs(tmp_path / "s.zarr")
+    spec = load_grid(grid_path).runs[0]
+    setup = build_run(spec, torch.device("cpu"))
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(setup.model(setup.train_x), setup.train_y)
+        norm = torch.sqrt(sum((p**2).sum() for p in setup.model.parameters()))
+    assert ds.train_loss.values[0, 0] == pytest.approx(loss.item(), rel=1e-6)
+    assert ds.param_norm_total.values[0, 0] == pytest.approx(norm.item(), rel=1e-5)
+
+
+def test_same_spec_same_numbers(tiny_grid, tmp_path):
+    grid_path = tiny_grid(steps=40)
+    _train(grid_path, tmp_path / "a.zarr")
+    _train(grid_path, tmp_path / "b.zarr")
+    a, b = open_runs(tmp_path / "a.zarr"), open_runs(tmp_path / "b.zarr")
+    for name in METRICS:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_alpha_multiplies_every_parameter():
+    grid_path_free = {"p": 11}
+    del grid_path_free
+    from runner.spec import RunSpec
+
+    spec = RunSpec.model_validate({"task": {"p": 11}, "n_samples": 40, "steps": 1})
+    reference = build_run(spec, torch.device("cpu")).model
+    scaled = build_run(spec.model_copy(update={"alpha": 7.5}), torch.device("cpu")).model
+    for (name, p), q in zip(reference.named_parameters(), scaled.parameters(), strict=True):
+        torch.testing.assert_close(q, 7.5 * p, msg=name)
+    rescale_(reference, 1.0)  # alpha = 1 means no change at all
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(
+            reference.parameters(),
+            build_run(spec, torch.device("cpu")).model.parameters(),
+            strict=True,
+        )
+    )
+
+
+def test_diverging_run_is_marked_with_its_step_and_the_grid_goes_on(tiny_grid, tmp_path):
+    # lr 1e30 overflows the weights in the first update: the loss at step 2 is not finite.
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        tiny_grid()
+        .read_text()
+        .replace(
+            "optimizer: {lr: 1.0e-3, weight_decay: 1.0}",
+            "optimizer: {lr: [1.0e+30, 1.0e-3], weight_decay: 1.0}",
+        )
+        .replace("n_samples: [40, 80]", "n_samples: 40")
+    )
+    statuses = _train(path, tmp_path / "s.zarr")
+    assert statuses == ["diverged", "done"]
+    ds = open_runs(tmp_path / "s.zarr")
+    diverged_at = int(ds.steps_done.values[0])
+    assert 1 < diverged_at < 60
+    assert not np.isfinite(ds.train_loss.values[0, diverged_at - 1])
+    assert np.isnan(ds.train_loss.values[0, diverged_at:]).all()  # nothing after it
+    validate_store(tmp_path / "s.zarr", deep=True)

@@ -1,0 +1,99 @@
+"""cds-run then cds-analyze, as a researcher runs them, on a real tiny grid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cdsanalysis import validate_store
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+GRID = """\
+name: e2e
+task: {p: 23}
+n_samples: [150, 300]
+seed: [0, 1]
+model: {width: 32, heads: 4, n_positions: 8}
+optimizer: {lr: 3.0e-3, weight_decay: 1.0}
+steps: 150
+eval_every: 5
+flush_every: 50
+"""
+
+
+def _run(module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-c", f"from {module} import main; main()", *args],
+        capture_output=True,
+        text=True,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_run_then_analyze(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    store = tmp_path / "runs.zarr"
+    first = _run("runner.cli", "--grid", str(grid), "--out", str(store))
+    assert first.stderr.count(" done (") == 4
+    validate_store(store, deep=True)
+    # Re-running the same command skips finished runs: nothing is trained again.
+    again = _run("runner.cli", "--grid", str(grid), "--out", str(store))
+    assert " done (" not in again.stderr and "done 4" in again.stderr
+
+    table = _run("cdsanalysis.cli", "regimes", str(store)).stdout
+    assert "CDS" in table and "150" in table and "300" in table
+    report = json.loads(_run("cdsanalysis.cli", "regimes", str(store), "--json").stdout)
+    assert [row["n_samples"] for row in report["data_sizes"]] == [150, 300]
+    assert all(row["n_runs"] == 2 for row in report["data_sizes"])
+    assert report["cds"]["n_runs"] == 4
+
+
+def test_bad_grid_fails_before_training_and_keeps_the_store(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    store = tmp_path / "runs.zarr"
+    _run("runner.cli", "--grid", str(grid), "--out", str(store), "--runs", "0")
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+
+    grid.write_text(GRID.replace("steps: 150", "steps: 150\nlearning_rate: 1"))
+    bad = _run("runner.cli", "--grid", str(grid), "--out", str(store), check=False)
+    assert bad.returncode == 2 and "learning_rate: unknown key" in bad.stderr
+
+    grid.write_text(GRID.replace("n_samples: [150, 300]", "n_samples: [150, 600]"))
+    bad = _run("runner.cli", "--grid", str(grid), "--out", str(store), check=False)
+    assert bad.returncode == 2 and "n_samples[1]" in bad.stderr and "exceeds" in bad.stderr
+
+    grid.write_text(GRID.replace("seed: [0, 1]", "seed: [0, 1, 2]"))
+    other = _run("runner.cli", "--grid", str(grid), "--out", str(store), check=False)
+    assert other.returncode == 2 and "created from a different grid" in other.stderr
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+    validate_store(store, deep=True)
+
+
+def test_dry_run_prints_runs_and_writes_nothing(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(GRID)
+    out = _run("runner.cli", "--grid", str(grid), "--out", str(tmp_path / "x.zarr"), "--dry-run")
+    assert "4 runs selected, 600 steps in all" in out.stdout
+    assert "n_samples=300 seed=1" in out.stdout
+    assert not (tmp_path / "x.zarr").exists()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def test_every_example_passes_dry_run(example):
+    out = _run("runner.cli", "--grid", str(example), "--dry-run")
+    assert "runs selected" in out.stdout
+
+
+def test_builtin_default_is_the_quickstart_example():
+    builtin = ROOT / "runner" / "grids" / "quickstart.yaml"
+    assert builtin.read_text() == (ROOT / "examples" / "quickstart.yaml").read_text()
