@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import Aggregate, aggregate_curve, at_precision, check_aggregate
+from cdsanalysis.aggregate import (
+    DEFAULT_AGGREGATE,
+    DEFAULT_LAST_K,
+    Aggregate,
+    aggregate_curve,
+    at_precision,
+    check_aggregate,
+)
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
 _NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done", "n_samples"})
@@ -251,8 +258,8 @@ class CDSResult:
     n_resamples: int
     confidence: float
     eps: float
-    aggregate: str = "final"
-    last_k: int = 1
+    aggregate: str = DEFAULT_AGGREGATE
+    last_k: int = DEFAULT_LAST_K
     require_all_larger: bool = False
     seed: int = 0
     per_n: xr.Dataset = field(default_factory=xr.Dataset, compare=False, repr=False)
@@ -344,8 +351,8 @@ def _per_n_dataset(
 def estimate_cds(
     ds: xr.Dataset,
     eps: float = 0.9,
-    aggregate: Aggregate = "final",
-    last_k: int = 1,
+    aggregate: Aggregate = DEFAULT_AGGREGATE,
+    last_k: int = DEFAULT_LAST_K,
     n_resamples: int = 2000,
     confidence: float = 0.9,
     seed: int = 0,
@@ -385,7 +392,7 @@ def estimate_cds(
         usable run exists), plus the per-``n`` table. The interval bounds are tested ``n``
         values (or ``inf``), never interpolated between them.
     """
-    check_aggregate(aggregate, last_k)
+    last_k = check_aggregate(aggregate, last_k)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n_resamples < 1:

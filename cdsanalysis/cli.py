@@ -12,6 +12,7 @@ import typer
 import xarray as xr
 from rich.console import Console
 
+from cdsanalysis.aggregate import DEFAULT_AGGREGATE, DEFAULT_LAST_K
 from cdsanalysis.regimes import RegimeRules
 from cdsanalysis.report import regimes_report, render_regimes_table
 from cdsanalysis.store import open_runs
@@ -84,9 +85,14 @@ def regimes(
         float, typer.Option(help="train accuracy that counts as memorised")
     ] = 0.99,
     aggregate: Annotated[
-        str, typer.Option(help="reduction of the test curve: final, max or mean_last")
-    ] = "final",
-    last_k: Annotated[int, typer.Option(help="values averaged by mean_last")] = 1,
+        str,
+        typer.Option(
+            help="reduction of each run's test curve: median_last, mean_last, final or max"
+        ),
+    ] = DEFAULT_AGGREGATE,
+    last_k: Annotated[
+        int, typer.Option(help="measured values reduced by median_last / mean_last (else 1)")
+    ] = DEFAULT_LAST_K,
     surplus_max_delay_ratio: Annotated[
         float, typer.Option(help="largest generalisation/memorisation step ratio for surplus")
     ] = 2.0,

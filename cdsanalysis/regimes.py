@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import Aggregate, aggregate_curve, at_precision, check_aggregate
+from cdsanalysis.aggregate import (
+    DEFAULT_AGGREGATE,
+    DEFAULT_LAST_K,
+    Aggregate,
+    aggregate_curve,
+    at_precision,
+    check_aggregate,
+)
 from cdsanalysis.cds import (
     as_strings,
     bootstrap_group_means,
@@ -41,10 +48,12 @@ class RegimeRules:
       (NaN if never); the run is **memorised** when it is finite.
     - *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if
       never); *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate``
-      (``"final"``: last measured value; ``"max"``; ``"mean_last"``: mean of the last
-      ``last_k`` measured values). The run is **generalised** when the final test accuracy is
-      ``>= eps`` *and* the generalisation step is finite (a run that reached ``eps`` and fell
-      back below it is not generalised).
+      (default ``"median_last"`` over the last ``last_k = 100`` measured values, robust to the
+      brief loss spikes of full-batch AdamW, see :data:`cdsanalysis.aggregate.DEFAULT_AGGREGATE`;
+      ``"final"``: the last measured value; ``"max"``; ``"mean_last"``). The run is
+      **generalised** when the final test accuracy is ``>= eps`` *and* the generalisation
+      step is finite (a run that reached ``eps`` and fell back below it for good is not
+      generalised).
     - The regime, first matching rule wins:
 
       1. ``incomplete``: status is not ``'done'`` (pending, running, failed, diverged);
@@ -80,9 +89,11 @@ class RegimeRules:
     eps
         Test accuracy (fraction) that counts as generalised; also the CDS threshold.
     aggregate
-        Reduction of the test-accuracy curve: ``"final"``, ``"max"`` or ``"mean_last"``.
+        Reduction of the test-accuracy curve: ``"median_last"`` (default), ``"mean_last"``,
+        ``"final"`` or ``"max"``.
     last_k
-        Measured values averaged by ``"mean_last"`` (must be 1 otherwise).
+        Measured values reduced by ``"median_last"`` / ``"mean_last"`` (default 100; taken as 1
+        by the other reductions).
     surplus_max_delay_ratio
         Largest ``generalisation_step / memorisation_step`` still counted as "memorisation
         and generalisation together" (surplus); larger ratios are grokking (sufficiency).
@@ -91,12 +102,13 @@ class RegimeRules:
 
     memorisation_threshold: float = 0.99
     eps: float = 0.9
-    aggregate: Aggregate = "final"
-    last_k: int = 1
+    aggregate: Aggregate = DEFAULT_AGGREGATE
+    last_k: int = DEFAULT_LAST_K
     surplus_max_delay_ratio: float = 2.0
 
     def __post_init__(self) -> None:
-        check_aggregate(self.aggregate, self.last_k)
+        # frozen dataclass: store the last_k the aggregate really uses (1 for final / max)
+        object.__setattr__(self, "last_k", check_aggregate(self.aggregate, self.last_k))
         for name in ("memorisation_threshold", "eps"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:

@@ -225,7 +225,8 @@ def _cds_line(report: dict[str, Any]) -> str:
     elif value == min(tested):
         note = "  (the smallest tested n: the CDS may be smaller)"
     else:
-        note = ""
+        below = max(n for n in tested if n < value)
+        note = f"  (grid resolution: the threshold lies in ({_fmt_n(below)}, {_fmt_n(value)}])"
     return f"{head}: n = {_fmt_n(value)}  {interval}{note}"
 
 

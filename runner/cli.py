@@ -134,7 +134,7 @@ def _train_all(store: RunStore, grid: Grid, indices: list[int], quiet: bool) -> 
 
     outcome = {"done": 0, "diverged": 0, "failed": 0, "skipped (held elsewhere)": 0}
     remaining = {i: grid.runs[i].steps - store.state(i)[1] for i in indices}
-    already = [i for i in indices if store.state(i)[0] in ("done", "diverged", "failed")]
+    already = [i for i in indices if store.state(i)[0] in ("done", "diverged")]
     for i in already:
         outcome[store.state(i)[0]] += 1
         remaining[i] = 0

@@ -165,7 +165,7 @@ def train_run(
     """
     spec = store.spec(run_index)
     status, steps_done = store.state(run_index)
-    if status in ("done", "diverged", "failed"):
+    if status in ("done", "diverged"):  # final; a failed run is retried from its checkpoint
         return status
     device = torch.device(settings.device)
     setup = build_run(spec, device)

@@ -160,7 +160,7 @@ def test_bad_settings_are_refused(make_store, curves):
     with pytest.raises(ValueError, match="n_resamples"):
         estimate_cds(ds, n_resamples=0)
     with pytest.raises(ValueError, match="last_k"):
-        estimate_cds(ds, aggregate="max", last_k=3)
+        estimate_cds(ds, aggregate="mean_last", last_k=0)
 
 
 # -- numpy helpers ---------------------------------------------------------------------------

@@ -137,6 +137,19 @@ def test_aggregates_with_nan_gaps():
     # fewer measured values than last_k: mean of all of them
     last5 = aggregate_curve(curve, "mean_last", last_k=5).values
     np.testing.assert_allclose(last5[[0, 2]], [(0.1 + 0.6 + 0.4) / 3, 0.5], rtol=1e-6)
+    median3 = aggregate_curve(curve, "median_last", last_k=3).values
+    np.testing.assert_allclose(median3[[0, 2]], [0.4, 0.5], rtol=1e-6)
+    assert np.isnan(median3[1])
+
+
+def test_median_of_the_last_values_ignores_a_brief_spike_at_the_end():
+    # Generalised at 0.98, then a 5-step loss spike right at the end of the run.
+    curve = _curve(np.r_[np.full(40, 0.1), np.full(55, 0.98), np.full(5, 0.3)].tolist())
+    assert float(aggregate_curve(curve, "final").values[0]) == pytest.approx(0.3)
+    assert float(aggregate_curve(curve, "median_last", last_k=20).values[0]) == pytest.approx(0.98)
+    # ...while a real late trend (the last half of the window) still moves it.
+    fell = _curve(np.r_[np.full(80, 0.98), np.full(20, 0.3)].tolist())
+    assert float(aggregate_curve(fell, "median_last", last_k=30).values[0]) == pytest.approx(0.3)
 
 
 def test_aggregate_on_store_is_lazy_and_ignores_unevaluated_steps(make_store, curves):
@@ -145,14 +158,17 @@ def test_aggregate_on_store_is_lazy_and_ignores_unevaluated_steps(make_store, cu
     out = aggregate_curve(ds.test_accuracy, "final")
     assert out.chunks is not None
     np.testing.assert_allclose(out.values, [0.93], rtol=1e-6)
+    median = aggregate_curve(ds.test_accuracy, "median_last", last_k=2)
+    assert median.chunks is not None
+    np.testing.assert_allclose(median.values, [0.93], rtol=1e-6)
 
 
 def test_aggregate_rejects_bad_arguments():
     curve = _curve([0.5, 0.6])
     with pytest.raises(ValueError, match="aggregate"):
         aggregate_curve(curve, "median")
-    with pytest.raises(ValueError, match="last_k"):
-        aggregate_curve(curve, "final", last_k=3)
+    # last_k means nothing to "final": ignored, not an error
+    assert aggregate_curve(curve, "final", last_k=3).attrs["last_k"] == 1
     with pytest.raises(ValueError, match="last_k"):
         aggregate_curve(curve, "mean_last", last_k=0)
 

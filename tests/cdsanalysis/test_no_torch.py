@@ -4,7 +4,8 @@ import sys
 
 def test_importing_cdsanalysis_does_not_import_torch():
     code = (
-        "import sys, cdsanalysis, cdsanalysis.cli, cdsanalysis.report; "
+        "import sys, cdsanalysis, cdsanalysis.cli, cdsanalysis.aggregate, cdsanalysis.events, "
+        "cdsanalysis.cds, cdsanalysis.regimes, cdsanalysis.report; "
         "print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

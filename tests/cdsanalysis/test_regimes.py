@@ -10,6 +10,10 @@ import pytest
 from cdsanalysis.cds import estimate_cds
 from cdsanalysis.regimes import RegimeRules, classify_data_sizes, classify_runs
 
+# The planted curves are short (20 evaluations): judge them by their last value, not by the
+# default median over the last 100 evaluations (tested on its own below).
+LAST_VALUE = RegimeRules(aggregate="final", last_k=1)
+
 STEPS = 200
 
 
@@ -40,7 +44,7 @@ def test_each_kind_of_run_is_classified(make_store, curves):
         },
         STEPS,
     )
-    runs = classify_runs(ds)
+    runs = classify_runs(ds, LAST_VALUE)
     regime = _by_key(runs, "regime")
     assert regime == {
         (100, 0): "insufficiency",
@@ -65,7 +69,7 @@ def test_each_kind_of_run_is_classified(make_store, curves):
 
 def test_delay_ratio_moves_the_sufficiency_surplus_boundary(make_store, curves):
     ds = make_store({(200, 0): curves.run(STEPS, mem_at=21, gen_at=61)}, STEPS)  # ratio 2.9
-    assert classify_runs(ds).regime.values.tolist() == ["sufficiency"]
+    assert classify_runs(ds, LAST_VALUE).regime.values.tolist() == ["sufficiency"]
     relaxed = RegimeRules(surplus_max_delay_ratio=3.0)
     assert classify_runs(ds, relaxed).regime.values.tolist() == ["surplus"]
 
@@ -74,7 +78,7 @@ def test_aggregate_rule_changes_generalised(make_store, curves):
     # test accuracy peaks at 0.95 then settles at 0.85
     test = curves.evaluated(np.r_[np.full(50, 0.1), np.full(50, 0.95), np.full(100, 0.85)])
     ds = make_store({(100, 0): curves.Planted(curves.jump(STEPS, 21, 0.1, 1.0), test)}, STEPS)
-    assert classify_runs(ds).regime.values.tolist() == ["insufficiency"]
+    assert classify_runs(ds, LAST_VALUE).regime.values.tolist() == ["insufficiency"]
     by_max = RegimeRules(aggregate="max")
     assert classify_runs(ds, by_max).regime.values.tolist() == ["sufficiency"]
 
@@ -85,12 +89,14 @@ def test_rules_are_validated():
     with pytest.raises(ValueError, match="eps"):
         RegimeRules(eps=90)
     with pytest.raises(ValueError, match="last_k"):
-        RegimeRules(aggregate="final", last_k=4)
+        RegimeRules(last_k=0)
     assert RegimeRules(aggregate="mean_last", last_k=4).last_k == 4
+    assert RegimeRules(aggregate="final").last_k == 1  # the default 100 means nothing there
+    assert (RegimeRules().aggregate, RegimeRules().last_k) == ("median_last", 100)
 
 
 def test_data_sizes_on_three_regime_store(three_regime_ds):
-    runs = classify_runs(three_regime_ds)
+    runs = classify_runs(three_regime_ds, LAST_VALUE)
     sizes = classify_data_sizes(runs, n_resamples=500)
     assert sizes.n_samples.values.tolist() == [100, 200, 300, 400, 500, 600]
     assert sizes.regime.values.tolist() == [
@@ -113,7 +119,7 @@ def test_data_sizes_on_three_regime_store(three_regime_ds):
     assert int(sizes.sel(n_samples=100).generalisation_step_reached) == 0
     assert np.isnan(float(sizes.sel(n_samples=100).generalisation_step_median))
     # the accuracy intervals come from the same bootstrap as the CDS per-n table
-    cds = estimate_cds(three_regime_ds, n_resamples=500)
+    cds = estimate_cds(three_regime_ds, aggregate="final", last_k=1, n_resamples=500)
     np.testing.assert_allclose(
         sizes.final_test_accuracy_low.values[:5], cds.per_n.mean_accuracy_low.values
     )
@@ -135,7 +141,7 @@ def test_majority_and_ties(make_store, curves):
         },
         STEPS,
     )
-    sizes = classify_data_sizes(classify_runs(ds), n_resamples=50)
+    sizes = classify_data_sizes(classify_runs(ds, LAST_VALUE), n_resamples=50)
     # n = 200: one sufficiency, one surplus: the tie goes to the longer delay
     assert sizes.regime.values.tolist() == ["sufficiency", "sufficiency"]
     np.testing.assert_allclose(sizes.agreement.values, [2 / 3, 1 / 2])

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from cdsanalysis.regimes import RegimeRules
 from cdsanalysis.report import regimes_report, render_regimes_table
 
+# The planted curves are short: judge them by their last measured value.
+LAST_VALUE = RegimeRules(aggregate="final", last_k=1)
+
 
 @pytest.fixture(scope="module")
 def report(three_regime_ds):
-    return regimes_report(three_regime_ds, n_resamples=300)
+    return regimes_report(three_regime_ds, LAST_VALUE, n_resamples=300)
 
 
 def test_report_round_trips_through_json(report):
@@ -23,7 +24,7 @@ def test_report_round_trips_through_json(report):
     assert report["kind"] == "cds-regimes-report"
     assert report["store"]["n_runs"] == 12
     assert report["store"]["status_counts"] == {"done": 10, "pending": 1, "running": 1}
-    assert report["rules"] == RegimeRules().to_dict()
+    assert report["rules"] == LAST_VALUE.to_dict()
     assert report["cds"]["cds"] == 300
     assert report["cds"]["n_runs"] == 10
     rows = {row["n_samples"]: row for row in report["data_sizes"]}
@@ -60,6 +61,7 @@ def test_table_lists_the_three_regimes_cds_and_rules(report):
         "CDS (eps=0.90, mean final test accuracy, 300 bootstrap resamples over 10 runs): n = 300"
     )
     assert "90% interval [300, 300]" in cds_line
+    assert "the threshold lies in (200, 300]" in cds_line
     assert any(line.startswith("Rules:") and "0.99" in line for line in lines)
     # rows of the table are aligned: every data row starts its regime column at one offset
     data_rows = [line for line in lines if line[:6].strip().isdigit()]
@@ -93,19 +95,3 @@ def test_report_of_a_store_with_no_finished_run(make_store, curves):
     assert report["cds"]["cds"] is None
     table = render_regimes_table(report)
     assert "incomplete" in table and "not estimated" in table
-
-
-def test_analysis_modules_do_not_import_torch():
-    code = (
-        "import sys\n"
-        "import cdsanalysis.aggregate, cdsanalysis.events, cdsanalysis.cds\n"
-        "import cdsanalysis.regimes, cdsanalysis.report\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(_repo_root()))
-
-
-def _repo_root():
-    from pathlib import Path
-
-    return Path(__file__).resolve().parents[2]

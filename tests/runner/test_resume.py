@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import zarr
 from cdsanalysis import open_runs, validate_store
 
 from .test_trainer import METRICS
+
+# Two torch processes with two threads each on two cores spin against each other; one thread
+# each keeps these tests fast. Every store compared below is written with the same setting.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _steps_done(store) -> int:
@@ -83,6 +88,7 @@ def test_two_processes_write_different_runs_of_one_store(tiny_grid, tmp_path):
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=ONE_THREAD,
             text=True,
         )
         for i in (0, 1)
@@ -113,6 +119,7 @@ def test_two_processes_on_the_whole_grid_share_it_without_double_training(
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=ONE_THREAD,
             text=True,
         )
         for _ in range(2)
@@ -123,5 +130,5 @@ def test_two_processes_on_the_whole_grid_share_it_without_double_training(
     assert trained == 3, outputs  # each run trained by exactly one of the two processes
     validate_store(store, deep=True)
     assert open_runs(store).status.values.tolist() == ["done"] * 3
-    run_cli("--grid", str(grid), "--out", str(tmp_path / "alone.zarr"), "--quiet")
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "alone.zarr"), "--quiet", env=ONE_THREAD)
     _assert_same_numbers(store, tmp_path / "alone.zarr")
