@@ -60,9 +60,12 @@ def _dtype(spec: str) -> Any:
 
 
 def _fill(spec: dict) -> Any:
+    """Zarr fill value of a schema variable: what an unwritten chunk reads as."""
     if spec["dtype"] == schemas.STRING_DTYPE:
         return _STRING_FILL
-    return {"NaN": np.nan, "none": 0}.get(spec["fill"], spec["fill"] if spec["fill"] else 0)
+    if spec["fill"] == "NaN":
+        return np.nan
+    return 0 if spec["fill"] == "none" else int(spec["fill"])
 
 
 def _coordinate_dtype(values: Sequence[Any]) -> Any:

@@ -1,0 +1,1 @@
+"""Benchmarks: measured as ratios within one run, recorded in BENCHMARKS.md, never asserted."""
