@@ -130,7 +130,7 @@ def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]
         problems.append("variable 'steps_done' must lie in 0..steps_planned for every run")
     if np.any(planned > len(step)) or np.any(planned < 1):
         problems.append("variable 'steps_planned' must lie in 1..S for every run")
-    done_code = codes[schema["variables"]["status"]["flag_meanings"].index("done")]
+    done_code = schemas.status_codes(schema["schema_version"])["done"]
     unfinished = np.flatnonzero((status == done_code) & (done != planned))
     if len(unfinished):
         problems.append(
@@ -145,8 +145,7 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     problems = []
     done = arrays["steps_done"][...]
     status = arrays["status"][...]
-    meanings = schema["variables"]["status"]["flag_meanings"]
-    diverged_code = schema["variables"]["status"]["flag_values"][meanings.index("diverged")]
+    diverged_code = schemas.status_codes(schema["schema_version"])["diverged"]
     steps = np.arange(1, arrays["step"].shape[0] + 1)
     for name in schemas.variables_with_role("metric"):
         for run_index in range(len(done)):

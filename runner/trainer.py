@@ -27,10 +27,6 @@ from runner.tasks.modular import load_modular
 SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "param_norm_total")
 
 
-class RunDiverged(RuntimeError):
-    pass
-
-
 def rescale_(model: torch.nn.Module, alpha: float) -> None:
     """The grokking configuration: multiply every (distinct) parameter by ``alpha`` in place."""
     if alpha != 1.0:

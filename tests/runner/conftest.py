@@ -36,14 +36,20 @@ def tiny_grid(tmp_path: Path):
     return make
 
 
+#: The real ``cds-run`` entry point, started as its own process.
+CDS_RUN = [sys.executable, "-c", "from runner.cli import main; main()"]
+
+
+def start_cds_run(*args: str, **popen_kwargs) -> subprocess.Popen:
+    """Start ``cds-run ARGS`` in the background (stdout discarded, stderr captured as text)."""
+    popen_kwargs.setdefault("stdout", subprocess.DEVNULL)
+    popen_kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([*CDS_RUN, *args], text=True, **popen_kwargs)
+
+
 def cds_run(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run the real ``cds-run`` entry point in a subprocess."""
-    result = subprocess.run(
-        [sys.executable, "-c", "from runner.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        **kwargs,
-    )
+    """Run ``cds-run ARGS`` to completion."""
+    result = subprocess.run([*CDS_RUN, *args], capture_output=True, text=True, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"cds-run {' '.join(args)} failed:\n{result.stderr}")
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,6 +12,7 @@ import zarr
 
 from cdsanalysis import open_runs, validate_store
 
+from .conftest import start_cds_run
 from .test_trainer import METRICS
 
 # Two torch processes with two threads each on two cores spin against each other; one thread
@@ -36,19 +36,8 @@ def _assert_same_numbers(a, b):
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted(tiny_grid, run_cli, tmp_path):
     grid = tiny_grid(p=23, n_samples="[200]", steps=1500, flush_every=100)
     store = tmp_path / "killed.zarr"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from runner.cli import main; main()",
-            "--grid",
-            str(grid),
-            "--out",
-            str(store),
-            "--quiet",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc = start_cds_run(
+        "--grid", str(grid), "--out", str(store), "--quiet", stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
     while _steps_done(store) < 300 and time.monotonic() < deadline and proc.poll() is None:
@@ -73,23 +62,8 @@ def test_two_processes_write_different_runs_of_one_store(tiny_grid, tmp_path):
     grid = tiny_grid(p=23, n_samples="[100, 200]", steps=300, flush_every=50)
     store = tmp_path / "shared.zarr"
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from runner.cli import main; main()",
-                "--grid",
-                str(grid),
-                "--out",
-                str(store),
-                "--runs",
-                str(i),
-                "--quiet",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=ONE_THREAD,
-            text=True,
+        start_cds_run(
+            "--grid", str(grid), "--out", str(store), "--runs", str(i), "--quiet", env=ONE_THREAD
         )
         for i in (0, 1)
     ]
@@ -107,22 +81,7 @@ def test_two_processes_on_the_whole_grid_share_it_without_double_training(
     grid = tiny_grid(p=23, n_samples="[100, 150, 200]", steps=200, flush_every=50)
     store = tmp_path / "shared.zarr"
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from runner.cli import main; main()",
-                "--grid",
-                str(grid),
-                "--out",
-                str(store),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=ONE_THREAD,
-            text=True,
-        )
-        for _ in range(2)
+        start_cds_run("--grid", str(grid), "--out", str(store), env=ONE_THREAD) for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
