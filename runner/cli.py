@@ -163,6 +163,12 @@ def _train_all(store: RunStore, grid: Grid, indices: list[int], quiet: bool) -> 
                 if not mine:
                     outcome["skipped (held elsewhere)"] += 1
                     continue
+                finished_meanwhile = store.state(i)[0]
+                if finished_meanwhile in ("done", "diverged"):
+                    # another process finished it after this one looked; count, don't retrain
+                    outcome[finished_meanwhile] += 1
+                    progress.advance(bar, remaining[i])
+                    continue
                 started = time.perf_counter()
                 try:
                     status = train_run(
