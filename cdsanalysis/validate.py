@@ -141,24 +141,28 @@ def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]
 
 
 def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
-    """NaN conventions: nothing measured beyond steps_done; train metrics dense up to it."""
+    """NaN conventions: train metrics dense up to steps_done, nothing measured after it (except
+    the unacknowledged last block of an interrupted run)."""
     problems = []
     done = arrays["steps_done"][...]
     status = arrays["status"][...]
-    diverged_code = schemas.status_codes(schema["schema_version"])["diverged"]
+    codes = schemas.status_codes(schema["schema_version"])
+    # A crash between a block's metric write and its steps_done update leaves unacknowledged
+    # values after steps_done; resuming overwrites them. Only interrupted runs may have them.
+    interrupted = (codes["running"], codes["failed"])
     steps = np.arange(1, arrays["step"].shape[0] + 1)
     for name in schemas.variables_with_role("metric"):
         for run_index in range(len(done)):
             values = arrays[name][run_index]
             values = values.reshape(len(steps), -1)
             beyond = np.isfinite(values[steps > done[run_index]]).any()
-            if beyond:
+            if beyond and status[run_index] not in interrupted:
                 problems.append(
                     f"variable '{name}' has values beyond steps_done={done[run_index]} in run "
                     f"index {run_index}"
                 )
             # A diverged run ends on its first non-finite loss; every earlier step is measured.
-            dense = done[run_index] - (status[run_index] == diverged_code)
+            dense = done[run_index] - (status[run_index] == codes["diverged"])
             if name == "train_loss" and np.isnan(values[:dense]).any():
                 problems.append(
                     f"variable 'train_loss' has NaN gaps within the flushed steps of run index "

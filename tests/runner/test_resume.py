@@ -91,3 +91,32 @@ def test_two_processes_on_the_whole_grid_share_it_without_double_training(
     assert open_runs(store).status.values.tolist() == ["done"] * 3
     run_cli("--grid", str(grid), "--out", str(tmp_path / "alone.zarr"), "--quiet", env=ONE_THREAD)
     _assert_same_numbers(store, tmp_path / "alone.zarr")
+
+
+def test_a_failing_run_is_marked_failed_the_grid_goes_on_and_a_rerun_retries_it(
+    tiny_grid, run_cli, tmp_path
+):
+    grid = tiny_grid(n_samples="[40, 80]", steps=60, flush_every=16)
+    store = tmp_path / "s.zarr"
+    run_cli("--grid", str(grid), "--out", str(store), "--dry-run")
+    run_cli("--grid", str(grid), "--out", str(store), "--runs", "1")  # creates the store
+    checkpoints = store / "_state" / "checkpoints"
+    saved = tmp_path / "saved"
+    checkpoints.rename(saved)
+    checkpoints.write_text("not a directory")  # checkpoint writes now fail for real
+
+    failed = run_cli("--grid", str(grid), "--out", str(store), check=False)
+    assert failed.returncode == 1
+    assert "run 0" in failed.stderr and "failed" in failed.stderr
+    ds = open_runs(store)
+    assert ds.status.values.tolist() == ["failed", "done"]
+    assert int(ds.steps_done[0]) == 0  # the failed flush was never acknowledged
+    validate_store(store, deep=True)  # its unacknowledged block is allowed, nothing is lost
+
+    checkpoints.unlink()
+    saved.rename(checkpoints)
+    retried = run_cli("--grid", str(grid), "--out", str(store))
+    assert "run 0" in retried.stderr and "run 1 " not in retried.stderr
+    validate_store(store, deep=True)
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "clean.zarr"))
+    _assert_same_numbers(store, tmp_path / "clean.zarr")
