@@ -178,7 +178,8 @@ def train_run(
     block = settings.flush_every
     scalars = torch.full((block, len(SCALARS)), float("nan"), device=device)
     group_norms = torch.full((block, len(PARAM_GROUPS)), float("nan"), device=device)
-    snapshots: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    # (step, position along hist_step, counts, outside) of the histograms taken since the last flush
+    snapshots: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
     model, optimizer = setup.model, setup.optimizer
     block_start = first_step
 
@@ -194,13 +195,13 @@ def train_run(
         values = {name: host[:, i] for i, name in enumerate(SCALARS)}
         values["param_norm"] = group_norms[:rows].cpu().numpy()
         store.write_steps(run_index, block_start, values)
-        kept = [s for s in snapshots if s[0] <= last_step]
+        kept = [s for s in snapshots if s[0] <= last_step]  # none after a divergence
         if kept:
             store.write_histograms(
                 run_index,
-                np.array([s[0] for s in kept]),
-                torch.stack([s[1] for s in kept]).numpy(),
+                np.array([s[1] for s in kept]),
                 torch.stack([s[2] for s in kept]).numpy(),
+                torch.stack([s[3] for s in kept]).numpy(),
             )
         snapshots.clear()
         if status == "running":
@@ -227,7 +228,7 @@ def train_run(
                 scalars[row, 3] = (test_predicted == setup.test_y).float().mean()
             group_norms[row], scalars[row, 4] = norms()
             if step in hist_positions:
-                snapshots.append((hist_positions[step], *histograms()))
+                snapshots.append((step, hist_positions[step], *histograms()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -103,7 +103,7 @@ def test_diverging_run_is_marked_with_its_step_and_the_grid_goes_on(tiny_grid, t
     # lr 1e30 overflows the weights in the first update: the loss at step 2 is not finite.
     path = tmp_path / "g.yaml"
     path.write_text(
-        tiny_grid()
+        tiny_grid(flush_every=50)  # histograms at steps 20 and 40 are taken before the flush
         .read_text()
         .replace(
             "optimizer: {lr: 1.0e-3, weight_decay: 1.0}",
@@ -118,4 +118,6 @@ def test_diverging_run_is_marked_with_its_step_and_the_grid_goes_on(tiny_grid, t
     assert 1 < diverged_at < 60
     assert not np.isfinite(ds.train_loss.values[0, diverged_at - 1])
     assert np.isnan(ds.train_loss.values[0, diverged_at:]).all()  # nothing after it
+    histograms = ds.weight_histogram.values[0]  # hist_step 1, 20, 40
+    assert np.isfinite(histograms[0]).all() and np.isnan(histograms[1:]).all()
     validate_store(tmp_path / "s.zarr", deep=True)
