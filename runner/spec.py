@@ -150,6 +150,10 @@ class RunSpec(_Strict):
         }
 
 
+#: Parameter groups of the per-group norms and histograms, in store order.
+PARAM_GROUPS: tuple[str, ...] = ("embedding", "attention", "mlp", "norm", "head")
+
+
 class HistogramSettings(_Strict):
     every: PositiveInt = Field(100, description="histogram cadence (steps); step 1 is included")
     groups: tuple[str, ...] = Field(
@@ -157,6 +161,14 @@ class HistogramSettings(_Strict):
     )
     bins: PositiveInt = Field(100, description="number of bins")
     range: tuple[float, float] = Field((-0.5, 0.5), description="[low, high] of the fixed edges")
+
+    @field_validator("groups")
+    @classmethod
+    def _known_groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [g for g in groups if g not in PARAM_GROUPS]
+        if unknown:
+            raise ValueError(f"unknown group(s) {unknown}; choose from {list(PARAM_GROUPS)}")
+        return groups
 
     @field_validator("range")
     @classmethod

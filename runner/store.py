@@ -30,10 +30,7 @@ import numpy as np
 import zarr
 
 import schemas
-from runner.spec import RunSpec, StoreSettings
-
-#: Parameter groups for per-group norms, in store order.
-PARAM_GROUPS: tuple[str, ...] = ("embedding", "attention", "mlp", "norm", "head")
+from runner.spec import PARAM_GROUPS, RunSpec, StoreSettings
 
 #: Upper bound on the chunk length along 'step' (steps per chunk).
 MAX_STEP_CHUNK = 10_000
@@ -119,10 +116,6 @@ class StoreLayout:
             "hist_step": min(sizes["hist_step"], HIST_STEP_CHUNK),
         }
         return tuple(per_dim.get(d, sizes[d]) for d in dims)
-
-
-def _unknown_groups(groups: Sequence[str]) -> list[str]:
-    return [g for g in groups if g not in PARAM_GROUPS]
 
 
 def _write_new_store(
@@ -233,11 +226,6 @@ class RunStore:
         together on one store both end up writing into the same, complete store.
         """
         path = Path(path)
-        bad = _unknown_groups(settings.histogram.groups)
-        if bad:
-            raise StoreError(
-                f"histogram.groups: unknown group(s) {bad}; choose from {list(PARAM_GROUPS)}"
-            )
         if not path.exists():
             tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
             try:

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from runner.models.gpt import AnswerGPT, parameter_group
-from runner.spec import RunSpec, StoreSettings
-from runner.store import PARAM_GROUPS, RunStore
+from runner.spec import PARAM_GROUPS, RunSpec, StoreSettings
+from runner.store import RunStore
 from runner.tasks.modular import load_modular
 
 #: Per-step scalar metrics, in buffer column order.

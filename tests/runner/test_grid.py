@@ -56,6 +56,7 @@ def test_nested_sweep_and_run_ids_are_stable():
         (BASE + "n_samples: 100\nsteps: ten\n", "steps: Input should be a valid integer"),
         (BASE + "n_samples: [100, 100]\n", "duplicate runs"),
         ("n_samples: 100\n", "steps: Field required"),
+        (BASE + "n_samples: 100\nhistogram: {groups: [mlp, ffn]}\n", "histogram.groups: unknown"),
         ("- a\n- b\n", "must be a mapping"),
         ("n_samples: [100\n", "not valid YAML"),
     ],
