@@ -97,3 +97,36 @@ def test_every_example_passes_dry_run(example):
 def test_builtin_default_is_the_quickstart_example():
     builtin = ROOT / "runner" / "grids" / "quickstart.yaml"
     assert builtin.read_text() == (ROOT / "examples" / "quickstart.yaml").read_text()
+
+
+def test_regimes_of_one_configuration_selected_with_where(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        GRID.replace("seed: [0, 1]", "seed: 0")
+        .replace("weight_decay: 1.0", "weight_decay: [0.5, 1.0]")
+        .replace("steps: 150", "steps: 40")
+    )
+    store = tmp_path / "runs.zarr"
+    _run("runner.cli", "--grid", str(grid), "--out", str(store), "--quiet")
+
+    pooled = _run("cdsanalysis.cli", "regimes", str(store), check=False)
+    assert pooled.returncode == 2
+    assert "weight_decay" in pooled.stderr and "--where" in pooled.stderr
+
+    out = tmp_path / "report.json"
+    _run(
+        "cdsanalysis.cli",
+        "regimes",
+        str(store),
+        "--where",
+        "weight_decay=0.5",
+        "--json",
+        "--out",
+        str(out),
+    )
+    report = json.loads(out.read_text())
+    assert report["cds"]["n_runs"] == 2
+    assert {row["n_samples"] for row in report["data_sizes"]} == {150, 300}
+
+    unknown = _run("cdsanalysis.cli", "regimes", str(store), "--where", "colour=red", check=False)
+    assert unknown.returncode == 2 and "KEY one of" in unknown.stderr
