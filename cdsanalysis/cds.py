@@ -358,6 +358,7 @@ def estimate_cds(
     seed: int = 0,
     require_all_larger: bool = False,
     allow_varying: Sequence[str] = ("seed",),
+    final_accuracy: xr.DataArray | None = None,
 ) -> CDSResult:
     """Estimate the critical data size of the runs in ``ds``, with a bootstrap interval.
 
@@ -384,6 +385,10 @@ def estimate_cds(
     allow_varying
         Run coordinates besides ``n_samples`` that may differ among the pooled runs
         (replicates); see :func:`check_single_configuration`.
+    final_accuracy
+        The runs' aggregate test accuracy (over ``run``, aligned with ``ds``), when the caller
+        already computed it with the same ``aggregate`` and ``last_k`` (e.g.
+        ``classify_runs(...).final_test_accuracy``): the curves are then not read again.
 
     Returns
     -------
@@ -399,7 +404,10 @@ def estimate_cds(
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     done = done_runs(ds)
     check_single_configuration(done, allow_varying)
-    final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
+    if final_accuracy is None:
+        final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
+    else:
+        final = final_accuracy.sel(run=done["run"])
     values = np.asarray(final.values, dtype=np.float64)
     n_of_run = np.asarray(done["n_samples"].values)
     usable = ~np.isnan(values)

@@ -128,6 +128,7 @@ def regimes_report(
         seed=seed,
         require_all_larger=require_all_larger,
         allow_varying=allow_varying,
+        final_accuracy=runs["final_test_accuracy"],  # already computed: read the store once
     )
     status = as_strings(ds["status"].values)
     names, counts = np.unique(status, return_counts=True)

@@ -43,6 +43,22 @@ RISING = {
 }
 
 
+def test_precomputed_final_accuracy_gives_the_same_estimate(make_store, curves):
+    from cdsanalysis.regimes import classify_runs
+
+    ds = _store(make_store, curves, RISING)
+    direct = estimate_cds(ds, n_resamples=300)
+    runs = classify_runs(ds)  # same default aggregate as estimate_cds
+    reused = estimate_cds(ds, n_resamples=300, final_accuracy=runs.final_test_accuracy)
+    assert (reused.cds, reused.cds_low, reused.cds_high, reused.n_runs) == (
+        direct.cds,
+        direct.cds_low,
+        direct.cds_high,
+        direct.n_runs,
+    )
+    np.testing.assert_array_equal(reused.per_n.mean_accuracy, direct.per_n.mean_accuracy)
+
+
 def test_planted_cds_recovered_with_interval(make_store, curves):
     ds = _store(make_store, curves, RISING)
     result = estimate_cds(ds, eps=0.9, n_resamples=500)
