@@ -13,8 +13,6 @@ import json
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
@@ -22,10 +20,9 @@ from pydantic import (
     field_validator,
 )
 
+from runner.strict import Strict
 
-class _Strict(BaseModel):
-    # Unknown keys are errors: a typo in a grid must never be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = Strict
 
 
 class ModularAdditionTask(_Strict):
