@@ -9,6 +9,7 @@ reported with the YAML path of the offending key before anything is trained.
 from __future__ import annotations
 
 import itertools
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from runner.spec import STORE_KEYS, RunSpec, StoreSettings
+from runner.model_specs import MODEL_FAMILIES
+from runner.spec import STORE_KEYS, TASK_NAMES, RunSpec, StoreSettings
 
 
 class GridError(ValueError):
@@ -33,16 +35,29 @@ class Grid:
     sweep_paths: tuple[str, ...]
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold (through Annotated, unions and Optional)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+    return []
+
+
 def _field_annotation(model: type[BaseModel], path: tuple[str, ...]) -> Any:
-    """Annotation of the field at ``path`` inside ``model`` (None when the path is unknown)."""
+    """Annotation of the field at ``path`` inside ``model`` (None when the path is unknown).
+
+    Through a union (``model:`` of any family) the first member that has the key answers.
+    """
     annotation: Any = model
     for key in path:
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        fields = [m.model_fields[key] for m in _models_in(annotation) if key in m.model_fields]
+        if not fields:
             return None
-        field = annotation.model_fields.get(key)
-        if field is None:
-            return None
-        annotation = field.annotation
+        annotation = fields[0].annotation
     return annotation
 
 
@@ -91,7 +106,11 @@ def _format_errors(
 ) -> list[str]:
     lines = []
     for item in error.errors():
-        loc = tuple(str(p) for p in item["loc"])
+        loc = _without_union_tags(tuple(str(p) for p in item["loc"]))
+        msg = item["msg"].removeprefix("Value error, ")
+        named = _FIELD_PREFIX.match(msg)
+        if named:  # a whole-model check names its field as "field.path: message"
+            loc, msg = (*loc, *named.group(1).split(".")), msg[named.end() :]
         # Point at the list element that produced the value, when the key was swept.
         where = _dotted(loc) or "(top level)"
         for path, index in sweep_index.items():
@@ -100,11 +119,63 @@ def _format_errors(
         if item["type"] == "extra_forbidden":
             msg = "unknown key; remove it or check its spelling"
         else:
-            msg = item["msg"].removeprefix("Value error, ")
             if "input" in item and not isinstance(item["input"], dict):
                 msg += f" (got {item['input']!r})"
         lines.append(f"{prefix}{where}: {msg}")
     return lines
+
+
+_FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
+
+
+def _without_union_tags(loc: tuple[str, ...]) -> tuple[str, ...]:
+    # pydantic puts the discriminator's value into the location (``model.bert.width``); the
+    # YAML path has no such level.
+    if len(loc) >= 2 and (loc[0], loc[1]) in _UNION_TAGS:
+        return (loc[0], *loc[2:])
+    return loc
+
+
+_UNION_TAGS = {("model", family) for family in MODEL_FAMILIES} | {
+    ("task", name) for name in TASK_NAMES
+}
+
+
+def _with_parents(runs: list[RunSpec], source: str) -> list[RunSpec]:
+    """Runs whose ``init_from.parent`` names a run: the parents first (once each), then all."""
+    parents: dict[str, RunSpec] = {}
+    errors: list[str] = []
+    for run in runs:
+        try:
+            parent = run.parent_spec()
+        except ValidationError as exc:
+            errors.extend(_format_errors(exc, {}, prefix="init_from.parent: "))
+            continue
+        if parent is not None:
+            parents.setdefault(parent.run_id, parent)
+    if errors:
+        raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(dict.fromkeys(errors)))
+    own = {r.run_id for r in runs}
+    return [p for i, p in parents.items() if i not in own] + runs
+
+
+def _check_sizes(runs: list[RunSpec], source: str) -> None:
+    """Data sizes that need the task's data to check (text tasks, data_fraction) resolve here."""
+    errors = []
+    for run in runs:
+        try:
+            n = run.resolved_n_samples()
+            available = run.train_split_size()
+        except (ValueError, OSError) as exc:
+            errors.append(f"task: {exc}")
+            continue
+        if n > available:
+            errors.append(
+                f"n_samples: {n} exceeds the train split of {available} samples; "
+                "lower n_samples or data_fraction"
+            )
+    if errors:
+        raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(dict.fromkeys(errors)))
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -169,6 +240,8 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     if seen_errors:
         raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(seen_errors))
 
+    runs = _with_parents(runs, source)
+    _check_sizes(runs, source)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise GridError(

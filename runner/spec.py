@@ -16,10 +16,17 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
-    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from runner.model_specs import (  # noqa: F401  (re-exported: grids and tests name them here)
+    BERTModel,
+    GPTModel,
+    LSTMModel,
+    MLPModel,
+    ModelSpec,
+)
 from runner.strict import Strict
 
 _Strict = Strict
@@ -56,33 +63,25 @@ class ModularAdditionTask(_Strict):
         return self.p + 4
 
 
-class GPTModel(_Strict):
-    """HF OpenAIGPT decoder built from config, head tied to the token embedding."""
-
-    family: Literal["gpt"] = "gpt"
-    width: PositiveInt = Field(128, description="n_embd (hidden size, units)")
-    depth: PositiveInt = Field(1, description="n_layer")
-    heads: PositiveInt = Field(4, description="n_head; must divide width")
-    n_positions: PositiveInt = Field(128, description="position-embedding rows (authors: 128)")
-    init_range: PositiveFloat = Field(0.02, description="std of the normal initialisation")
-
-    @field_validator("heads")
-    @classmethod
-    def _heads_divide_width(cls, heads: int, info: ValidationInfo) -> int:
-        width = info.data.get("width")
-        if width is not None and width % heads:
-            raise ValueError(
-                f"width ({width}) must be a multiple of heads ({heads}); "
-                "change model.width or model.heads"
-            )
-        return heads
+TaskSpec = ModularAdditionTask
+TASK_NAMES = ("modular_addition",)
 
 
-class AdamWOptimizer(_Strict):
-    name: Literal["adamw"] = "adamw"
+class OptimizerSpec(_Strict):
+    """AdamW (decoupled decay, the grokking configuration), Adam or SGD (decay as an L2 term in
+    the gradient). ``decay_towards: init`` pulls the weights towards their initial values instead
+    of towards zero (seed 002): the decay term uses (w - w0) in place of w."""
+
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = Field(1e-3, description="learning rate (per step)")
-    weight_decay: float = Field(1.0, ge=0.0, description="decoupled weight decay coefficient")
-    betas: tuple[float, float] = Field((0.9, 0.98), description="Adam betas (authors: 0.9, 0.98)")
+    weight_decay: float = Field(1.0, ge=0.0, description="weight decay coefficient")
+    decay_towards: Literal["zero", "init"] = Field(
+        "zero", description="the point weight decay pulls towards: zero or the initial weights"
+    )
+    betas: tuple[float, float] = Field(
+        (0.9, 0.98), description="Adam / AdamW betas (authors' modular code: 0.9, 0.98)"
+    )
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="SGD momentum (SGD only)")
 
     @field_validator("betas")
     @classmethod
@@ -92,29 +91,134 @@ class AdamWOptimizer(_Strict):
         return betas
 
 
+#: The authors' name for the default optimiser spec, kept for readers of older code.
+AdamWOptimizer = OptimizerSpec
+
+
+class NoiseSpec(_Strict):
+    """Noise interventions of seed 002, each a standard deviation (0 = off), drawn from a
+    generator seeded by the run's seed and saved in every checkpoint (so resuming is exact)."""
+
+    gradient: float = Field(
+        0.0, ge=0.0, description="std of Gaussian noise added to every gradient element before "
+        "the update, annealed as std / (1 + t)^(gradient_anneal / 2) (Neelakantan et al. 2015)"
+    )
+    gradient_anneal: float = Field(
+        0.55, ge=0.0, description="annealing exponent of the gradient-noise variance"
+    )
+    update: float = Field(
+        0.0, ge=0.0, description="std of Gaussian noise added to every parameter after each "
+        "update (it stays in the weights)"
+    )
+    weight: float = Field(
+        0.0, ge=0.0, description="std of a Gaussian perturbation of the weights for the training "
+        "forward and backward pass only; removed before the update, never seen by test metrics"
+    )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.gradient or self.update or self.weight)
+
+
+class InitFrom(_Strict):
+    """Start from trained weights instead of a fresh initialisation (ungrokking: continue a
+    grokked model on a smaller subset). Exactly one source:
+
+    - ``parent``: fields that differ in the parent run, which is otherwise this run's own spec
+      (without ``init_from``); the parent is added to the same grid and trained first;
+    - ``checkpoint``: a checkpoint file written by ``cds-run`` (``_state/checkpoints/<run>.pt``)
+      or a plain state dict of the same architecture;
+    - ``store`` and ``run``: the final weights of run ``run`` (its id) in another store.
+
+    The initial weights are taken as they are: ``alpha`` is not applied again.
+    """
+
+    parent: dict[str, Any] | None = None
+    checkpoint: str | None = Field(None, min_length=1)
+    store: str | None = Field(None, min_length=1)
+    run: str | None = Field(None, min_length=1)
+    optimizer_state: bool = Field(
+        False, description="also restore the optimiser's state (cds-run checkpoints only); "
+        "default: a fresh optimiser, as when a new training phase starts"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InitFrom:
+        given = [k for k in ("parent", "checkpoint", "store") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of init_from.parent, init_from.checkpoint or "
+                f"init_from.store (with init_from.run); got {given or 'none'}"
+            )
+        if (self.store is None) != (self.run is None):
+            raise ValueError("init_from.store and init_from.run go together; give both")
+        if self.parent is not None and "init_from" in self.parent:
+            raise ValueError("init_from.parent cannot itself have an init_from")
+        return self
+
+
 class RunSpec(_Strict):
     """Everything that determines one run's numbers."""
 
-    task: ModularAdditionTask = ModularAdditionTask()
-    n_samples: PositiveInt = Field(..., description="training-subset size n (samples)")
+    task: TaskSpec = ModularAdditionTask()
+    n_samples: PositiveInt | None = Field(
+        None, description="training-subset size n (samples); or give data_fraction"
+    )
+    data_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="training-subset size as a fraction of the task's "
+        "train split (rounded to the nearest sample); or give n_samples"
+    )
     seed: int = Field(0, ge=0, description="seed of the subset order and the initialisation")
-    model: GPTModel = GPTModel()
-    alpha: PositiveFloat = Field(1.0, description="every parameter is multiplied by alpha at init")
-    optimizer: AdamWOptimizer = AdamWOptimizer()
-    steps: PositiveInt = Field(..., description="optimiser steps (full batch)")
+    model: ModelSpec = GPTModel()
+    alpha: PositiveFloat = Field(1.0, description="parameters are multiplied by alpha at init")
+    alpha_scope: Literal["all", "weights"] = Field(
+        "all", description="which parameters alpha multiplies: all (the paper, LayerNorm gains "
+        "and biases included) or weights (norm layers and biases left unscaled)"
+    )
+    optimizer: OptimizerSpec = OptimizerSpec()
+    batch_size: PositiveInt | None = Field(
+        None, description="minibatch size (samples); none = full batch. Minibatches reshuffle "
+        "every epoch with a generator seeded by (seed, epoch)"
+    )
+    loss: Literal["cross_entropy", "mse"] = Field(
+        "cross_entropy", description="cross-entropy, or the squared error between the softmax "
+        "and the one-hot label (seed 002)"
+    )
+    noise: NoiseSpec = NoiseSpec()
+    init_from: InitFrom | None = None
+    steps: PositiveInt = Field(..., description="optimiser steps")
     eval_every: PositiveInt = Field(1, description="test evaluation cadence (steps)")
 
-    @field_validator("n_samples")
-    @classmethod
-    def _n_fits_split(cls, n_samples: int, info: ValidationInfo) -> int:
-        task = info.data.get("task")
-        if task is not None and n_samples > task.n_train:
+    @model_validator(mode="after")
+    def _one_size(self) -> RunSpec:
+        if (self.n_samples is None) == (self.data_fraction is None):
             raise ValueError(
-                f"n_samples = {n_samples} exceeds the train split of {task.n_train} "
-                f"samples (p = {task.p}, train_fraction = {task.train_fraction}); "
-                "lower n_samples or raise task.train_fraction"
+                "n_samples: give exactly one of n_samples (a count) or data_fraction (a fraction "
+                "of the train split)"
             )
-        return n_samples
+        modular = isinstance(self.task, ModularAdditionTask)
+        if modular and self.n_samples is not None and self.n_samples > self.task.n_train:
+            raise ValueError(
+                f"n_samples: n_samples = {self.n_samples} exceeds the train split of "
+                f"{self.task.n_train} samples (p = {self.task.p}, train_fraction = "
+                f"{self.task.train_fraction}); lower n_samples or raise task.train_fraction"
+            )
+        return self
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_family(cls, value: Any) -> Any:
+        # ``family`` may be left out for the default decoder (grids written before the zoo)
+        if isinstance(value, dict) and "family" not in value:
+            return {"family": "gpt", **value}
+        return value
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _default_task(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": "modular_addition", **value}
+        return value
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -123,32 +227,101 @@ class RunSpec(_Strict):
     def run_id(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
 
+    def train_split_size(self) -> int:
+        """Samples in the task's train split (text tasks read their labels to count them)."""
+        if isinstance(self.task, ModularAdditionTask):
+            return self.task.n_train
+        from runner.tasks.text import train_split_size
+
+        return train_split_size(self.task)
+
+    def resolved_n_samples(self) -> int:
+        """The training-subset size in samples, whichever way it was given."""
+        if self.n_samples is not None:
+            return self.n_samples
+        assert self.data_fraction is not None
+        return max(1, int(self.data_fraction * self.train_split_size() + 0.5))
+
+    def parent_spec(self) -> RunSpec | None:
+        """The parent run of ``init_from.parent`` (this spec with the parent's overrides)."""
+        if self.init_from is None or self.init_from.parent is None:
+            return None
+        base = self.model_dump(mode="json", exclude={"init_from"})
+        return RunSpec.model_validate(_merge(base, self.init_from.parent))
+
+    def lineage(self) -> str:
+        """Where the initial weights come from: '' (fresh), a parent run id, a checkpoint path,
+        or 'STORE#RUN'."""
+        source = self.init_from
+        if source is None:
+            return ""
+        if source.parent is not None:
+            parent = self.parent_spec()
+            assert parent is not None
+            return parent.run_id
+        if source.checkpoint is not None:
+            return source.checkpoint
+        return f"{source.store}#{source.run}"
+
     def config_coordinates(self) -> dict[str, Any]:
-        """Flat configuration values stored as coordinates along the store's ``run`` dimension."""
+        """Flat configuration values stored as coordinates along the store's ``run`` dimension.
+
+        The same keys for every task and model (0, NaN or '' where a value does not apply), so
+        runs of different kinds can share a store.
+        """
+        modular = isinstance(self.task, ModularAdditionTask)
+        n_samples = self.resolved_n_samples()
+        model = self.model
         return {
             "task": self.task.name,
-            "model": self.model.family,
-            "n_samples": self.n_samples,
+            "model": model.family,
+            "n_samples": n_samples,
             "seed": self.seed,
-            "width": self.model.width,
-            "depth": self.model.depth,
-            "heads": self.model.heads,
+            "width": model.width,
+            "depth": model.depth,
+            "heads": model.heads,
             "lr": self.optimizer.lr,
             "weight_decay": self.optimizer.weight_decay,
             "alpha": self.alpha,
             "steps_planned": self.steps,
             "eval_every": self.eval_every,
             # extra coordinates (allowed by the schema)
-            "p": self.task.p,
-            "train_fraction": self.task.train_fraction,
+            "data_fraction": n_samples / self.train_split_size(),
+            "p": self.task.p if modular else 0,
+            "train_fraction": self.task.train_fraction if modular else float("nan"),
             "split_seed": self.task.split_seed,
+            "optimizer": self.optimizer.name,
             "beta1": self.optimizer.betas[0],
             "beta2": self.optimizer.betas[1],
+            "decay_towards": self.optimizer.decay_towards,
+            "batch_size": self.batch_size or 0,
+            "loss": self.loss,
+            "dropout": model.dropout,
+            "alpha_scope": self.alpha_scope,
+            "gradient_noise": self.noise.gradient,
+            "update_noise": self.noise.update,
+            "weight_noise": self.noise.weight,
+            "parent_run": self.lineage(),
         }
 
 
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    # A size given one way in the child and the other way in the parent: the parent's wins.
+    if "n_samples" in overrides and "data_fraction" not in overrides:
+        merged["data_fraction"] = None
+    if "data_fraction" in overrides and "n_samples" not in overrides:
+        merged["n_samples"] = None
+    return merged
+
+
 #: Parameter groups of the per-group norms and histograms, in store order.
-PARAM_GROUPS: tuple[str, ...] = ("embedding", "attention", "mlp", "norm", "head")
+PARAM_GROUPS: tuple[str, ...] = ("embedding", "attention", "mlp", "recurrent", "norm", "head")
 
 
 class HistogramSettings(_Strict):
@@ -185,6 +358,10 @@ class StoreSettings(_Strict):
         500, description="steps between flushes of metrics and checkpoint (resume granularity)"
     )
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
+    eval_batch_size: PositiveInt = Field(
+        2048, description="samples per forward pass when evaluating the test set (memory only: "
+        "the metrics are over the whole test set or eval subset whatever this is)"
+    )
 
 
 #: Top-level YAML keys that belong to StoreSettings (everything else is a RunSpec field).

@@ -18,21 +18,37 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from runner.models.gpt import AnswerGPT, parameter_group
-from runner.spec import PARAM_GROUPS, RunSpec, StoreSettings
+from runner.data import load_task_data
+from runner.init_from import load_initial_weights
+from runner.models.base import Classifier, build_model
+from runner.spec import (
+    PARAM_GROUPS,
+    ModularAdditionTask,
+    OptimizerSpec,
+    RunSpec,
+    StoreSettings,
+)
 from runner.store import RunStore
-from runner.tasks.modular import load_modular
 
 #: Per-step scalar metrics, in buffer column order.
 SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "param_norm_total")
 
 
-def rescale_(model: torch.nn.Module, alpha: float) -> None:
-    """The grokking configuration: multiply every (distinct) parameter by ``alpha`` in place."""
+def is_scaled(name: str, param: torch.nn.Parameter, model: Classifier, scope: str) -> bool:
+    """Whether ``alpha`` multiplies this parameter: all of them, or (scope ``weights``) all but
+    biases and the gains and shifts of norm layers."""
+    if scope == "all":
+        return True
+    return not (name.endswith("bias") or model.parameter_group(name) == "norm")
+
+
+def rescale_(model: Classifier, alpha: float, scope: str = "all") -> None:
+    """The grokking configuration: multiply the (distinct) parameters in ``scope`` by ``alpha``."""
     if alpha != 1.0:
         with torch.no_grad():
-            for param in model.parameters():
-                param.mul_(alpha)
+            for name, param in model.named_parameters():
+                if is_scaled(name, param, model, scope):
+                    param.mul_(alpha)
 
 
 def is_measured(step: int, every_steps: int) -> bool:
@@ -42,49 +58,141 @@ def is_measured(step: int, every_steps: int) -> bool:
 
 @dataclass
 class RunSetup:
-    model: AnswerGPT
+    spec: RunSpec
+    model: Classifier
     optimizer: torch.optim.Optimizer
-    train_x: torch.Tensor
+    train: dict[str, torch.Tensor]
     train_y: torch.Tensor
-    test_x: torch.Tensor
+    test: dict[str, torch.Tensor]
     test_y: torch.Tensor
-    n_classes: int  # logits considered for accuracy (p residues or the whole vocabulary)
+    n_classes: int  # logits considered for accuracy (columns 0..n_classes-1)
+    initial: list[torch.Tensor] | None  # w0, kept when decay pulls towards the initialisation
+    noise: torch.Generator | None  # the noise interventions' own generator
 
 
-def build_run(spec: RunSpec, device: torch.device) -> RunSetup:
-    data = load_modular(spec.task, spec.n_samples, spec.seed)
+def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None) -> RunSetup:
+    """Data, model (initialised, rescaled or loaded from ``init_from``) and optimiser."""
+    data = load_task_data(spec)
     torch.manual_seed(spec.seed)
-    model = AnswerGPT(spec.model, spec.task.vocab_size).to(device)
-    rescale_(model, spec.alpha)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=spec.optimizer.lr,
-        betas=spec.optimizer.betas,
-        weight_decay=spec.optimizer.weight_decay,
-    )
+    answer_token_head = isinstance(spec.task, ModularAdditionTask) and spec.model.family == "gpt"
+    model = build_model(spec.model, data, answer_token_head=answer_token_head).to(device)
+    optimizer = make_optimizer(spec.optimizer, model.parameters())
+    if spec.init_from is None:
+        rescale_(model, spec.alpha, spec.alpha_scope)
+    else:
+        load_initial_weights(model, optimizer, spec, store, device)
 
-    def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(a, device=device)
+    def tensors(features: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v, device=device) for k, v in features.items()}
 
-    n_classes = spec.task.p if spec.task.accuracy_over == "residues" else spec.task.vocab_size
+    initial = None
+    if spec.optimizer.decay_towards == "init" and spec.optimizer.weight_decay:
+        initial = [p.detach().clone() for p in model.parameters()]
+    noise = None
+    if spec.noise.active:
+        noise = torch.Generator(device=device)
+        noise.manual_seed(int(np.random.SeedSequence([spec.seed, 1]).generate_state(1)[0]))
     return RunSetup(
+        spec,
         model,
         optimizer,
-        tensor(data.train_inputs),
-        tensor(data.train_targets),
-        tensor(data.test_inputs),
-        tensor(data.test_targets),
-        n_classes,
+        tensors(data.train_features),
+        torch.as_tensor(data.train_labels, device=device),
+        tensors(data.test_features),
+        torch.as_tensor(data.test_labels, device=device),
+        min(data.n_classes, model.n_outputs),
+        initial,
+        noise,
     )
+
+
+def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
+    # Decay towards the initialisation is applied by hand (decay_towards_init_), so the
+    # optimiser's own decay, which pulls towards zero, is off then.
+    decay = spec.weight_decay if spec.decay_towards == "zero" else 0.0
+    if spec.name == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, weight_decay=decay)
+    if spec.name == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=decay)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
+
+
+@torch.no_grad()
+def decay_towards_init_(setup: RunSetup) -> None:
+    """Weight decay towards w0, in the optimiser's own form: decoupled for AdamW (w -= lr * wd *
+    (w - w0) before the update, as AdamW does with w0 = 0), an L2 term in the gradient for Adam
+    and SGD (grad += wd * (w - w0))."""
+    opt = setup.spec.optimizer
+    params = [p for p in setup.model.parameters()]
+    assert setup.initial is not None
+    offsets = torch._foreach_sub(params, setup.initial)
+    if opt.name == "adamw":
+        torch._foreach_add_(params, offsets, alpha=-opt.lr * opt.weight_decay)
+    else:
+        grads = [p.grad for p in params]
+        torch._foreach_add_(grads, offsets, alpha=opt.weight_decay)
+
+
+def classification_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor, reduction="mean"):
+    """Cross-entropy, or the squared error between softmax and one-hot summed over classes
+    (seed 002's MSE loss), averaged (or summed) over samples."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, labels, reduction=reduction)
+    target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    per_sample = ((logits.softmax(dim=1) - target) ** 2).sum(dim=1)
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+class Batches:
+    """The samples of each step: the whole training set, or minibatches of a permutation drawn
+    afresh every epoch from (seed, epoch), so any step's batch is known without replaying the
+    ones before it (resuming is exact)."""
+
+    def __init__(self, setup: RunSetup):
+        self.setup = setup
+        self.n = len(setup.train_y)
+        self.size = setup.spec.batch_size or self.n
+        self.per_epoch = -(-self.n // self.size)
+        self._epoch, self._order = -1, None
+
+    def __call__(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        setup = self.setup
+        if self.size >= self.n:
+            return setup.train, setup.train_y
+        epoch, position = divmod(step - 1, self.per_epoch)
+        if epoch != self._epoch:
+            order = np.random.default_rng([setup.spec.seed, 2, epoch]).permutation(self.n)
+            self._epoch = epoch
+            self._order = torch.as_tensor(order, device=setup.train_y.device)
+        rows = self._order[position * self.size : (position + 1) * self.size]
+        return {k: v[rows] for k, v in setup.train.items()}, setup.train_y[rows]
+
+
+@torch.no_grad()
+def evaluate(setup: RunSetup, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and accuracy on the whole test set, in slices of ``batch_size`` samples."""
+    model = setup.model
+    model.eval()
+    n = len(setup.test_y)
+    loss_sum = torch.zeros((), device=setup.test_y.device)
+    correct = torch.zeros((), device=setup.test_y.device)
+    for start in range(0, n, batch_size):
+        rows = slice(start, start + batch_size)
+        logits = model({k: v[rows] for k, v in setup.test.items()})
+        labels = setup.test_y[rows]
+        loss_sum += classification_loss(setup.spec.loss, logits, labels, reduction="sum")
+        correct += (logits[:, : setup.n_classes].argmax(dim=1) == labels).sum()
+    model.train()
+    return loss_sum / n, correct / n
 
 
 class NormMeter:
     """Per-group and total L2 norms without a host sync: one fused norm call per step."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: Classifier):
         named = list(model.named_parameters())  # tied parameters appear once
         self.params = [p for _, p in named]
-        groups = [PARAM_GROUPS.index(parameter_group(n)) for n, _ in named]
+        groups = [PARAM_GROUPS.index(model.parameter_group(n)) for n, _ in named]
         device = self.params[0].device
         self.group_index = torch.tensor(groups, device=device)
         present = torch.zeros(len(PARAM_GROUPS), dtype=torch.bool)
@@ -105,9 +213,9 @@ class NormMeter:
 class HistogramMeter:
     """Weight histograms of chosen groups with fixed edges (values outside counted apart)."""
 
-    def __init__(self, model: torch.nn.Module, groups: list[str], edges: np.ndarray):
+    def __init__(self, model: Classifier, groups: list[str], edges: np.ndarray):
         named = list(model.named_parameters())
-        self.groups = [[p for n, p in named if parameter_group(n) == g] for g in groups]
+        self.groups = [[p for n, p in named if model.parameter_group(n) == g] for g in groups]
         self.low, self.high, self.bins = float(edges[0]), float(edges[-1]), len(edges) - 1
 
     @torch.no_grad()
@@ -126,6 +234,21 @@ class HistogramMeter:
         return torch.stack(counts), torch.stack(outside)
 
 
+def _gaussian(like: list[torch.Tensor], std: float, generator: torch.Generator | None):
+    return [
+        torch.randn(t.shape, generator=generator, device=t.device, dtype=t.dtype) * std
+        for t in like
+    ]
+
+
+def _perturb_(params: list[torch.Tensor], std: float, generator: torch.Generator | None):
+    """Add Gaussian noise of ``std`` to every parameter in place; return the noise added."""
+    with torch.no_grad():
+        noise = _gaussian(params, std, generator)
+        torch._foreach_add_(params, noise)
+    return noise
+
+
 def _save_checkpoint(path: os.PathLike, setup: RunSetup, steps_done: int) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     torch.save(
@@ -134,6 +257,7 @@ def _save_checkpoint(path: os.PathLike, setup: RunSetup, steps_done: int) -> Non
             "model": setup.model.state_dict(),
             "optimizer": setup.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "noise_rng": setup.noise.get_state() if setup.noise is not None else None,
         },
         tmp,
     )
@@ -145,6 +269,8 @@ def _load_checkpoint(path: os.PathLike, setup: RunSetup) -> int:
     setup.model.load_state_dict(state["model"])
     setup.optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"].cpu())
+    if setup.noise is not None:
+        setup.noise.set_state(state["noise_rng"].cpu())
     return int(state["steps_done"])
 
 
@@ -164,7 +290,7 @@ def train_run(
     if status in ("done", "diverged"):  # final; a failed run is retried from its checkpoint
         return status
     device = torch.device(settings.device)
-    setup = build_run(spec, device)
+    setup = build_run(spec, device, store)
     checkpoint = store.checkpoint_path(run_index)
     first_step = 1
     if checkpoint.exists():
@@ -213,25 +339,42 @@ def train_run(
         return status
 
     hist_positions = {int(s): i for i, s in enumerate(hist_steps)}
+    batches = Batches(setup)
+    params = list(model.parameters())
+    noise = spec.noise
+    model.train()
     for step in range(first_step, spec.steps + 1):
         row = step - block_start
-        logits = model(setup.train_x)
-        loss = F.cross_entropy(logits, setup.train_y)
+        # Measurements of step k see the weights just before update k.
         with torch.no_grad():
-            scalars[row, 0] = loss.detach()
-            predicted = logits[:, : setup.n_classes].argmax(dim=1)
-            scalars[row, 1] = (predicted == setup.train_y).float().mean()
             if is_measured(step, spec.eval_every):
-                test_logits = model(setup.test_x)
-                scalars[row, 2] = F.cross_entropy(test_logits, setup.test_y)
-                test_predicted = test_logits[:, : setup.n_classes].argmax(dim=1)
-                scalars[row, 3] = (test_predicted == setup.test_y).float().mean()
+                scalars[row, 2], scalars[row, 3] = evaluate(setup, settings.eval_batch_size)
             group_norms[row], scalars[row, 4] = norms()
             if step in hist_positions:
                 snapshots.append((step, hist_positions[step], *histograms()))
+        features, labels = batches(step)
+        perturbation = _perturb_(params, noise.weight, setup.noise) if noise.weight else None
+        logits = model(features)
+        loss = classification_loss(spec.loss, logits, labels)
+        with torch.no_grad():
+            scalars[row, 0] = loss.detach()
+            predicted = logits[:, : setup.n_classes].argmax(dim=1)
+            scalars[row, 1] = (predicted == labels).float().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        with torch.no_grad():
+            if perturbation is not None:
+                torch._foreach_sub_(params, perturbation)
+            if noise.gradient:
+                std = noise.gradient / (1 + step) ** (noise.gradient_anneal / 2)
+                grads = [p.grad for p in params if p.grad is not None]
+                torch._foreach_add_(grads, _gaussian(grads, std, setup.noise))
+            if setup.initial is not None:
+                decay_towards_init_(setup)
         optimizer.step()
+        if noise.update:
+            with torch.no_grad():
+                _perturb_(params, noise.update, setup.noise)
         if row + 1 == block or step == spec.steps:
             status = flush(step)
             if status == "diverged":

@@ -1,12 +1,15 @@
-"""1-layer (or deeper) HF OpenAIGPT decoder that predicts the answer token.
+"""HF OpenAIGPT decoders, built from config, never downloaded.
 
-Built from config, never downloaded: ``OpenAIGPTLMHeadModel`` with the authors' settings (MLP
-4 * width, gelu, all dropouts 0, layer-norm eps 1e-5, init std 0.02, head tied to the token
-embedding). The loss needs only the answer position, so the last block is evaluated there alone
-(its keys and values still see every position) and the head only there: the numbers equal the
-HF model's output at that position (``reference_logits``, checked in the tests) at about a third
-of the cost. The weights are the HF module's own, so state dicts load into
-``OpenAIGPTLMHeadModel`` unchanged.
+:class:`AnswerGPT` is the authors' modular-addition model: ``OpenAIGPTLMHeadModel`` (MLP 4 *
+width, gelu, dropouts from the spec (0 in the grokking configuration), layer-norm eps 1e-5, init
+std 0.02, head tied to the token embedding), read at the answer position. The loss needs only
+that position, so the last block is evaluated there alone (its keys and values still see every
+position) and the head only there: the numbers equal the HF model's output at that position
+(``reference_logits``, checked in the tests) at about a third of the cost. The weights are the HF
+module's own, so state dicts load into ``OpenAIGPTLMHeadModel`` unchanged.
+
+:class:`DecoderClassifier` is the decoder for text classification: the HF ``OpenAIGPTModel``
+with its padding mask, and a linear classifier on the hidden state of the last non-padding token.
 """
 
 from __future__ import annotations
@@ -15,34 +18,58 @@ import math
 
 import torch
 from torch import nn
-from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
+from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel, OpenAIGPTModel
 
-from runner.spec import GPTModel
+from runner.model_specs import GPTModel
+from runner.models.base import Classifier, last_real_position
 
 
-class AnswerGPT(nn.Module):
+def gpt_config(spec: GPTModel, vocab_size: int) -> OpenAIGPTConfig:
+    return OpenAIGPTConfig(
+        vocab_size=vocab_size,
+        n_positions=spec.n_positions,
+        n_embd=spec.width,
+        n_layer=spec.depth,
+        n_head=spec.heads,
+        afn="gelu",
+        resid_pdrop=spec.dropout,
+        embd_pdrop=spec.dropout,
+        attn_pdrop=spec.dropout,
+        layer_norm_epsilon=1e-5,
+        initializer_range=spec.init_range,
+        tie_word_embeddings=True,
+    )
+
+
+def build_openai(cls: type, spec: GPTModel, vocab_size: int) -> nn.Module:
+    """``cls`` (an HF OpenAIGPT model class) from the spec. HF OpenAIGPT fixes the MLP at 4 *
+    width; another ``intermediate`` size replaces each block's MLP before initialisation."""
+    config = gpt_config(spec, vocab_size)
+    if spec.intermediate is None or spec.intermediate == 4 * spec.width:
+        return cls(config)
+    from transformers.models.openai.modeling_openai import MLP
+
+    model = cls(config)
+    blocks = model.h if hasattr(model, "h") else model.transformer.h
+    for block in blocks:
+        block.mlp = MLP(spec.intermediate, config)
+    model.apply(model._init_weights)  # the same initialiser as every other weight
+    model.tie_weights()
+    return model
+
+
+class AnswerGPT(Classifier):
     def __init__(self, spec: GPTModel, vocab_size: int):
         super().__init__()
-        config = OpenAIGPTConfig(
-            vocab_size=vocab_size,
-            n_positions=spec.n_positions,
-            n_embd=spec.width,
-            n_layer=spec.depth,
-            n_head=spec.heads,
-            afn="gelu",
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            layer_norm_epsilon=1e-5,
-            initializer_range=spec.init_range,
-            tie_word_embeddings=True,
-        )
-        self.lm = OpenAIGPTLMHeadModel(config)
+        self.lm = build_openai(OpenAIGPTLMHeadModel, spec, vocab_size)
+        self.n_outputs = vocab_size
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Logits (batch, vocab) at the last input position."""
+        inputs = features["input_ids"] if isinstance(features, dict) else features
         gpt = self.lm.transformer
         hidden = gpt.tokens_embed(inputs) + gpt.positions_embed.weight[: inputs.shape[1]]
+        hidden = gpt.drop(hidden)
         for block in gpt.h[:-1]:
             hidden = block(hidden)[0]
         return self.lm.lm_head(_last_position_block(gpt.h[-1], hidden))
@@ -50,6 +77,29 @@ class AnswerGPT(nn.Module):
     def reference_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The plain HF forward over every position, answer position taken afterwards."""
         return self.lm(input_ids=inputs).logits[:, -1]
+
+    def parameter_group(self, name: str) -> str:
+        return parameter_group(name)
+
+
+class DecoderClassifier(Classifier):
+    def __init__(self, spec: GPTModel, vocab_size: int, n_classes: int):
+        super().__init__()
+        self.decoder = build_openai(OpenAIGPTModel, spec, vocab_size)
+        self.classifier = nn.Linear(spec.width, n_classes)
+        nn.init.normal_(self.classifier.weight, std=spec.init_range)
+        nn.init.zeros_(self.classifier.bias)
+        self.n_outputs = n_classes
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.decoder(
+            input_ids=features["input_ids"], attention_mask=features.get("attention_mask")
+        ).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return self.classifier(hidden[rows, last_real_position(features)])
+
+    def parameter_group(self, name: str) -> str:
+        return "head" if name.startswith("classifier.") else parameter_group(name)
 
 
 def _last_position_block(block: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -63,8 +113,9 @@ def _last_position_block(block: torch.nn.Module, hidden: torch.Tensor) -> torch.
     value = value.view(batch, positions, heads, -1).transpose(1, 2)  # (B, H, T, dh)
     # The last position may attend to every position: the causal mask removes nothing here.
     weights = torch.matmul(query, key) / math.sqrt(value.size(-1))
-    attended = torch.matmul(weights.softmax(dim=-1), value)  # (B, H, 1, dh)
-    attended = attn.c_proj(attended.transpose(1, 2).reshape(batch, width))
+    weights = attn.attn_dropout(weights.softmax(dim=-1))
+    attended = torch.matmul(weights, value)  # (B, H, 1, dh)
+    attended = attn.resid_dropout(attn.c_proj(attended.transpose(1, 2).reshape(batch, width)))
     normed = block.ln_1(hidden[:, -1] + attended)
     return block.ln_2(normed + block.mlp(normed))
 

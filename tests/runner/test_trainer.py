@@ -38,11 +38,13 @@ def test_a_run_writes_dense_metrics_by_the_schema(tiny_grid, tmp_path):
     assert np.isfinite(ds.train_loss.values).all()
     evaluated = np.isfinite(ds.test_accuracy.values[0])
     assert np.flatnonzero(evaluated).tolist() == [0, 4, 9, 14, 19, 24, 29, 34, 39, 44, 49]
-    # Norms: groups present are finite and combine to the total; the tied head is NaN.
+    # Norms: groups present are finite and combine to the total; the tied head (and the
+    # recurrent group, which a decoder lacks) is NaN.
     norms = ds.param_norm.sel(run=ds.run[0]).values
-    head = list(ds.group.values).index("head")
-    assert np.isnan(norms[:, head]).all()
-    present = np.delete(norms, head, axis=1)
+    absent = [list(ds.group.values).index(g) for g in ("head", "recurrent")]
+    assert np.isnan(norms[:, absent]).all()
+    present = np.delete(norms, absent, axis=1)
+    assert np.isfinite(present).all()
     np.testing.assert_allclose(
         np.sqrt((present**2).sum(axis=1)), ds.param_norm_total.values[0], rtol=1e-5
     )
@@ -63,7 +65,7 @@ def test_initial_step_measures_the_initial_weights(tiny_grid, tmp_path):
     spec = load_grid(grid_path).runs[0]
     setup = build_run(spec, torch.device("cpu"))
     with torch.no_grad():
-        loss = torch.nn.functional.cross_entropy(setup.model(setup.train_x), setup.train_y)
+        loss = torch.nn.functional.cross_entropy(setup.model(setup.train), setup.train_y)
         norm = torch.sqrt(sum((p**2).sum() for p in setup.model.parameters()))
     assert ds.train_loss.values[0, 0] == pytest.approx(loss.item(), rel=1e-6)
     assert ds.param_norm_total.values[0, 0] == pytest.approx(norm.item(), rel=1e-5)
