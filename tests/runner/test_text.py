@@ -64,8 +64,8 @@ def test_shared_imdb_splits_load_balanced(shared_data, text_caches):
     assert np.bincount(splits.test_labels).tolist() == [12500, 12500]
     assert splits.n_classes == task.n_classes == 2 and splits.class_names is None
     assert train_split_size(task) == 25000
-    # A balanced nested subset of the real 25k labels (rows are sorted neg then pos).
-    assert task.split_seed == 0
+    # The file order is kept (all neg, then all pos); subsets shuffle, the splits do not.
+    assert splits.train_labels[:12500].max() == 0 and splits.train_labels[12500:].min() == 1
 
 
 def test_tokenised_real_rows(imdb_dir, text_caches):
