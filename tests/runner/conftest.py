@@ -58,3 +58,26 @@ def cds_run(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
 @pytest.fixture
 def run_cli():
     return cds_run
+
+
+@pytest.fixture(scope="session")
+def _session_text_caches(tmp_path_factory):
+    """Fresh on-disk caches for the whole session: ours (CDS_CACHE_DIR) and datasets' own."""
+    datasets_config = pytest.importorskip("datasets.config")
+    root = tmp_path_factory.mktemp("text_caches")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDS_CACHE_DIR", str(root / "cds"))
+        mp.setenv("HF_DATASETS_CACHE", str(root / "hf_datasets"))
+        # datasets reads HF_DATASETS_CACHE at import time, so set its resolved value too.
+        mp.setattr(datasets_config, "HF_DATASETS_CACHE", root / "hf_datasets")
+        yield root
+
+
+@pytest.fixture
+def text_caches(_session_text_caches):
+    """Session-wide tmp caches on disk, and empty in-process caches of runner.tasks.text."""
+    from runner.tasks.text import clear_caches
+
+    clear_caches()
+    yield _session_text_caches
+    clear_caches()
