@@ -47,8 +47,20 @@ def parse_run_selection(text: str, n_runs: int) -> list[int]:
 
 
 def _describe(grid: Grid, index: int) -> str:
-    spec = grid.runs[index].model_dump(mode="json")
-    return " ".join(f"{p}={_value_at(spec, p)}" for p in grid.sweep_paths) or "(single run)"
+    specs = [r.model_dump(mode="json") for r in grid.runs]
+    parts = []
+    for path in grid.sweep_paths:
+        value = _value_at(specs[index], path)
+        if isinstance(value, dict):  # a swept mapping (model: [...]): only what tells them apart
+            others = [_value_at(s, path) for s in specs]
+            value = {k: v for k, v in value.items() if len({str(o.get(k)) for o in others}) > 1}
+        parts.append(f"{path}={value}")
+    run = grid.runs[index]
+    if run.init_from is not None:
+        parts.append(f"from={run.lineage()}")
+    elif any(r.lineage() == run.run_id for r in grid.runs):
+        parts.append("(parent)")
+    return " ".join(parts) or "(single run)"
 
 
 def _print_dry_run(grid: Grid, indices: list[int]) -> None:

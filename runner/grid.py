@@ -196,6 +196,48 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         raise GridError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise GridError(f"{source}: a grid file must be a mapping of keys to values")
+    variants = document.pop("variants", None)
+    if variants is None:
+        return _expand(document, text, source)
+    if not isinstance(variants, list) or not variants or not all(
+        isinstance(v, dict) for v in variants
+    ):
+        raise GridError(
+            f"{source}: variants: must be a non-empty list of mappings, each the fields that "
+            "differ in that variant (e.g. - {label: batch128, batch_size: 128})"
+        )
+    runs: list[RunSpec] = []
+    sweep_paths: dict[str, None] = {}
+    settings = None
+    for i, variant in enumerate(variants):
+        if any(k in STORE_KEYS for k in variant):
+            keys = sorted(k for k in variant if k in STORE_KEYS)
+            raise GridError(f"{source}: variants[{i}]: {keys} are shared by the whole store; "
+                            "set them outside variants")
+        try:
+            grid = _expand(_deep_merge(document, variant), text, source)
+        except GridError as exc:
+            message = str(exc).replace("invalid grid", f"invalid grid (variants[{i}])", 1)
+            raise GridError(message) from None
+        settings = grid.settings
+        runs.extend(r for r in grid.runs if r.run_id not in {x.run_id for x in runs})
+        sweep_paths.update(dict.fromkeys(grid.sweep_paths))
+    assert settings is not None
+    return Grid(settings, tuple(runs), text, ("label", *sweep_paths))
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _expand(document: dict, text: str, source: str) -> Grid:
+    """Expand one grid mapping (without variants) into its runs."""
 
     store_part = {k: v for k, v in document.items() if k in STORE_KEYS}
     run_part = {k: v for k, v in document.items() if k not in STORE_KEYS}

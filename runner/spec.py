@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -28,6 +28,7 @@ from runner.model_specs import (  # noqa: F401  (re-exported: grids and tests na
     ModelSpec,
 )
 from runner.strict import Strict
+from runner.tasks.text_spec import TextClassificationTask
 
 _Strict = Strict
 
@@ -63,8 +64,9 @@ class ModularAdditionTask(_Strict):
         return self.p + 4
 
 
-TaskSpec = ModularAdditionTask
-TASK_NAMES = ("modular_addition",)
+TaskSpec = Annotated[ModularAdditionTask | TextClassificationTask, Field(discriminator="name")]
+TASK_NAMES = ("modular_addition", "imdb", "yelp_polarity", "natural_instructions",
+              "text_classification")
 
 
 class OptimizerSpec(_Strict):
@@ -160,6 +162,10 @@ class InitFrom(_Strict):
 class RunSpec(_Strict):
     """Everything that determines one run's numbers."""
 
+    label: str = Field(
+        "", description="a name for the run's variant (grids with variants:), stored as a "
+        "coordinate for grouping; part of the run's identity"
+    )
     task: TaskSpec = ModularAdditionTask()
     n_samples: PositiveInt | None = Field(
         None, description="training-subset size n (samples); or give data_fraction"
@@ -239,8 +245,9 @@ class RunSpec(_Strict):
         """The training-subset size in samples, whichever way it was given."""
         if self.n_samples is not None:
             return self.n_samples
-        assert self.data_fraction is not None
-        return max(1, int(self.data_fraction * self.train_split_size() + 0.5))
+        from runner.tasks.pruning import subset_size
+
+        return subset_size(self.train_split_size(), fraction=self.data_fraction)
 
     def parent_spec(self) -> RunSpec | None:
         """The parent run of ``init_from.parent`` (this spec with the parent's overrides)."""
@@ -302,6 +309,7 @@ class RunSpec(_Strict):
             "update_noise": self.noise.update,
             "weight_noise": self.noise.weight,
             "parent_run": self.lineage(),
+            "label": self.label,
         }
 
 

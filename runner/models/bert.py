@@ -36,13 +36,12 @@ class EncoderClassifier(Classifier):
         ).logits
 
     def parameter_group(self, name: str) -> str:
+        if "LayerNorm" in name:  # in the embeddings, after attention and after the MLP
+            return "norm"
         if ".embeddings." in name:
             return "embedding"
         if ".attention." in name:
-            # BertAttention's output LayerNorm is a norm, its dense layers are attention
-            return "norm" if "LayerNorm" in name else "attention"
-        if "LayerNorm" in name:
-            return "norm"
+            return "attention"
         if ".intermediate." in name or ".output." in name:
             return "mlp"
         if ".pooler." in name or name.startswith("encoder.classifier."):

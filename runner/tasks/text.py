@@ -76,6 +76,8 @@ def _read_table(path: Path):
     """One local file as a ``datasets.Dataset``."""
     import datasets  # imported here: pyarrow and pandas load only when text data is used
 
+    datasets.disable_progress_bars()  # cds-run draws its own progress; keep stderr readable
+
     builder = BUILDERS[path.suffix.lstrip(".")]
     return datasets.load_dataset(builder, data_files=str(path), split="train")
 
@@ -118,6 +120,7 @@ def _load_tables(task: TextClassificationTask) -> tuple[dict, str]:
         raise ValueError(f"task.data: no such file or directory {data!r} {_where(data)}")
     import datasets
 
+    datasets.disable_progress_bars()
     try:
         loaded = datasets.load_dataset(data)
     except Exception as exc:  # the hub client raises many types; all mean "cannot load this"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,46 @@ def text_caches(_session_text_caches):
     clear_caches()
     yield _session_text_caches
     clear_caches()
+
+
+@pytest.fixture(scope="session")
+def imdb_rows(shared_data):
+    """Real IMDB rows: 300 of each class from train, 100 of each from test (as python lists)."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = {}
+    for split, k in (("train", 300), ("test", 100)):
+        table = pq.read_table(shared_data / "imdb" / f"{split}.parquet").to_pylist()
+        out[split] = table[:k] + table[-k:]  # sorted neg then pos
+    return out
+
+
+def write_rows(rows, path):
+    """Write rows (dicts) as parquet, csv or jsonl, chosen by the path's suffix."""
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix == ".csv":
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def imdb_dir(imdb_rows, tmp_path):
+    def make(ext="parquet", splits=("train", "test")):
+        directory = tmp_path / f"{ext}-{'-'.join(splits)}"
+        directory.mkdir(exist_ok=True)
+        for split in splits:
+            write_rows(imdb_rows[split], directory / f"{split}.{ext}")
+        return directory
+
+    return make
+
+
+@pytest.fixture(name="write_rows")
+def write_rows_fixture():
+    return write_rows

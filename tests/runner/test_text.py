@@ -3,7 +3,6 @@ copies of a few hundred rows written to tmp dirs."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
@@ -11,43 +10,6 @@ import pytest
 
 from runner.tasks.text import load_splits, load_text_task, train_split_size
 from runner.tasks.text_spec import TextClassificationTask
-
-
-@pytest.fixture(scope="module")
-def imdb_rows(shared_data):
-    """Real IMDB rows: 300 of each class from train, 100 of each from test (as python lists)."""
-    pq = pytest.importorskip("pyarrow.parquet")
-    out = {}
-    for split, k in (("train", 300), ("test", 100)):
-        table = pq.read_table(shared_data / "imdb" / f"{split}.parquet").to_pylist()
-        out[split] = table[:k] + table[-k:]  # sorted neg then pos
-    return out
-
-
-def _write(rows, path):
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    elif path.suffix == ".csv":
-        import pandas as pd
-
-        pd.DataFrame(rows).to_csv(path, index=False)
-    else:
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
-@pytest.fixture
-def imdb_dir(imdb_rows, tmp_path):
-    def make(ext="parquet", splits=("train", "test")):
-        directory = tmp_path / f"{ext}-{'-'.join(splits)}"
-        directory.mkdir(exist_ok=True)
-        for split in splits:
-            _write(imdb_rows[split], directory / f"{split}.{ext}")
-        return directory
-
-    return make
 
 
 def _task(data, **kw):
@@ -104,11 +66,13 @@ def test_csv_and_jsonl_load_like_parquet(imdb_dir, text_caches, ext):
     ).train_texts
 
 
-def test_single_file_with_string_labels_and_test_fraction(imdb_rows, tmp_path, text_caches):
+def test_single_file_with_string_labels_and_test_fraction(
+    imdb_rows, tmp_path, text_caches, write_rows
+):
     names = ["neg", "pos"]
     rows = [{"review": r["text"], "sentiment": names[r["label"]]} for r in imdb_rows["train"]]
     path = tmp_path / "reviews.jsonl"
-    _write(rows, path)
+    write_rows(rows, path)
     task = TextClassificationTask(
         name="text_classification",
         data=str(path),
@@ -149,7 +113,7 @@ def test_in_process_cache_tokenises_once(imdb_dir, text_caches):
     assert (info.misses, info.hits) == (1, 1)
 
 
-def test_bad_sources_name_the_field(imdb_rows, imdb_dir, tmp_path, text_caches):
+def test_bad_sources_name_the_field(imdb_rows, imdb_dir, tmp_path, text_caches, write_rows):
     def fails(task, match, n=10):
         with pytest.raises(ValueError, match=match):
             load_text_task(task, n, seed=0)
@@ -168,7 +132,7 @@ def test_bad_sources_name_the_field(imdb_rows, imdb_dir, tmp_path, text_caches):
     shifted.mkdir()
     for split in ("train", "test"):
         shifted_rows = [{**r, "label": r["label"] + 1} for r in imdb_rows[split]]
-        _write(shifted_rows, shifted / f"{split}.jsonl")
+        write_rows(shifted_rows, shifted / f"{split}.jsonl")
     fails(_task(shifted), r"task.label_column: integer labels .* must be the class ids 0..k-1")
 
     odd = tmp_path / "reviews.txt"
