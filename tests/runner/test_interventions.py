@@ -1,0 +1,163 @@
+"""Interventions as spec fields: weight decay towards the initialisation, minibatches, losses,
+noise, dropout; every one resumes exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cdsanalysis import open_runs
+from runner.grid import parse_grid
+from runner.spec import RunSpec
+from runner.store import RunStore
+from runner.trainer import Batches, build_run, classification_loss, decay_towards_init_, train_run
+
+BASE = {"task": {"p": 11}, "n_samples": 60, "steps": 1,
+        "model": {"width": 32, "heads": 4, "n_positions": 8}}
+
+
+def _spec(**fields) -> RunSpec:
+    return RunSpec.model_validate({**BASE, **fields})
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_decay_towards_init_pulls_towards_the_initial_weights(name):
+    # With no loss gradient, one step moves w towards w0 (never towards zero): AdamW (decoupled)
+    # and SGD shrink w - w0 by exactly (1 - lr * wd); Adam's L2 term is normalised by its second
+    # moment, so its first step moves every weight by lr towards w0.
+    spec = _spec(optimizer={"name": name, "lr": 0.1, "weight_decay": 0.5,
+                            "decay_towards": "init"})
+    setup = build_run(spec, torch.device("cpu"))
+    params = list(setup.model.parameters())
+    assert setup.initial is not None
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn_like(p))
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    decay_towards_init_(setup)
+    setup.optimizer.step()
+    for p, b, w0 in zip(params, before, setup.initial, strict=True):
+        if name == "adam":
+            gradient = 0.5 * (b - w0)  # Adam's first step: lr * g / (|g| + eps)
+            expected = (b - w0) - 0.1 * gradient / (gradient.abs() + 1e-8)
+        else:
+            expected = (1 - 0.1 * 0.5) * (b - w0)
+        torch.testing.assert_close(p - w0, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_decay_towards_zero_and_towards_init_differ_in_a_real_run(tiny_grid, tmp_path):
+    text = tiny_grid(steps=40, n_samples=40).read_text().replace(
+        "optimizer: {lr: 1.0e-3, weight_decay: 1.0}",
+        "optimizer: {lr: 1.0e-2, weight_decay: 5.0, decay_towards: [zero, init]}",
+    )
+    grid = parse_grid(text)
+    store = RunStore.create_or_open(tmp_path / "s.zarr", grid.runs, grid.settings, grid.text)
+    for i in range(2):
+        train_run(store, i, grid.settings)
+    distance = {}
+    for i, run in enumerate(grid.runs):
+        setup = build_run(run, torch.device("cpu"))
+        state = torch.load(store.checkpoint_path(i), weights_only=True)["model"]
+        initial = dict(setup.model.named_parameters())
+        distance[run.optimizer.decay_towards] = (
+            torch.sqrt(sum(((state[n] - initial[n]) ** 2).sum() for n in initial)).item(),
+            torch.sqrt(sum((state[n] ** 2).sum() for n in initial)).item(),
+        )
+    # Towards init stays closer to w0; towards zero ends with the smaller norm.
+    assert distance["init"][0] < distance["zero"][0]
+    assert distance["zero"][1] < distance["init"][1]
+
+
+def test_minibatches_cover_each_sample_once_per_epoch_and_reshuffle():
+    setup = build_run(_spec(batch_size=16), torch.device("cpu"))
+    batches = Batches(setup)
+    assert batches.per_epoch == 4  # 60 samples: 16 + 16 + 16 + 12
+    epochs = []
+    for epoch in range(2):
+        ids = [batches(1 + epoch * 4 + k)[0]["input_ids"] for k in range(4)]
+        rows = torch.cat(ids)
+        assert len(rows) == 60
+        # every training sample exactly once (inputs are distinct pairs)
+        assert len({tuple(r.tolist()) for r in rows}) == 60
+        epochs.append(rows)
+    assert not torch.equal(epochs[0], epochs[1])
+    # any step's batch is known without replaying earlier ones (exact resume)
+    fresh = Batches(setup)
+    assert torch.equal(fresh(7)[0]["input_ids"], batches(7)[0]["input_ids"])
+
+
+def test_mse_loss_is_squared_error_of_the_softmax():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    labels = torch.tensor([0, 2])
+    probs = logits.softmax(1)
+    expected = (((probs - torch.eye(3)[labels]) ** 2).sum(1)).mean()
+    torch.testing.assert_close(classification_loss("mse", logits, labels), expected)
+    torch.testing.assert_close(
+        classification_loss("cross_entropy", logits, labels),
+        torch.nn.functional.cross_entropy(logits, labels),
+    )
+
+
+def _interrupt_after_first_flush(store, index, settings):
+    """Train, but stop (as Ctrl-C would) right after the first flush; return steps done then."""
+
+    def stop(_steps):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(store, index, settings, on_steps=stop)
+    return store.state(index)[1]
+
+
+def test_every_intervention_resumes_bitwise(tmp_path):
+    # Minibatches, dropout, all three noises, decay towards init and the MSE loss at once: a
+    # run stopped after its first flush and resumed equals one trained straight through.
+    text = """
+name: noisy
+task: {p: 11}
+n_samples: 60
+seed: 3
+model: {width: 32, depth: 1, heads: 4, n_positions: 8, dropout: 0.1}
+optimizer: {name: adamw, lr: 1.0e-3, weight_decay: 1.0, decay_towards: init}
+batch_size: 16
+loss: mse
+noise: {gradient: 1.0e-2, update: 1.0e-4, weight: 1.0e-3}
+steps: 24
+flush_every: 7
+histogram: {every: 10, groups: [embedding], bins: 8}
+"""
+    grid = parse_grid(text)
+    whole = RunStore.create_or_open(tmp_path / "a.zarr", grid.runs, grid.settings, grid.text)
+    assert train_run(whole, 0, grid.settings) == "done"
+    parts = RunStore.create_or_open(tmp_path / "b.zarr", grid.runs, grid.settings, grid.text)
+    assert _interrupt_after_first_flush(parts, 0, grid.settings) == 7
+    assert train_run(parts, 0, grid.settings) == "done"
+    a, b = open_runs(tmp_path / "a.zarr"), open_runs(tmp_path / "b.zarr")
+    for name in ("train_loss", "train_accuracy", "test_loss", "param_norm_total",
+                 "weight_histogram"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert np.isfinite(a.train_loss.values).all()
+
+
+def test_noise_changes_the_run_and_weight_noise_does_not_stay_in_the_weights(tmp_path):
+    def final_norms(noise: dict) -> np.ndarray:
+        text = (
+            "name: n\ntask: {p: 11}\nn_samples: 60\nsteps: 5\n"
+            "model: {width: 32, heads: 4, n_positions: 8}\n"
+            "optimizer: {name: sgd, lr: 1.0e-9, weight_decay: 0.0}\n"
+            f"noise: {noise or '{}'}\n"
+        ).replace("'", "")
+        grid = parse_grid(text)
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.zarr"
+        store = RunStore.create_or_open(path, grid.runs, grid.settings, grid.text)
+        train_run(store, 0, grid.settings)
+        return open_runs(path).param_norm_total.values[0]
+
+    clean = final_norms({})
+    # lr ~ 0: weight noise perturbs only the forward pass, so the norms stay put ...
+    np.testing.assert_allclose(final_norms({"weight": 0.05}), clean, rtol=1e-6)
+    # ... while update noise accumulates in the weights.
+    assert abs(final_norms({"update": 0.05})[-1] - clean[-1]) > 1e-3
