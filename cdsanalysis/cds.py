@@ -374,7 +374,9 @@ def _per_n_dataset(
                 },
             ),
         },
-        coords={size_coord: (size_coord, _size_labels(labels, size_coord), _size_attrs(size_coord))},
+        coords={
+            size_coord: (size_coord, _size_labels(labels, size_coord), _size_attrs(size_coord))
+        },
     )
 
 
