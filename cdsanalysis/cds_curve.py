@@ -65,6 +65,26 @@ def _response(values: np.ndarray, chance_accuracy: float) -> np.ndarray:
     return np.clip((values - chance_accuracy) / (1.0 - chance_accuracy), 0.0, 1.0)
 
 
+def _tails(confidence: float) -> tuple[float, float]:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    return (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
+
+
+def quantile_with_inf(samples: np.ndarray, q: float) -> float:
+    """Linearly interpolated ``q``-quantile of ``samples`` that may hold ``+inf``.
+
+    Resamples whose fit never reaches eps have CDS ``inf``; they are kept (as for the grid rule),
+    so a quantile that falls on or next to them is ``inf`` (numpy would interpolate to NaN).
+    """
+    ordered = np.sort(np.asarray(samples, dtype=np.float64))
+    position = q * (ordered.size - 1)
+    low, high = ordered[int(np.floor(position))], ordered[int(np.ceil(position))]
+    if np.isinf(high):
+        return math.inf
+    return float(low + (position - np.floor(position)) * (high - low))
+
+
 def fit_logistic(
     x: np.ndarray,
     y: np.ndarray,
@@ -313,7 +333,7 @@ def cds_curve_arrays(
     cds_glm = float(invert_logistic(b0, b1, eps, chance_accuracy))
     boot_cds = invert_logistic(boot_b0[ok], boot_b1[ok], eps, chance_accuracy)
     if boot_cds.size:
-        glm_low, glm_high = (float(v) for v in percentile_interval(boot_cds, confidence))
+        glm_low, glm_high = (quantile_with_inf(boot_cds, q) for q in _tails(confidence))
     else:
         glm_low = glm_high = math.nan
 
