@@ -172,8 +172,8 @@ def fit_decay(
         ``window_end_step``, ``n_points``, ``w_star``, ``t_hat_steps`` (with ``_low`` /
         ``_high``), ``predicted_generalisation_step``, ``observed_generalisation_step``,
         ``lr_wd`` (``lr * weight_decay``), ``gamma_over_lr_wd`` (with ``_low`` / ``_high``) and
-        ``fit_status`` (``"ok"``, ``"not memorised"``, ``"window too short"``,
-        ``"no norm measured"``, ``"fit failed"``). Scalars over the fitted runs:
+        ``fit_status`` (``"ok"``, ``"not memorised"``, ``"generalised before memorising"``,
+        ``"window too short"``, ``"no norm measured"``, ``"fit failed"``). Scalars over the fitted runs:
         ``gamma_mean`` and ``ratio_mean`` with bootstrap intervals, and ``n_fitted``.
         ``attrs`` record every setting.
     """
@@ -227,6 +227,9 @@ def fit_decay(
             start, end = float(window[0]), float(window[1])
         sel = measured & (steps >= start) & (steps <= end)
         extra["start"][i], extra["end"][i], extra["n_points"][i] = start, end, sel.sum()
+        if end <= start:
+            fit_status[i] = "generalised before memorising"
+            continue
         if sel.sum() < min_points:
             fit_status[i] = "window too short"
             continue

@@ -256,9 +256,7 @@ class RegimeClassifier(_Estimator):
 
     def fit(self, ds: xr.Dataset) -> RegimeClassifier:
         self.runs_ = classify_runs(ds, self.rules)
-        self.sizes_ = classify_data_sizes(
-            self.runs_, self.n_resamples, self.confidence, self.seed
-        )
+        self.sizes_ = classify_data_sizes(self.runs_, self.n_resamples, self.confidence, self.seed)
         return self
 
 
