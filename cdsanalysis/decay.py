@@ -173,8 +173,8 @@ def fit_decay(
         ``_high``), ``predicted_generalisation_step``, ``observed_generalisation_step``,
         ``lr_wd`` (``lr * weight_decay``), ``gamma_over_lr_wd`` (with ``_low`` / ``_high``) and
         ``fit_status`` (``"ok"``, ``"not memorised"``, ``"generalised before memorising"``,
-        ``"window too short"``, ``"no norm measured"``, ``"fit failed"``). Scalars over the fitted runs:
-        ``gamma_mean`` and ``ratio_mean`` with bootstrap intervals, and ``n_fitted``.
+        ``"window too short"``, ``"no norm measured"``, ``"fit failed"``). Scalars over the
+        fitted runs: ``gamma_mean`` and ``ratio_mean`` with bootstrap intervals, and ``n_fitted``.
         ``attrs`` record every setting.
     """
     if model not in DECAY_MODELS:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label
+from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
 
 
+@styled
 def plot_cds_curve(curve: xr.Dataset):
     """Mean test accuracy per size (bootstrap interval, run count), the logistic fit with its
     band, the eps line, and both CDS estimates with their intervals.
@@ -53,7 +54,7 @@ def plot_cds_curve(curve: xr.Dataset):
         ax.errorbar(
             [glm],
             [eps],
-            xerr=[[glm - lo], [hi_drawn - glm]],
+            xerr=[[max(glm - lo, 0.0)], [max(hi_drawn - glm, 0.0)]],
             fmt="D",
             ms=4,
             color="C3",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -30,10 +33,21 @@ STYLE = {
 }
 
 
+def styled(plot: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a ``plot_*`` function under the paper style (rc parameters apply when artists are
+    created, so the whole function runs inside the context; global settings are untouched)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with plt.rc_context(STYLE):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
 def figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kwargs):
-    """A figure with the paper style and its axes (``plt.subplots`` arguments)."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
+    """A figure and its axes (``plt.subplots`` arguments), width and height in inches."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
     fig.set_layout_engine("constrained")
     return fig, axes
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import FULL_WIDTH, figure
+from cdsanalysis.plots.common import FULL_WIDTH, figure, styled
 from cdsanalysis.regimes import DEFAULT_RULES, RegimeRules, classify_runs
 
 #: Most runs drawn in one figure (more become unreadable); select runs first.
@@ -21,6 +21,7 @@ def _label(ds: xr.Dataset, i: int) -> str:
     return ", ".join(parts) or str(ds["run"].values[i])
 
 
+@styled
 def plot_curves(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES):
     """Train/test accuracy, train/test loss and total parameter norm over steps.
 

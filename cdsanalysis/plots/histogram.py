@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import FULL_WIDTH, figure
+from cdsanalysis.plots.common import FULL_WIDTH, figure, styled
 
 
+@styled
 def plot_histogram(ds: xr.Dataset, group: str, run: int = 0, snapshots: int = 5):
     """Heat map of the weight histogram of ``group`` (steps x weight value) for one run, and
     ``snapshots`` histograms at evenly spaced recorded steps overlaid.

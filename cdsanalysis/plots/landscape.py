@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label
+from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
 
 
+@styled
 def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
     """Heat map of mean aggregate test accuracy; contour at ``eps``; CDS per model overlaid.
 
@@ -69,7 +70,7 @@ def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
         ax.errorbar(
             [x],
             [j],
-            xerr=[[x - lo], [hi - x]],
+            xerr=[[max(x - lo, 0.0)], [max(hi - x, 0.0)]],  # a percentile interval may exclude x
             fmt="D",
             ms=4,
             color="w",
@@ -83,5 +84,9 @@ def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
     ax.set_xlabel(size_label(size_coord))
     ax.set_ylabel(by)
     conf = cds.attrs.get("confidence", 0.9)
-    ax.set_title(f"contour: accuracy = {eps:g}; diamonds: CDS ({conf:.0%} interval)")
+    ax.set_title(
+        f"dashed contour: accuracy = {eps:g}\n"
+        f"diamonds: CDS per {by} ({conf:.0%} interval; hollow: off-grid)",
+        fontsize=7,
+    )
     return fig

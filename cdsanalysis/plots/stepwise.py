@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label
+from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
 
 
+@styled
 def plot_stepwise(by_size: xr.Dataset):
     """Steps at which the test accuracy first reaches each threshold, per data size.
 
@@ -61,6 +62,10 @@ def plot_stepwise(by_size: xr.Dataset):
         )
     metric = by_size.attrs.get("metric", "test_accuracy").replace("_", " ")
     smoothing = by_size.attrs.get("smoothing", "none")
-    ax.set_title(f"{metric} thresholds (smoothing: {smoothing}); k/N reached {thresholds[-1]:g}")
+    ax.set_title(
+        f"first step {metric} >= threshold (smoothing: {smoothing})\n"
+        f"k/N: runs reaching {thresholds[-1]:g}; unreached: not drawn",
+        fontsize=7,
+    )
     ax.legend(title="threshold", ncols=2, fontsize=6, title_fontsize=6, loc="upper right")
     return fig

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure
+from cdsanalysis.plots.common import COLUMN_WIDTH, figure, styled
 
 
+@styled
 def plot_trend(trend: xr.Dataset):
     """Per-model accuracy averaged over data sizes (t interval) with the OLS trend and band.
 
@@ -40,6 +41,7 @@ def plot_trend(trend: xr.Dataset):
     )
     ax.set_xlabel(by)
     ax.set_ylabel("average test accuracy")
+    ax.set_ylim(-0.02, 1.02)  # accuracies: a wide band is clipped, not the axis stretched
     slope, p = float(trend["trend_slope"]), float(trend["trend_p_value"])
     ax.set_title(f"slope {slope:.3g} per unit {by}, p = {p:.2g}")
     ax.legend(fontsize=6)
