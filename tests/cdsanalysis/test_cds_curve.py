@@ -132,7 +132,8 @@ def test_nominal_90_percent_interval_covers_the_planted_cds():
     Generative model: 8 sizes x 6 runs, per-run accuracy ~ Beta with mean logistic in log n
     (planted CDS 1000 at eps 0.9) and quasi-binomial variance 0.02 mu (1 - mu). Each experiment
     runs the real pipeline (statsmodels point estimate, 500 vectorised bootstrap refits).
-    Measured coverage with this design is ~0.86-0.87; without the sqrt(m / (m - 1)) rescaling
+    Measured: 0.90 with this seed (0.87 over 400 experiments with 5 runs per size, 0.845 with 3);
+    without the sqrt(m / (m - 1)) rescaling
     of the resampled means it is ~0.82.
     """
     rng = np.random.default_rng(2024)
