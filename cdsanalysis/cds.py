@@ -46,7 +46,22 @@ from cdsanalysis.aggregate import (
 )
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
-_NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done", "n_samples"})
+_NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done"})
+#: Run coordinates that measure the data size (either may be the ``size_coord``; the other one is
+#: then derived from it, so neither counts as a second configuration axis).
+SIZE_COORDS = ("n_samples", "data_fraction")
+#: Units of the data-size coordinates.
+SIZE_UNITS = {"n_samples": "samples", "data_fraction": "fraction"}
+
+
+def check_size_coord(obj: xr.Dataset | xr.DataArray, size_coord: str) -> None:
+    """Raise :class:`ValueError` unless ``size_coord`` is a per-run coordinate of ``obj``."""
+    if size_coord not in SIZE_COORDS:
+        raise ValueError(f"size_coord must be one of {list(SIZE_COORDS)}, got {size_coord!r}")
+    if size_coord not in obj.coords or obj[size_coord].dims != ("run",):
+        have = [c for c in SIZE_COORDS if c in obj.coords]
+        hint = f"; pass size_coord={have[0]!r}" if have else ""
+        raise ValueError(f"size_coord={size_coord!r} is not a run coordinate of this store{hint}")
 
 
 def as_strings(values: Any) -> np.ndarray:
@@ -140,7 +155,10 @@ def percentile_interval(
 
 
 def check_single_configuration(ds: xr.Dataset, allow_varying: Sequence[str] = ("seed",)) -> None:
-    """Raise :class:`ValueError` if the runs of ``ds`` differ in more than ``n_samples``.
+    """Raise :class:`ValueError` if the runs of ``ds`` differ in more than their data size.
+
+    The data size is ``n_samples`` or ``data_fraction`` (:data:`SIZE_COORDS`; when one varies
+    the other follows it).
 
     Parameters
     ----------
@@ -155,6 +173,8 @@ def check_single_configuration(ds: xr.Dataset, allow_varying: Sequence[str] = ("
     varying = []
     for name, coord in ds.coords.items():
         if coord.dims != ("run",) or name in _NON_CONFIG_COORDS or name in allow_varying:
+            continue
+        if name in SIZE_COORDS:
             continue
         if len(set(as_strings(coord.values))) > 1:
             varying.append(str(name))
@@ -267,8 +287,9 @@ class CDSResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (NaN -> None, inf -> ``"inf"``), ``per_n`` as a list of rows."""
         rows = []
-        for i in range(self.per_n.sizes.get("n_samples", 0)):
-            row = {"n_samples": json_number(self.per_n["n_samples"].values[i])}
+        size_coord = self.per_n.attrs.get("size_coord", "n_samples")
+        for i in range(self.per_n.sizes.get(size_coord, 0)):
+            row = {size_coord: json_number(self.per_n[size_coord].values[i])}
             for name in self.per_n.data_vars:
                 row[str(name)] = json_number(self.per_n[name].values[i].item())
             rows.append(row)
@@ -288,6 +309,14 @@ class CDSResult:
         }
 
 
+def _size_labels(labels: np.ndarray, size_coord: str) -> np.ndarray:
+    return labels.astype(np.int64 if size_coord == "n_samples" else np.float64)
+
+
+def _size_attrs(size_coord: str) -> dict[str, str]:
+    return {"units": SIZE_UNITS[size_coord]}
+
+
 def _per_n_dataset(
     labels: np.ndarray,
     mean: np.ndarray,
@@ -298,11 +327,12 @@ def _per_n_dataset(
     pass_fraction: np.ndarray,
     eps: float,
     confidence: float,
+    size_coord: str = "n_samples",
 ) -> xr.Dataset:
     return xr.Dataset(
         {
             "mean_accuracy": (
-                "n_samples",
+                size_coord,
                 mean,
                 {
                     "units": "fraction",
@@ -310,7 +340,7 @@ def _per_n_dataset(
                 },
             ),
             "mean_accuracy_low": (
-                "n_samples",
+                size_coord,
                 low,
                 {
                     "units": "fraction",
@@ -318,7 +348,7 @@ def _per_n_dataset(
                 },
             ),
             "mean_accuracy_high": (
-                "n_samples",
+                size_coord,
                 high,
                 {
                     "units": "fraction",
@@ -326,17 +356,17 @@ def _per_n_dataset(
                 },
             ),
             "n_runs": (
-                "n_samples",
+                size_coord,
                 counts.astype(np.int64),
                 {"units": "runs", "description": "done runs with a measured aggregate"},
             ),
             "passes": (
-                "n_samples",
+                size_coord,
                 passes,
                 {"description": f"mean_accuracy >= eps ({eps:g}) on the full data"},
             ),
             "pass_fraction": (
-                "n_samples",
+                size_coord,
                 pass_fraction,
                 {
                     "units": "fraction",
@@ -344,7 +374,9 @@ def _per_n_dataset(
                 },
             ),
         },
-        coords={"n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"})},
+        coords={
+            size_coord: (size_coord, _size_labels(labels, size_coord), _size_attrs(size_coord))
+        },
     )
 
 
@@ -359,6 +391,7 @@ def estimate_cds(
     require_all_larger: bool = False,
     allow_varying: Sequence[str] = ("seed",),
     final_accuracy: xr.DataArray | None = None,
+    size_coord: str = "n_samples",
 ) -> CDSResult:
     """Estimate the critical data size of the runs in ``ds``, with a bootstrap interval.
 
@@ -389,6 +422,10 @@ def estimate_cds(
         The runs' aggregate test accuracy (over ``run``, aligned with ``ds``), when the caller
         already computed it with the same ``aggregate`` and ``last_k`` (e.g.
         ``classify_runs(...).final_test_accuracy``): the curves are then not read again.
+    size_coord
+        Run coordinate holding the data size: ``"n_samples"`` (default; the CDS is then in
+        samples) or ``"data_fraction"`` (fraction of the task's train split, for stores that
+        sweep fractions); ``per_n`` is then indexed by it.
 
     Returns
     -------
@@ -402,6 +439,7 @@ def estimate_cds(
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    check_size_coord(ds, size_coord)
     done = done_runs(ds)
     check_single_configuration(done, allow_varying)
     if final_accuracy is None:
@@ -409,7 +447,7 @@ def estimate_cds(
     else:
         final = final_accuracy.sel(run=done["run"])
     values = np.asarray(final.values, dtype=np.float64)
-    n_of_run = np.asarray(done["n_samples"].values)
+    n_of_run = np.asarray(done[size_coord].values)
     usable = ~np.isnan(values)
     values, n_of_run = values[usable], n_of_run[usable]
     settings = dict(
@@ -433,7 +471,9 @@ def estimate_cds(
             empty,
             eps,
             confidence,
+            size_coord,
         )
+        per_n.attrs = {"size_coord": size_coord}
         return CDSResult(math.nan, math.nan, math.nan, 0, per_n=per_n, **settings)
 
     labels, boot_means, counts = bootstrap_group_means(values, n_of_run, n_resamples, seed)
@@ -455,8 +495,9 @@ def estimate_cds(
         boot_passes.mean(axis=0),
         eps,
         confidence,
+        size_coord,
     )
-    per_n.attrs = {"eps": eps, "aggregate": aggregate, "last_k": last_k}
+    per_n.attrs = {"eps": eps, "aggregate": aggregate, "last_k": last_k, "size_coord": size_coord}
     return CDSResult(
         cds, float(cds_low), float(cds_high), int(values.size), per_n=per_n, **settings
     )

@@ -13,6 +13,7 @@ at the metric's storage precision (float32, see :func:`cdsanalysis.aggregate.at_
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 from cdsanalysis.aggregate import at_precision
@@ -99,4 +100,67 @@ def generalisation_step(ds: xr.Dataset, eps: float = 0.9) -> xr.DataArray:
     out.attrs["description"] = (
         f"first evaluated step with test accuracy >= {eps:g}; NaN if never reached"
     )
+    return out
+
+
+def first_step_sustained(curve: xr.DataArray, threshold: float, sustain: int = 1) -> xr.DataArray:
+    """The first ``step`` from which ``curve >= threshold`` for ``sustain`` measurements in a row.
+
+    A noisy or oscillating curve can touch a threshold once long before it stays above it; with
+    ``sustain = k`` a single measured value is not enough: the event is the first step of the
+    first stretch of ``k`` consecutive *measured* values (NaN gaps between evaluations are
+    skipped, not counted) that are all ``>= threshold``. A stretch still running at the end of
+    the curve with fewer than ``k`` values does not count. ``sustain = 1`` is
+    :func:`first_step_reaching` (and calls it, staying lazy).
+
+    Parameters
+    ----------
+    curve
+        A metric with a ``step`` dimension (NaN = not measured). Loaded when ``sustain > 1``.
+    threshold
+        Value to reach (``>=``, at the metric's storage precision).
+    sustain
+        Consecutive measurements that must reach the threshold (>= 1).
+
+    Returns
+    -------
+    xarray.DataArray
+        float64 steps with ``step`` removed; NaN where no such stretch exists.
+    """
+    if not isinstance(sustain, int) or isinstance(sustain, bool) or sustain < 1:
+        raise ValueError(f"sustain must be a positive integer (measurements), got {sustain!r}")
+    if sustain == 1:
+        return first_step_reaching(curve, threshold)
+    if "step" not in curve.dims:
+        raise ValueError(f"curve has no 'step' dimension (dims: {curve.dims})")
+    moved = curve.transpose(..., "step")
+    values = np.asarray(moved.values)
+    flat = values.reshape(-1, values.shape[-1])
+    steps = np.asarray(curve["step"].values, dtype=np.float64)
+    limit = at_precision(threshold, curve.dtype)
+    found = np.full(flat.shape[0], np.nan)
+    for i, row in enumerate(flat):
+        measured = np.flatnonzero(~np.isnan(row))
+        hit = row[measured] >= limit
+        # Length of the run of hits ending at each measurement (0 after a miss).
+        total = np.cumsum(hit)
+        reset = np.maximum.accumulate(np.where(~hit, total, 0))
+        ends = np.flatnonzero(total - reset >= sustain)
+        if ends.size:
+            found[i] = steps[measured[ends[0] - sustain + 1]]
+    out = xr.DataArray(
+        found.reshape(values.shape[:-1]),
+        dims=moved.dims[:-1],
+        coords={k: v for k, v in moved.coords.items() if "step" not in v.dims},
+    )
+    out.name = f"first_step_{curve.name}" if curve.name else "first_step"
+    out.attrs = {
+        "units": "steps",
+        "threshold": float(threshold),
+        "sustain": sustain,
+        "description": (
+            f"first step of {sustain} consecutive measurements of {curve.name or 'the curve'} "
+            f">= {threshold:g}; NaN if never"
+        ),
+    }
     return out

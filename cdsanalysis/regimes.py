@@ -26,7 +26,13 @@ from cdsanalysis.cds import (
     check_single_configuration,
     percentile_interval,
 )
-from cdsanalysis.events import generalisation_step, memorisation_step
+from cdsanalysis.events import first_step_sustained, generalisation_step, memorisation_step
+from cdsanalysis.smoothing import (
+    DEFAULT_SMOOTHING_WIDTH,
+    Smoothing,
+    check_smoothing,
+    smooth_curve,
+)
 
 #: Regime names, in the order used to break ties (first wins), see :class:`RegimeRules`.
 REGIMES: tuple[str, ...] = ("undetermined", "insufficiency", "sufficiency", "surplus")
@@ -44,6 +50,13 @@ class RegimeRules:
     Per run (:func:`classify_runs`). Steps follow the store convention (step ``k`` = before
     update ``k``, so step 1 is the initialisation).
 
+    - *curves*: the train and test accuracy curves, smoothed by ``smoothing`` (default
+      ``"none"``; ``"ema"`` is causal, ``"gaussian"`` looks ahead, see
+      :mod:`cdsanalysis.smoothing`) before the events below are read off them.
+    - *reaching* a threshold: ``sustain`` consecutive measured values at or above it (default
+      1: a single value). On noisy or oscillating curves, ``sustain > 1`` (and/or smoothing)
+      keeps a brief excursion above a threshold from counting as the event; the event step is
+      the first step of the sustained stretch.
     - *memorisation step*: the first step with train accuracy ``>= memorisation_threshold``
       (NaN if never); the run is **memorised** when it is finite.
     - *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if
@@ -61,10 +74,15 @@ class RegimeRules:
          accuracy was ever measured;
       3. ``insufficiency``: memorised, not generalised;
       4. ``sufficiency`` (grokking): memorised and generalised, with
-         ``generalisation_step > surplus_max_delay_ratio * memorisation_step``;
+         ``generalisation_step > surplus_max_delay_ratio * memorisation_step`` and a gap
+         ``generalisation_step - memorisation_step > surplus_max_delay_steps``;
       5. ``surplus``: memorised and generalised, with
-         ``generalisation_step <= surplus_max_delay_ratio * memorisation_step`` (this includes
-         generalising before memorising, since the ratio is at least 1).
+         ``generalisation_step <= surplus_max_delay_ratio * memorisation_step`` or a gap
+         ``<= surplus_max_delay_steps`` (this includes generalising before memorising, since
+         the ratio is at least 1).
+
+      The *final test accuracy* is read off the raw (unsmoothed) curve: the aggregate already
+      chooses how spikes are treated.
 
     Per data size ``n`` (:func:`classify_data_sizes`), over the runs at ``n`` whose status is
     ``'done'``:
@@ -98,6 +116,15 @@ class RegimeRules:
         Largest ``generalisation_step / memorisation_step`` still counted as "memorisation
         and generalisation together" (surplus); larger ratios are grokking (sufficiency).
         Dimensionless, >= 1. Generalisation steps are only resolved to ``eval_every``.
+    surplus_max_delay_steps
+        Largest gap (generalisation minus memorisation step, in steps) still counted as
+        surplus whatever the ratio (default 0: only the ratio decides). Useful when both
+        events come early, where a ratio of small numbers is noisy.
+    smoothing, smoothing_width
+        Smoothing of both accuracy curves before the events (default ``"none"``; width in
+        measurements).
+    sustain
+        Consecutive measured values that must reach a threshold (default 1).
     """
 
     memorisation_threshold: float = 0.99
@@ -105,6 +132,10 @@ class RegimeRules:
     aggregate: Aggregate = DEFAULT_AGGREGATE
     last_k: int = DEFAULT_LAST_K
     surplus_max_delay_ratio: float = 2.0
+    surplus_max_delay_steps: float = 0.0
+    smoothing: Smoothing = "none"
+    smoothing_width: float = DEFAULT_SMOOTHING_WIDTH
+    sustain: int = 1
 
     def __post_init__(self) -> None:
         # frozen dataclass: store the last_k the aggregate really uses (1 for final / max)
@@ -118,6 +149,13 @@ class RegimeRules:
                 "surplus_max_delay_ratio must be >= 1 (generalising no later than "
                 f"memorising is always 'together'), got {self.surplus_max_delay_ratio}"
             )
+        if not self.surplus_max_delay_steps >= 0:
+            raise ValueError(
+                f"surplus_max_delay_steps must be >= 0 steps, got {self.surplus_max_delay_steps}"
+            )
+        check_smoothing(self.smoothing, self.smoothing_width)
+        if not isinstance(self.sustain, int) or isinstance(self.sustain, bool) or self.sustain < 1:
+            raise ValueError(f"sustain must be a positive integer, got {self.sustain!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The thresholds as a JSON-ready dictionary."""
@@ -139,7 +177,9 @@ def _regime_of(
     memorised = np.isfinite(mem)
     with np.errstate(invalid="ignore"):
         generalised = (final >= final_threshold) & np.isfinite(gen)
-        together = gen <= rules.surplus_max_delay_ratio * mem
+        together = (gen <= rules.surplus_max_delay_ratio * mem) | (
+            gen - mem <= rules.surplus_max_delay_steps
+        )
     conditions = [
         ~done,
         ~memorised | np.isnan(final),
@@ -171,8 +211,11 @@ def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Data
         accuracies are given for every run, finished or not; only the regime depends on the
         status. The rules are stored in ``attrs``.
     """
-    mem = memorisation_step(ds, rules.memorisation_threshold)
-    gen = generalisation_step(ds, rules.eps)
+    if rules.smoothing == "none" and rules.sustain == 1:
+        mem = memorisation_step(ds, rules.memorisation_threshold)
+        gen = generalisation_step(ds, rules.eps)
+    else:
+        mem, gen = _robust_events(ds, rules)
     final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
     final.name = "final_test_accuracy"
     final.attrs["description"] = f"{final.attrs['description']} (the run's aggregate test accuracy)"
@@ -196,6 +239,26 @@ def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Data
     out["regime"] = ("run", regime, {"description": "see cdsanalysis.regimes.RegimeRules"})
     out.attrs = {f"rules_{k}": v for k, v in rules.to_dict().items()}
     return out
+
+
+def _robust_events(ds: xr.Dataset, rules: RegimeRules) -> tuple[xr.DataArray, xr.DataArray]:
+    """Memorisation and generalisation steps on smoothed curves with a sustain requirement."""
+    out = []
+    for name, threshold, label in (
+        ("train_accuracy", rules.memorisation_threshold, "memorisation_step"),
+        ("test_accuracy", rules.eps, "generalisation_step"),
+    ):
+        curve = smooth_curve(ds[name].compute(), rules.smoothing, rules.smoothing_width)
+        # Smoothed curves are float64: compare at the stored (float32) precision all the same.
+        limit = at_precision(threshold, ds[name].dtype)
+        step = first_step_sustained(curve, limit, rules.sustain)
+        step.name = label
+        step.attrs["description"] = (
+            f"first step of {rules.sustain} consecutive {rules.smoothing}-smoothed {name} "
+            f"values >= {threshold:g}; NaN if never"
+        )
+        out.append(step)
+    return out[0], out[1]
 
 
 def _majority(regimes: Sequence[str]) -> tuple[str, int]:

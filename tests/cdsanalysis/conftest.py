@@ -25,6 +25,7 @@ class Planted:
     test_accuracy: np.ndarray
     status: str = "done"
     steps_done: int | None = None  # default: the length of the curves
+    norm: np.ndarray | None = None  # param_norm_total per step (NaN when not given)
 
 
 class Curves:
@@ -102,14 +103,13 @@ def write_store(path: Path, runs: dict[tuple[int, int], Planted], steps: int) ->
         if planted is None:
             continue
         length = len(planted.train_accuracy)
-        store.write_steps(
-            index,
-            1,
-            {
-                "train_accuracy": planted.train_accuracy,
-                "test_accuracy": planted.test_accuracy,
-            },
-        )
+        block = {
+            "train_accuracy": planted.train_accuracy,
+            "test_accuracy": planted.test_accuracy,
+        }
+        if planted.norm is not None:
+            block["param_norm_total"] = np.asarray(planted.norm, dtype=np.float32)
+        store.write_steps(index, 1, block)
         done = planted.steps_done if planted.steps_done is not None else length
         store.set_state(index, planted.status, done)
     return path

@@ -1,0 +1,247 @@
+"""Model-wise analysis: CDS and accuracy as functions of a model-size coordinate.
+
+The paper's model-wise results (Fig. 4): over a grid hidden size x data fraction, the CDS grows
+with hidden size and the accuracy averaged over data fractions falls with it. Here ``by`` names
+the model coordinate (``"width"``: hidden size, ``"depth"``: layers, or any per-run coordinate),
+``size_coord`` the data-size coordinate (``"n_samples"`` or ``"data_fraction"``).
+
+- :func:`cds_by_model`: the CDS of each model (:func:`cdsanalysis.cds_curve.cds_curve` on its
+  runs, both rules, bootstrap intervals) and a test of the trend: weighted least squares of
+  ``log CDS`` (logistic-fit CDS) on ``log by``, each model weighted by the inverse variance of
+  its log CDS read off its bootstrap interval (``((log high - log low) / (2 z))^2``, ``z`` the
+  normal quantile of the confidence), with a z-test of the slope. Models with an infinite or
+  missing fitted CDS are left out of the trend (and counted).
+- :func:`accuracy_landscape`: mean aggregate accuracy per (model, size) and the runs behind it.
+- :func:`accuracy_trend`: accuracy averaged over sizes per model, with an OLS trend against
+  ``by`` and its 95 % confidence band (statsmodels), as in the paper's Fig. 4B.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+from cdsanalysis.aggregate import DEFAULT_AGGREGATE, DEFAULT_LAST_K, Aggregate, aggregate_curve
+from cdsanalysis.cds import check_size_coord, done_runs
+from cdsanalysis.cds_curve import cds_curve
+
+_CDS_FIELDS = (
+    "cds_glm",
+    "cds_glm_low",
+    "cds_glm_high",
+    "cds_grid",
+    "cds_grid_low",
+    "cds_grid_high",
+)
+
+
+def _check_by(ds: xr.Dataset, by: str) -> np.ndarray:
+    if by not in ds.coords or ds[by].dims != ("run",):
+        per_run = sorted(str(k) for k, c in ds.coords.items() if c.dims == ("run",))
+        raise ValueError(f"by={by!r} is not a run coordinate; use one of {per_run}")
+    return np.unique(np.asarray(ds[by].values))
+
+
+def cds_by_model(
+    ds: xr.Dataset,
+    by: str = "width",
+    eps: float = 0.9,
+    aggregate: Aggregate = DEFAULT_AGGREGATE,
+    last_k: int = DEFAULT_LAST_K,
+    n_resamples: int = 2000,
+    confidence: float = 0.9,
+    seed: int = 0,
+    size_coord: str = "n_samples",
+    chance_accuracy: float = 0.0,
+    allow_varying: Sequence[str] = ("seed",),
+) -> xr.Dataset:
+    """CDS per value of the model coordinate ``by``, with intervals and a trend test.
+
+    Parameters are those of :func:`cdsanalysis.cds_curve.cds_curve`, plus ``by`` (the model
+    coordinate, default ``"width"``: hidden size).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``by``: ``cds_glm`` / ``_low`` / ``_high``, ``cds_grid`` / ``_low`` / ``_high``
+        (units of ``size_coord``), ``n_runs``. Scalars: ``trend_slope`` (d log CDS / d log
+        ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
+        ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
+        trend). ``attrs`` record every setting.
+    """
+    values = _check_by(ds, by)
+    check_size_coord(ds, size_coord)
+    rows = {k: [] for k in (*_CDS_FIELDS, "n_runs")}
+    for value in values:
+        sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
+        curve = cds_curve(
+            sub,
+            eps=eps,
+            aggregate=aggregate,
+            last_k=last_k,
+            n_resamples=n_resamples,
+            confidence=confidence,
+            seed=seed,
+            size_coord=size_coord,
+            chance_accuracy=chance_accuracy,
+            allow_varying=allow_varying,
+        )
+        for k in _CDS_FIELDS:
+            rows[k].append(float(curve[k]))
+        rows["n_runs"].append(int(curve["n_runs_total"]))
+    unit = {"units": "samples" if size_coord == "n_samples" else "fraction"}
+    out = xr.Dataset(
+        {k: (by, np.array(v, dtype=np.float64), unit) for k, v in rows.items() if k != "n_runs"},
+        coords={by: values},
+    )
+    out["n_runs"] = (by, np.array(rows["n_runs"], dtype=np.int64), {"units": "runs"})
+    slope, low, high, p_value, used = _trend(values, out, confidence)
+    out["trend_slope"] = ((), slope, {"description": f"d log(cds_glm) / d log({by})"})
+    out["trend_slope_low"] = ((), low)
+    out["trend_slope_high"] = ((), high)
+    out["trend_p_value"] = ((), p_value, {"description": "two-sided z-test of slope = 0"})
+    out["trend_n_models"] = ((), used, {"units": "models"})
+    out.attrs = {
+        "by": by,
+        "eps": eps,
+        "aggregate": aggregate,
+        "last_k": last_k,
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "size_coord": size_coord,
+        "chance_accuracy": chance_accuracy,
+        "trend": "WLS of log cds_glm on log by, inverse-variance weights from the intervals",
+    }
+    return out
+
+
+def _trend(by_values, out, confidence):
+    import statsmodels.api as sm
+
+    z = stats.norm.ppf(0.5 + confidence / 2.0)
+    x = np.asarray(by_values, dtype=np.float64)
+    cds, low, high = (np.asarray(out[k].values) for k in ("cds_glm", "cds_glm_low", "cds_glm_high"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = (np.log(high) - np.log(low)) / (2.0 * z)
+    ok = np.isfinite(cds) & np.isfinite(se) & (se > 0) & (x > 0) & (cds > 0)
+    if ok.sum() < 3:  # two points always fit a line exactly: no test
+        return math.nan, math.nan, math.nan, math.nan, int(ok.sum())
+    exog = sm.add_constant(np.log(x[ok]))
+    res = sm.WLS(np.log(cds[ok]), exog, weights=1.0 / se[ok] ** 2).fit(cov_type="fixed scale")
+    lo, hi = res.conf_int(alpha=1.0 - confidence)[1]
+    return float(res.params[1]), float(lo), float(hi), float(res.pvalues[1]), int(ok.sum())
+
+
+def _run_table(ds, by, size_coord, aggregate, last_k):
+    done = done_runs(ds)
+    final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute().values
+    keep = np.isfinite(final)
+    return (
+        np.asarray(done[by].values)[keep],
+        np.asarray(done[size_coord].values)[keep],
+        np.asarray(final, dtype=np.float64)[keep],
+    )
+
+
+def accuracy_landscape(
+    ds: xr.Dataset,
+    by: str = "width",
+    size_coord: str = "n_samples",
+    aggregate: Aggregate = DEFAULT_AGGREGATE,
+    last_k: int = DEFAULT_LAST_K,
+) -> xr.Dataset:
+    """Mean aggregate test accuracy per (model ``by``, data size), over done runs.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``(by, size_coord)``: ``mean_accuracy`` (fraction; NaN where no run) and ``n_runs``.
+    """
+    _check_by(ds, by)
+    check_size_coord(ds, size_coord)
+    models, sizes, final = _run_table(ds, by, size_coord, aggregate, last_k)
+    mlabels, slabels = np.unique(models), np.unique(sizes)
+    mean = np.full((mlabels.size, slabels.size), np.nan)
+    count = np.zeros(mean.shape, dtype=np.int64)
+    for i, m in enumerate(mlabels):
+        for j, s in enumerate(slabels):
+            cell = final[(models == m) & (sizes == s)]
+            count[i, j] = cell.size
+            if cell.size:
+                mean[i, j] = cell.mean()
+    out = xr.Dataset(
+        {
+            "mean_accuracy": ((by, size_coord), mean, {"units": "fraction"}),
+            "n_runs": ((by, size_coord), count, {"units": "runs"}),
+        },
+        coords={by: mlabels, size_coord: slabels},
+    )
+    out.attrs = {"by": by, "size_coord": size_coord, "aggregate": aggregate, "last_k": last_k}
+    return out
+
+
+def accuracy_trend(
+    ds: xr.Dataset,
+    by: str = "width",
+    size_coord: str = "n_samples",
+    aggregate: Aggregate = DEFAULT_AGGREGATE,
+    last_k: int = DEFAULT_LAST_K,
+    confidence: float = 0.95,
+) -> xr.Dataset:
+    """Accuracy averaged over data sizes per model, with an OLS trend and its band (Fig. 4B).
+
+    Each model's average is the mean over its sizes of the per-size mean accuracy (every size
+    counts once, however many runs it has); its interval is a Student-t interval over those
+    per-size means. The trend is OLS of the per-model averages on ``by`` (statsmodels), with
+    the ``confidence`` band of the fitted mean.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``by``: ``mean_accuracy``, ``mean_accuracy_low`` / ``_high``, ``n_sizes``,
+        ``n_runs``; over ``by_grid``: ``trend`` with ``trend_low`` / ``trend_high``; scalars
+        ``trend_slope`` (accuracy per unit of ``by``), ``trend_p_value``.
+    """
+    import statsmodels.api as sm
+
+    land = accuracy_landscape(ds, by, size_coord, aggregate, last_k)
+    means = land["mean_accuracy"].values
+    n_sizes = np.isfinite(means).sum(axis=1)
+    avg = np.nanmean(np.where(np.isfinite(means), means, np.nan), axis=1)
+    sd = np.array(
+        [np.nanstd(row, ddof=1) if k > 1 else np.nan for row, k in zip(means, n_sizes, strict=True)]
+    )
+    q = stats.t.ppf(0.5 + confidence / 2.0, df=np.maximum(n_sizes - 1, 1))
+    half = q * sd / np.sqrt(np.maximum(n_sizes, 1))
+    x = np.asarray(land[by].values, dtype=np.float64)
+    grid = np.linspace(x.min(), x.max(), 100)
+    trend = low = high = np.full(grid.shape, np.nan)
+    slope = p_value = math.nan
+    ok = np.isfinite(avg)
+    if ok.sum() >= 3:
+        res = sm.OLS(avg[ok], sm.add_constant(x[ok])).fit()
+        pred = res.get_prediction(sm.add_constant(grid)).summary_frame(alpha=1.0 - confidence)
+        trend, low, high = (pred[k].to_numpy() for k in ("mean", "mean_ci_lower", "mean_ci_upper"))
+        slope, p_value = float(res.params[1]), float(res.pvalues[1])
+    out = xr.Dataset(
+        {
+            "mean_accuracy": (by, avg, {"units": "fraction"}),
+            "mean_accuracy_low": (by, avg - half, {"units": "fraction"}),
+            "mean_accuracy_high": (by, avg + half, {"units": "fraction"}),
+            "n_sizes": (by, n_sizes.astype(np.int64)),
+            "n_runs": (by, land["n_runs"].values.sum(axis=1), {"units": "runs"}),
+            "trend": ("by_grid", trend, {"units": "fraction"}),
+            "trend_low": ("by_grid", low, {"units": "fraction"}),
+            "trend_high": ("by_grid", high, {"units": "fraction"}),
+            "trend_slope": ((), slope, {"description": f"accuracy per unit of {by}"}),
+            "trend_p_value": ((), p_value, {"description": "OLS t-test of slope = 0"}),
+        },
+        coords={by: land[by].values, "by_grid": grid},
+    )
+    out.attrs = {**land.attrs, "confidence": confidence}
+    return out

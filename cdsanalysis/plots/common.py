@@ -1,0 +1,70 @@
+"""Shared figure settings and saving."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+if "MPLBACKEND" not in os.environ:  # headless by default; respect an explicit choice
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
+
+#: Widths in inches of a two-column paper.
+FULL_WIDTH = 7.0
+COLUMN_WIDTH = 3.4
+
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": 200,
+    "figure.constrained_layout.use": True,
+}
+
+
+def styled(plot: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a ``plot_*`` function under the paper style (rc parameters apply when artists are
+    created, so the whole function runs inside the context; global settings are untouched)."""
+
+    @functools.wraps(plot)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with plt.rc_context(STYLE):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+def figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kwargs):
+    """A figure and its axes (``plt.subplots`` arguments), width and height in inches."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
+    fig.set_layout_engine("constrained")
+    return fig, axes
+
+
+def save_figure(fig, path_stem: str | Path) -> list[Path]:
+    """Write ``fig`` as ``<path_stem>.png`` and ``<path_stem>.pdf``; return the two paths."""
+    stem = Path(path_stem)
+    if stem.suffix in (".png", ".pdf"):
+        stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    with plt.rc_context(STYLE):
+        for path in paths:
+            fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
+def size_label(size_coord: str) -> str:
+    return {"n_samples": "training samples n", "data_fraction": "data fraction"}[size_coord]

@@ -1,0 +1,186 @@
+"""Step-wise analysis: the first step at which each run reaches each of a list of thresholds.
+
+The authors' "step-wise accuracy" (their Fig. 1B/C): for thresholds 0.1..0.9 (model-wise:
+0.5..0.85) the first step at which the Gaussian-smoothed test accuracy reaches it. Here the
+smoothing is an explicit option (default none; ``"ema"`` is causal, ``"gaussian"`` is not, see
+:mod:`cdsanalysis.smoothing`), an unreached threshold is NaN (they plotted it at step 0), and the
+per-size summary reports how many runs reached each threshold next to the statistics over those
+that did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from cdsanalysis.cds import (
+    as_strings,
+    bootstrap_group_means,
+    check_size_coord,
+    percentile_interval,
+)
+from cdsanalysis.events import first_step_sustained
+from cdsanalysis.smoothing import DEFAULT_SMOOTHING_WIDTH, Smoothing, smooth_curve
+
+#: The paper's sample-wise thresholds: 0.1, 0.2, ..., 0.9 (fractions).
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 2) for k in range(1, 10))
+#: The paper's model-wise thresholds: 0.5, 0.55, ..., 0.85 (fractions).
+MODELWISE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(8))
+
+
+def check_thresholds(thresholds: Sequence[float]) -> np.ndarray:
+    """The thresholds as a sorted float array; :class:`ValueError` if empty or repeated."""
+    values = np.asarray(list(thresholds), dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+        raise ValueError(f"thresholds must be a non-empty list of numbers, got {thresholds!r}")
+    if np.unique(values).size != values.size:
+        raise ValueError(f"thresholds must not repeat, got {thresholds!r}")
+    return np.sort(values)
+
+
+def stepwise_steps(
+    ds: xr.Dataset,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    metric: str = "test_accuracy",
+    smoothing: Smoothing = "none",
+    smoothing_width: float = DEFAULT_SMOOTHING_WIDTH,
+    sustain: int = 1,
+) -> xr.DataArray:
+    """First step at which each run's ``metric`` reaches each threshold.
+
+    Parameters
+    ----------
+    ds
+        A run store opened with :func:`cdsanalysis.open_runs` (or a selection of its runs).
+    thresholds
+        Values to reach, in the metric's units (fractions for accuracies); default 0.1..0.9.
+    metric
+        A per-step variable of ``ds`` (default ``"test_accuracy"``).
+    smoothing, smoothing_width
+        Smoothing of the curve before the events are read (see :func:`smooth_curve`); width in
+        measurements.
+    sustain
+        Consecutive measurements that must reach a threshold (see
+        :func:`cdsanalysis.events.first_step_sustained`); 1 = a single value suffices.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``first_step`` over ``(run, threshold)``, float64 steps (store convention, 1-based),
+        NaN where never reached; the run coordinates of ``ds`` are kept. ``attrs`` record
+        ``metric``, ``smoothing``, ``smoothing_width`` and ``sustain``.
+    """
+    values = check_thresholds(thresholds)
+    if metric not in ds.data_vars or "step" not in ds[metric].dims:
+        per_step = sorted(str(k) for k, v in ds.data_vars.items() if "step" in v.dims)
+        raise ValueError(f"metric must be a per-step variable, one of {per_step}; got {metric!r}")
+    curve = smooth_curve(ds[metric], smoothing, smoothing_width)
+    if smoothing == "none" and sustain > 1:
+        curve = curve.compute()  # read once for all thresholds
+    steps = [first_step_sustained(curve, float(t), sustain) for t in values]
+    out = xr.concat(steps, dim=xr.Variable("threshold", values), coords="minimal").compute()
+    out = out.transpose("run", "threshold")
+    out.name = "first_step"
+    out["threshold"].attrs = {"units": ds[metric].attrs.get("units", "")}
+    out.attrs = {
+        "units": "steps",
+        "metric": metric,
+        "smoothing": smoothing,
+        "smoothing_width": float(smoothing_width) if smoothing != "none" else 0.0,
+        "sustain": sustain,
+        "description": f"first step at which {metric} >= threshold; NaN if never reached",
+    }
+    return out
+
+
+def stepwise_by_size(
+    first_step: xr.DataArray,
+    size_coord: str = "n_samples",
+    n_resamples: int = 2000,
+    confidence: float = 0.9,
+    seed: int = 0,
+    only_done: bool = True,
+) -> xr.Dataset:
+    """Summarise :func:`stepwise_steps` per data size and threshold.
+
+    Parameters
+    ----------
+    first_step
+        The output of :func:`stepwise_steps` (over ``run, threshold``).
+    size_coord
+        Run coordinate that holds the data size: ``"n_samples"`` (samples, default) or
+        ``"data_fraction"`` (fraction of the task's train split) where the store has it.
+    n_resamples, confidence, seed
+        Bootstrap of the mean step over the runs that reached a threshold (runs resampled with
+        replacement within each size; percentile interval).
+    only_done
+        Use only runs whose ``status`` is ``'done'`` (default), as the CDS does.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``(size_coord, threshold)``: ``n_runs`` (runs used), ``n_reached`` (of them, runs
+        that reached the threshold), ``median_step``, ``min_step``, ``max_step``,
+        ``mean_step`` and its bootstrap interval ``mean_step_low`` / ``mean_step_high``
+        (steps, over the runs that reached it; NaN when none did).
+    """
+    check_size_coord(first_step, size_coord)
+    runs = first_step
+    if only_done and "status" in runs.coords:
+        runs = runs.isel(run=np.flatnonzero(as_strings(runs["status"].values) == "done"))
+    sizes = np.asarray(runs[size_coord].values)
+    labels = np.unique(sizes)
+    thresholds = runs["threshold"].values
+    shape = (labels.size, thresholds.size)
+    stats = {k: np.full(shape, np.nan) for k in ("median", "min", "max", "mean", "low", "high")}
+    n_reached = np.zeros(shape, dtype=np.int64)
+    n_runs = np.array([(sizes == s).sum() for s in labels], dtype=np.int64)
+    for j in range(thresholds.size):
+        steps = np.asarray(runs.values[:, j], dtype=np.float64)
+        ok = np.isfinite(steps)
+        if not ok.any():
+            continue
+        found, boot, counts = bootstrap_group_means(steps[ok], sizes[ok], n_resamples, seed)
+        low, high = percentile_interval(boot, confidence, axis=0)
+        where = np.searchsorted(labels, found)
+        n_reached[where, j] = counts
+        stats["low"][where, j], stats["high"][where, j] = low, high
+        for i, size in zip(where, found, strict=True):
+            reached = steps[ok & (sizes == size)]
+            stats["median"][i, j] = np.median(reached)
+            stats["min"][i, j], stats["max"][i, j] = reached.min(), reached.max()
+            stats["mean"][i, j] = reached.mean()
+    dims = (size_coord, "threshold")
+    steps_attrs = {"units": "steps"}
+    out = xr.Dataset(
+        {
+            "n_runs": (size_coord, n_runs, {"units": "runs"}),
+            "n_reached": (dims, n_reached, {"units": "runs"}),
+            "median_step": (dims, stats["median"], steps_attrs),
+            "min_step": (dims, stats["min"], steps_attrs),
+            "max_step": (dims, stats["max"], steps_attrs),
+            "mean_step": (dims, stats["mean"], steps_attrs),
+            "mean_step_low": (
+                dims,
+                stats["low"],
+                {"units": "steps", "description": f"{confidence:.0%} bootstrap interval"},
+            ),
+            "mean_step_high": (
+                dims,
+                stats["high"],
+                {"units": "steps", "description": f"{confidence:.0%} bootstrap interval"},
+            ),
+        },
+        coords={size_coord: labels, "threshold": thresholds},
+    )
+    out.attrs = {
+        **first_step.attrs,
+        "size_coord": size_coord,
+        "n_resamples": n_resamples,
+        "confidence": confidence,
+        "seed": seed,
+        "only_done": int(only_done),
+    }
+    return out

@@ -1,0 +1,122 @@
+"""Every figure kind renders from a store the real runner wrote (PNG and PDF)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cdsanalysis.estimators import ModelwiseCDS
+from cdsanalysis.modelwise import accuracy_landscape, accuracy_trend
+from cdsanalysis.plots.kinds import KINDS
+from cdsanalysis.store import open_runs
+
+#: A tiny real grid: modular addition p = 11, 3 widths x 2 sizes x 2 seeds, 120 steps (~20 s).
+GRID = """\
+name: figures
+task: {p: 11}
+n_samples: [60, 90]
+seed: [0, 1]
+model: {width: [16, 32, 64], depth: 1, heads: 4, n_positions: 8}
+optimizer: {lr: 3.0e-3, weight_decay: 1.0}
+steps: 120
+eval_every: 5
+flush_every: 120
+histogram: {every: 20, groups: [embedding, mlp], bins: 24, range: [-0.5, 0.5]}
+"""
+
+
+def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-c", f"from {module} import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="session")
+def runner_store(tmp_path_factory):
+    """Trained once per session by the real ``cds-run``; shared by every figure test."""
+    root = tmp_path_factory.mktemp("figures")
+    grid = root / "grid.yaml"
+    grid.write_text(GRID)
+    store = root / "runs.zarr"
+    _cli("runner.cli", "--grid", str(grid), "--out", str(store), "--quiet")
+    return store
+
+
+#: Extra options per kind: the tiny runs do not reach 0.9, and have 24 test evaluations.
+OPTIONS = {
+    "stepwise": [],
+    "curves": ["--where", "width=32", "--aggregate", "mean_last", "--last-k", "5"],
+    "landscape": ["--eps", "0.5", "--aggregate", "mean_last", "--last-k", "5"],
+    "trend": ["--aggregate", "mean_last", "--last-k", "5"],
+    "histogram": ["--group", "mlp", "--run", "1"],
+    "cds": ["--where", "width=64", "--eps", "0.5", "--aggregate", "mean_last", "--last-k", "5"],
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_figure_kind_renders(runner_store, tmp_path, kind):
+    stem = tmp_path / kind
+    common = ["--resamples", "200", "--json"]
+    out = _cli(
+        "cdsanalysis.cli",
+        "plot",
+        str(runner_store),
+        "--kind",
+        kind,
+        "--out",
+        str(stem),
+        *OPTIONS[kind],
+        *common,
+    )
+    files = json.loads(out.stdout)["files"]
+    assert files == [str(stem) + ".png", str(stem) + ".pdf"]
+    png, pdf = (Path(f).read_bytes() for f in files)
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert pdf.startswith(b"%PDF")
+
+
+def test_bad_kind_and_group_are_named(runner_store, tmp_path):
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cdsanalysis.cli import main; main()",
+            "plot",
+            str(runner_store),
+            "--kind",
+            "heatmap",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--kind must be one of" in bad.stderr
+    from cdsanalysis.plots.histogram import plot_histogram
+
+    with pytest.raises(ValueError, match="histogrammed groups"):
+        plot_histogram(open_runs(str(runner_store)), "attention")
+
+
+def test_modelwise_results_on_the_runner_store(runner_store):
+    ds = open_runs(str(runner_store))
+    land = accuracy_landscape(ds, "width", aggregate="mean_last", last_k=5)
+    assert land.mean_accuracy.dims == ("width", "n_samples")
+    assert land.n_runs.values.tolist() == [[2, 2]] * 3
+    trend = accuracy_trend(ds, "width", aggregate="mean_last", last_k=5)
+    assert trend.n_sizes.values.tolist() == [2, 2, 2]
+    assert np.isfinite(float(trend.trend_slope))
+    est = ModelwiseCDS(by="width", eps=0.5, aggregate="mean_last", last_k=5, n_resamples=200)
+    result = est.fit(ds).result_
+    assert result.n_runs.values.tolist() == [4, 4, 4]
+    assert result.attrs["by"] == "width" and result.attrs["n_resamples"] == 200
