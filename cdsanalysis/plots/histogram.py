@@ -19,6 +19,11 @@ def plot_histogram(ds: xr.Dataset, group: str, run: int = 0, snapshots: int = 5)
     groups = [str(g) for g in ds["hist_group"].values]
     if group not in groups:
         raise ValueError(f"group must be one of the histogrammed groups {groups}, got {group!r}")
+    n_runs = ds.sizes["run"]
+    if not 0 <= run < n_runs:
+        raise ValueError(
+            f"run must be an index in 0..{n_runs - 1} (of the runs left after --where), got {run}"
+        )
     one = ds.isel(run=run)
     counts = one["weight_histogram"].isel(hist_group=groups.index(group)).values
     outside = one["weight_histogram_outside"].isel(hist_group=groups.index(group)).values

@@ -98,7 +98,9 @@ def test_bad_settings_name_the_field(make_store, curves):
     with pytest.raises(ValueError, match="chance_accuracy"):
         cds_curve(ds, chance_accuracy=1.0)
     with pytest.raises(ValueError, match="size_coord"):
-        cds_curve(ds, size_coord="data_fraction")
+        cds_curve(ds.drop_vars("data_fraction", errors="ignore"), size_coord="data_fraction")
+    with pytest.raises(ValueError, match="size_coord"):
+        cds_curve(ds, size_coord="width")
     with pytest.raises(ValueError, match="method"):
         CDSEstimator(method="spline").fit(ds)
 

@@ -106,6 +106,8 @@ def test_bad_kind_and_group_are_named(runner_store, tmp_path):
 
     with pytest.raises(ValueError, match="histogrammed groups"):
         plot_histogram(open_runs(str(runner_store)), "attention")
+    with pytest.raises(ValueError, match=r"run must be an index in 0\.\.11"):
+        plot_histogram(open_runs(str(runner_store)), "mlp", run=12)
 
 
 def test_modelwise_results_on_the_runner_store(runner_store):
