@@ -229,7 +229,7 @@ def run(
     summary = ", ".join(f"{k} {v}" for k, v in outcome.items() if v)
     restarts = getattr(engine, "restarts", 0)
     if restarts:
-        summary += f" ({restarts} task restart(s) after a worker died)"
+        summary += f" ({restarts} task(s) rescheduled after a worker died)"
     err.print(f"{location.text}: {summary}", highlight=False)
     if stop():
         err.print("interrupted: re-run the same command to resume from the last flushed step")
