@@ -24,7 +24,7 @@ from runner.worker import Job, RunOutcome
 
 app = typer.Typer(add_completion=False, help=__doc__)
 # Markup off: run descriptions contain brackets that rich would swallow as tags.
-err = Console(stderr=True, markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # logs: no wrapping
 
 #: Grid used when --grid is not given: small enough for a laptop, shows all three regimes.
 DEFAULT_GRID = "quickstart.yaml"
