@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 import schemas
-from cdsanalysis.validate import validate_store
+from cdsanalysis.validate import StoreValidationError, validate_store
 
 
 def open_runs(location: str, validate: bool = True) -> xr.Dataset:
@@ -31,7 +31,12 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
     location = str(location)
     if validate:
         validate_store(location)
-    ds = xr.open_zarr(location, consolidated=False, chunks={}, use_zarr_fill_value_as_mask=False)
+    try:
+        ds = xr.open_zarr(
+            location, consolidated=False, chunks={}, use_zarr_fill_value_as_mask=False
+        )
+    except Exception as exc:  # metadata that zarr or xarray cannot decode: say where
+        raise StoreValidationError(location, [f"cannot be opened as a dataset: {exc}"]) from None
     version = int(ds.attrs["schema_version"])
     schema = schemas.load_schema(version)
     per_run = [
@@ -43,7 +48,17 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
     ]
     ds = ds.set_coords(per_run)
     for name in per_run:
-        ds[name] = ds[name].load()
+        try:
+            ds[name] = ds[name].load()
+        except Exception as exc:  # a torn or garbage chunk of a per-run variable
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            raise StoreValidationError(
+                location,
+                [
+                    f"variable '{name}' has a chunk that cannot be read ({type(exc).__name__}: "
+                    f"{reason})"
+                ],
+            ) from None
     status = schema["variables"]["status"]
     names = dict(zip(status["flag_values"], status["flag_meanings"], strict=True))
     codes = ds["status"].values

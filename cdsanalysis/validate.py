@@ -29,6 +29,34 @@ class StoreValidationError(ValueError):
         )
 
 
+class _Unreadable(Exception):
+    """Metadata or a chunk that zarr cannot decode (torn file, garbage bytes, bad JSON)."""
+
+    def __init__(self, what: str, exc: BaseException):
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        super().__init__(f"{what} cannot be read ({type(exc).__name__}: {reason})")
+
+
+def _read(arrays: dict[str, zarr.Array], name: str, selection: Any = ...) -> np.ndarray:
+    try:
+        return arrays[name][selection]
+    except Exception as exc:  # any decoding failure: name the variable, not the codec
+        raise _Unreadable(f"variable '{name}' has a chunk that", exc) from None
+
+
+def _list_arrays(group: zarr.Group, schema: dict) -> dict[str, zarr.Array]:
+    """The group's arrays; when one's metadata is broken, name it."""
+    try:
+        return dict(group.arrays())
+    except Exception as exc:
+        for name in schema["variables"]:
+            try:
+                group.get(name)
+            except Exception as inner:
+                raise _Unreadable(f"the metadata (zarr.json) of variable '{name}'", inner) from None
+        raise _Unreadable("the metadata (zarr.json) of an array", exc) from None
+
+
 def _open_group(location: str) -> zarr.Group:
     try:
         group = zarr.open_group(location, mode="r")
@@ -105,27 +133,30 @@ def _check_arrays(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
 
 def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     problems = []
-    step = arrays["step"][...]
+    step = _read(arrays, "step")
     if not np.array_equal(step, np.arange(1, len(step) + 1)):
         problems.append("coordinate 'step' must be 1, 2, ..., S (dense, 1-based)")
-    hist_step = arrays["hist_step"][...]
+    hist_step = _read(arrays, "hist_step")
     if len(hist_step) and (
         np.any(np.diff(hist_step) <= 0) or hist_step[0] < 1 or hist_step[-1] > len(step)
     ):
         problems.append("coordinate 'hist_step' must be strictly increasing steps within 1..S")
-    edges = arrays["bin_edge"][...]
+    edges = _read(arrays, "bin_edge")
     if len(edges) < 2 or np.any(np.diff(edges) <= 0) or not np.all(np.isfinite(edges)):
         problems.append("coordinate 'bin_edge' must be finite and strictly increasing")
-    run_ids = [str(r) for r in arrays["run"][...]]
+    run_ids = [str(r) for r in _read(arrays, "run")]
+    for name, array in arrays.items():  # 1-D arrays (coordinates, per-run) are small: decode all
+        if len(array.metadata.dimension_names or ()) == 1:
+            _read(arrays, name)
     if len(set(run_ids)) != len(run_ids):
         problems.append("coordinate 'run' holds duplicate run ids")
     codes = schema["variables"]["status"]["flag_values"]
-    status = arrays["status"][...]
+    status = _read(arrays, "status")
     bad = sorted(set(np.unique(status).tolist()) - set(codes))
     if bad:
         problems.append(f"variable 'status' holds unknown codes {bad}; allowed {codes}")
-    done = arrays["steps_done"][...]
-    planned = arrays["steps_planned"][...]
+    done = _read(arrays, "steps_done")
+    planned = _read(arrays, "steps_planned")
     if np.any(done < 0) or np.any(done > planned):
         problems.append("variable 'steps_done' must lie in 0..steps_planned for every run")
     if np.any(planned > len(step)) or np.any(planned < 1):
@@ -144,8 +175,8 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     """NaN conventions: train metrics dense up to steps_done, nothing measured after it (except
     the unacknowledged last block of an interrupted run)."""
     problems = []
-    done = arrays["steps_done"][...]
-    status = arrays["status"][...]
+    done = _read(arrays, "steps_done")
+    status = _read(arrays, "status")
     codes = schemas.status_codes(schema["schema_version"])
     # A crash between a block's metric write and its steps_done update leaves unacknowledged
     # values after steps_done; resuming overwrites them. Only interrupted runs may have them.
@@ -153,7 +184,7 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     steps = np.arange(1, arrays["step"].shape[0] + 1)
     for name in schemas.variables_with_role("metric"):
         for run_index in range(len(done)):
-            values = arrays[name][run_index]
+            values = _read(arrays, name, run_index)
             values = values.reshape(len(steps), -1)
             beyond = np.isfinite(values[steps > done[run_index]]).any()
             if beyond and status[run_index] not in interrupted:
@@ -187,8 +218,20 @@ def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
         Listing every problem found, each naming the offending attribute, variable or dimension.
     """
     location = str(location)
-    group = _open_group(location)
-    attrs = dict(group.attrs)
+    try:
+        return _validate(location, deep)
+    except _Unreadable as exc:
+        raise StoreValidationError(location, [str(exc)]) from None
+
+
+def _validate(location: str, deep: bool) -> dict[str, Any]:
+    try:
+        group = _open_group(location)
+        attrs = dict(group.attrs)
+    except StoreValidationError:
+        raise
+    except Exception as exc:  # e.g. a root zarr.json that is not JSON
+        raise _Unreadable("the root metadata (zarr.json)", exc) from None
     if attrs.get("schema_name") != schemas.SCHEMA_NAME:
         raise StoreValidationError(
             location,
@@ -208,7 +251,7 @@ def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
         )
     schema = schemas.load_schema(version)
     problems = _check_attributes(attrs, schema)
-    arrays = dict(group.arrays())
+    arrays = _list_arrays(group, schema)
     problems += _check_arrays(arrays, schema)
     if not problems:
         problems += _check_coordinates(arrays, schema)

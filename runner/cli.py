@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-import time
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,12 +14,17 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from runner.executors import Executor, make_executor
 from runner.grid import Grid, GridError, load_grid, parse_grid
+from runner.leases import DEFAULT_LEASE_TTL
+from runner.stopping import StopRequest, graceful_stop
+from runner.storage import LocationError, StoreLocation, parse_location
 from runner.store import RunStore, StoreError
+from runner.worker import Job, RunOutcome
 
 app = typer.Typer(add_completion=False, help=__doc__)
 # Markup off: run descriptions contain brackets that rich would swallow as tags.
-err = Console(stderr=True, markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # logs: no wrapping
 
 #: Grid used when --grid is not given: small enough for a laptop, shows all three regimes.
 DEFAULT_GRID = "quickstart.yaml"
@@ -98,6 +105,43 @@ def _load(grid_path: Path | None) -> Grid:
     return load_grid(grid_path)
 
 
+class _Executor(str, Enum):
+    local = "local"
+    processes = "processes"
+    dask = "dask"
+
+
+def _check_executor_options(
+    executor: _Executor,
+    workers: int | None,
+    address: str | None,
+    threads: int | None,
+    lease_ttl: float,
+    location: StoreLocation,
+) -> str | None:
+    """What is wrong with the executor options (None when nothing), before the store is touched."""
+    if workers is not None and workers < 1:
+        return f"--workers {workers}: give at least 1 worker"
+    if workers is not None and executor is _Executor.local:
+        return "--workers applies to --executor processes or dask; add one of them"
+    if address is not None and executor is not _Executor.dask:
+        return "--address is the Dask scheduler to use; add --executor dask"
+    if address is not None and workers is not None:
+        return "--workers starts a local Dask cluster; leave it out with --address"
+    if address is not None and "://" not in address:
+        return f"--address {address!r}: give the scheduler's URL, e.g. tcp://host:8786"
+    if threads is not None and threads < 1:
+        return f"--threads-per-worker {threads}: give at least 1"
+    if not lease_ttl > 0:
+        return f"--lease-ttl {lease_ttl}: give a positive number of seconds"
+    if executor is not _Executor.local and not location.shared_between_processes:
+        return (
+            f"--out {location.text}: a {location.protocol}:// store lives inside one process; "
+            "use --executor local, or a store other processes can reach (a path, s3://, gs://)"
+        )
+    return None
+
+
 @app.command()
 def run(
     grid_path: Annotated[
@@ -105,7 +149,12 @@ def run(
         typer.Option("--grid", help="grid YAML file (default: the built-in quickstart grid)"),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="run store to write (default: <grid name>.zarr)")
+        str | None,
+        typer.Option(
+            "--out",
+            help="run store to write: a path or an fsspec URL such as s3://bucket/runs.zarr "
+            "(default: <grid name>.zarr)",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs and exit")
@@ -114,6 +163,37 @@ def run(
         str | None, typer.Option("--runs", help="train only these run indices, e.g. 0,3-5")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
+    executor: Annotated[
+        _Executor,
+        typer.Option(
+            "--executor",
+            help="local: one run after another in this process; processes: a pool on this "
+            "machine; dask: Dask distributed (a LocalCluster, or the scheduler at --address)",
+        ),
+    ] = _Executor.local,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="processes or LocalCluster workers (default: CPU count)"),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Dask scheduler to use, e.g. tcp://host:8786"),
+    ] = None,
+    threads_per_worker: Annotated[
+        int | None,
+        typer.Option(
+            "--threads-per-worker",
+            help="torch threads per worker process (default 1 for processes and dask)",
+        ),
+    ] = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            "--lease-ttl",
+            help="seconds a run's lease on an fsspec store outlives its holder (local stores "
+            "use flock, freed when the holder dies)",
+        ),
+    ] = DEFAULT_LEASE_TTL,
 ) -> None:
     """Train every run of a grid into one Zarr run store. Re-running resumes."""
     try:
@@ -129,27 +209,73 @@ def run(
     if device_problem:
         err.print(f"error: {grid_path or DEFAULT_GRID}: device: {device_problem}")
         raise typer.Exit(2)
-    out = out or Path(f"{grid.settings.name}.zarr")
     try:
-        store = RunStore.create_or_open(out, grid.runs, grid.settings, grid.text)
+        location = parse_location(out or f"{grid.settings.name}.zarr")
+    except LocationError as exc:
+        err.print(f"error: --out {exc}")
+        raise typer.Exit(2) from None
+    problem = _check_executor_options(
+        executor, workers, address, threads_per_worker, lease_ttl, location
+    )
+    if problem:
+        err.print(f"error: {problem}")
+        raise typer.Exit(2)
+    try:
+        store = RunStore.create_or_open(location, grid.runs, grid.settings, grid.text)
     except StoreError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
-    outcome = _train_all(store, grid, indices, quiet)
-    err.print(f"{out}: " + ", ".join(f"{k} {v}" for k, v in outcome.items() if v), highlight=False)
+    pooled = executor is not _Executor.local
+    job = Job(
+        location=location.text,
+        settings=grid.settings.model_dump(mode="json"),
+        lease_ttl=lease_ttl,
+        torch_threads=threads_per_worker or (1 if pooled else None),
+    )
+    with graceful_stop(on_first=_announce_stop) as stop:
+        engine = make_executor(executor.value, workers or os.cpu_count() or 1, address)
+        try:
+            outcome = _train_all(engine, job, store, grid, indices, quiet, stop)
+        finally:
+            engine.close()
+    summary = ", ".join(f"{k} {v}" for k, v in outcome.items() if v)
+    restarts = getattr(engine, "restarts", 0)
+    if restarts:
+        summary += f" ({restarts} task(s) rescheduled after a worker died)"
+    err.print(f"{location.text}: {summary}", highlight=False)
+    if stop():
+        err.print("interrupted: re-run the same command to resume from the last flushed step")
+        raise typer.Exit(stop.exit_code)
     if outcome["failed"]:
         raise typer.Exit(1)
 
 
-def _train_all(store: RunStore, grid: Grid, indices: list[int], quiet: bool) -> dict[str, int]:
-    from runner.trainer import train_run  # torch is imported only when training
+def _announce_stop(signum: int) -> None:
+    name = signal.Signals(signum).name
+    err.print(
+        f"{name}: finishing the current step and flushing; press Ctrl-C again to stop at once "
+        "(the unflushed steps are then lost, everything flushed stays)"
+    )
 
-    outcome = {"done": 0, "diverged": 0, "failed": 0, "skipped (held elsewhere)": 0}
+
+def _train_all(
+    engine: Executor,
+    job: Job,
+    store: RunStore,
+    grid: Grid,
+    indices: list[int],
+    quiet: bool,
+    stop: StopRequest,
+) -> dict[str, int]:
+    outcome = {
+        "done": 0,
+        "diverged": 0,
+        "failed": 0,
+        "interrupted": 0,
+        "not started": 0,
+        "skipped (held elsewhere)": 0,
+    }
     remaining = {i: grid.runs[i].steps - store.state(i)[1] for i in indices}
-    already = [i for i in indices if store.state(i)[0] in ("done", "diverged")]
-    for i in already:
-        outcome[store.state(i)[0]] += 1
-        remaining[i] = 0
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -161,55 +287,53 @@ def _train_all(store: RunStore, grid: Grid, indices: list[int], quiet: bool) -> 
         console=err,
         disable=quiet or not err.is_terminal,
     )
+
+    def report(result: RunOutcome) -> None:
+        key = "skipped (held elsewhere)" if result.status == "held" else result.status
+        outcome[key] += 1
+        progress.update(bar, runs_done=outcome["done"] + outcome["diverged"] + outcome["failed"])
+        i = result.index
+        if result.status == "failed":
+            err.print(
+                f"run {i} ({grid.runs[i].run_id}) failed: {result.message}", highlight=False
+            )
+        if not quiet and result.trained:
+            resumed = f", resumed at step {result.started_at + 1}" if result.started_at else ""
+            where = f", on {result.worker}" if job.torch_threads else ""
+            err.print(
+                f"run {i} [{_describe(grid, i)}] {result.status} "
+                f"({result.seconds:.1f} s{resumed}{where})",
+                highlight=False,
+            )
+
+    def tick() -> None:  # progress of runs trained in other processes, read from the store
+        if not progress.disable:
+            flushed = int(store.array("steps_done")[...][indices].sum())
+            progress.update(bar, completed=flushed - first_flushed)
+
+    first_flushed = int(store.array("steps_done")[...][indices].sum())
     with progress:
         bar = progress.add_task(
             grid.settings.name,
             total=sum(remaining.values()),
-            runs_done=len(already),
+            runs_done=0,
             runs_total=len(indices),
         )
-        for i in indices:
-            if i in already:
-                continue
-            with store.run_lock(i) as mine:
-                if not mine:
-                    outcome["skipped (held elsewhere)"] += 1
-                    continue
-                finished_meanwhile = store.state(i)[0]
-                if finished_meanwhile in ("done", "diverged"):
-                    # another process finished it after this one looked; count, don't retrain
-                    outcome[finished_meanwhile] += 1
-                    progress.advance(bar, remaining[i])
-                    continue
-                started = time.perf_counter()
-                try:
-                    status = train_run(
-                        store,
-                        i,
-                        grid.settings,
-                        on_steps=lambda k: progress.advance(bar, k),
-                    )
-                except KeyboardInterrupt:
-                    err.print(
-                        "interrupted: re-run the same command to resume from the last flushed step"
-                    )
-                    raise
-                except Exception as exc:  # one bad run must not stop the grid
-                    store.set_state(i, "failed")
-                    err.print(
-                        f"run {i} ({grid.runs[i].run_id}) failed: {type(exc).__name__}: {exc}",
-                        highlight=False,
-                    )
-                    status = "failed"
-                outcome[status] += 1
-                progress.update(bar, runs_done=sum(outcome.values()))
-                if not quiet:
-                    err.print(
-                        f"run {i} [{_describe(grid, i)}] {status} "
-                        f"({time.perf_counter() - started:.1f} s)",
-                        highlight=False,
-                    )
+        for wave in lineage_waves(grid, indices):
+            if stop():
+                break
+            engine.run(job, wave, stop, report, lambda k: progress.advance(bar, k), tick)
     return outcome
+
+
+def lineage_waves(grid: Grid, indices: list[int]) -> list[list[int]]:
+    """The selected runs in waves: runs that start from another run of this grid
+    (``init_from.parent``) come in a later wave than their parent, so pooled executors never
+    start a child before its parent has finished."""
+    ids = {r.run_id: i for i, r in enumerate(grid.runs)}
+    children = [i for i in indices if grid.runs[i].lineage() in ids]
+    first = [i for i in indices if i not in set(children)]
+    return [wave for wave in (first, children) if wave]
 
 
 def main() -> None:

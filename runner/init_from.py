@@ -8,6 +8,7 @@ names ``init_from`` and what to do, and fails only this run.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ class InitFromError(RuntimeError):
     """The initial weights named by ``init_from`` cannot be used (yet)."""
 
 
-def _final_checkpoint(store: RunStore, run_id: str, what: str) -> Path:
+def _final_checkpoint(store: RunStore, run_id: str, what: str) -> bytes:
     if run_id not in store.run_ids:
         raise InitFromError(f"init_from: {what}: run {run_id} is not in store {store.path}")
     index = store.run_ids.index(run_id)
@@ -30,7 +31,10 @@ def _final_checkpoint(store: RunStore, run_id: str, what: str) -> Path:
             f"init_from: {what}: run {run_id} (index {index}) is {status} at step {steps_done}; "
             "it must be done first (re-run cds-run once it has finished)"
         )
-    return store.checkpoint_path(index)
+    data = store.read_checkpoint(index)
+    if data is None:
+        raise InitFromError(f"init_from: {what}: run {run_id} is done but has no checkpoint")
+    return data
 
 
 def load_initial_weights(
@@ -48,7 +52,8 @@ def load_initial_weights(
             raise InitFromError("init_from.parent needs the run's store")
         parent = spec.parent_spec()
         assert parent is not None
-        path = _final_checkpoint(store, parent.run_id, "parent")
+        data = _final_checkpoint(store, parent.run_id, "parent")
+        where = f"parent run {parent.run_id}"
     elif source.checkpoint is not None:
         path = Path(source.checkpoint)
         if not path.is_file():
@@ -56,27 +61,29 @@ def load_initial_weights(
                 f"init_from.checkpoint: no such file {path} (relative paths are resolved against "
                 f"the current directory, {Path.cwd()})"
             )
+        data, where = path.read_bytes(), str(path)
     else:
         assert source.store is not None and source.run is not None
         try:
             other = RunStore(source.store)
         except Exception as exc:
             raise InitFromError(f"init_from.store: cannot open {source.store}: {exc}") from None
-        path = _final_checkpoint(other, source.run, f"store {source.store}")
-    state = torch.load(path, map_location=device, weights_only=True)
+        data = _final_checkpoint(other, source.run, f"store {source.store}")
+        where = f"run {source.run} of {source.store}"
+    state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     weights = state["model"] if isinstance(state, dict) and "model" in state else state
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise InitFromError(
-            f"init_from: the weights in {path} do not fit this run's model "
+            f"init_from: the weights of {where} do not fit this run's model "
             f"({spec.model.family}, width {spec.model.width}, depth {spec.model.depth}): "
             f"{str(exc).splitlines()[0]}; give the parent's model settings"
         ) from None
     if source.optimizer_state:
         if not (isinstance(state, dict) and "optimizer" in state):
             raise InitFromError(
-                f"init_from.optimizer_state: {path} holds no optimiser state (only cds-run "
+                f"init_from.optimizer_state: {where} holds no optimiser state (only cds-run "
                 "checkpoints do); set optimizer_state: false"
             )
         optimizer.load_state_dict(state["optimizer"])

@@ -10,16 +10,18 @@ Layout on disk::
       zarr.json, <variables>/  one chunk per run along 'run'
       _state/                  an (empty) Zarr group that holds non-array files
         checkpoints/<run>.pt   model + optimiser state at the last flushed step
-        locks/<run>.lock       held (flock) by the process that trains the run
+        locks/<run>.lock       local stores: held (flock) by the process that trains the run
+        leases/<run>.json      fsspec stores: holder and expiry of the run's timed lease
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import os
 import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,9 @@ import numpy as np
 import zarr
 
 import schemas
+from runner.leases import DEFAULT_LEASE_TTL, FlockLease, Lease, TimedLease
 from runner.spec import PARAM_GROUPS, RunSpec, StoreSettings
+from runner.storage import LocationError, StoreLocation, parse_location
 
 #: Upper bound on the chunk length along 'step' (steps per chunk).
 MAX_STEP_CHUNK = 10_000
@@ -195,17 +199,40 @@ def _write_new_store(
 
 
 class RunStore:
-    """A run store opened for writing by the runner."""
+    """A run store opened for writing by the runner.
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.root = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+    Parameters
+    ----------
+    location
+        Local path, ``file://`` URL or fsspec URL (``memory://``, ``s3://``, ``gs://``).
+
+    Raises
+    ------
+    StoreError
+        When nothing usable is there; the message names the problem and the fix.
+    """
+
+    def __init__(self, location: str | os.PathLike | StoreLocation):
+        self.location = location if isinstance(location, StoreLocation) else _parse(location)
+        self.path = self.location.path if self.location.is_local else self.location.text
+        text = self.location.text
+        try:
+            self.root = zarr.open_group(self.location.zarr_store(), mode="r+", zarr_format=3)
+        except (
+            FileNotFoundError,
+            zarr.errors.GroupNotFoundError,
+            zarr.errors.NodeTypeValidationError,
+        ):
+            raise StoreError(
+                f"{text}: no run store here (no Zarr group); give the --out of a store written "
+                "by cds-run, or a location that does not exist yet to create one"
+            ) from None
         attrs = dict(self.root.attrs)
         if attrs.get("schema_name") != schemas.SCHEMA_NAME:
-            raise StoreError(f"{self.path} is not a cds run store (no schema_name attribute)")
+            raise StoreError(f"{text} is not a cds run store (no schema_name attribute)")
         if attrs.get("schema_version") != schemas.CURRENT_VERSION:
             raise StoreError(
-                f"{self.path} has schema version {attrs.get('schema_version')!r}; this runner "
+                f"{text} has schema version {attrs.get('schema_version')!r}; this runner "
                 f"writes version {schemas.CURRENT_VERSION}: write into a new store"
             )
         self._arrays: dict[str, zarr.Array] = {}
@@ -218,24 +245,41 @@ class RunStore:
     # -- creation -----------------------------------------------------------------------------
     @classmethod
     def create_or_open(
-        cls, path: str | Path, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str
+        cls,
+        location: str | os.PathLike | StoreLocation,
+        runs: Sequence[RunSpec],
+        settings: StoreSettings,
+        grid_text: str,
     ) -> RunStore:
         """Create the store for a grid, or open it if it already holds exactly this grid.
 
-        Creation is atomic (built beside the target, then renamed), so two processes started
-        together on one store both end up writing into the same, complete store.
+        Creation is atomic, so two processes started together on one store both end up writing
+        into the same, complete store: a local store is built beside the target and renamed; an
+        fsspec store is built in a local temporary directory and uploaded with its root
+        ``zarr.json`` last, so that until the upload is complete there is no store to open.
+        An existing store is validated against the schema first and refused, untouched, when
+        it does not follow it.
         """
-        path = Path(path)
-        if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-            try:
-                _write_new_store(tmp, runs, settings, grid_text)
-                # OSError: another process won the race; its store is used below.
-                with contextlib.suppress(OSError):
-                    os.rename(tmp, path)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        store = cls(path)
+        loc = location if isinstance(location, StoreLocation) else _parse(location)
+        if loc.is_local and loc.path.exists() and not loc.path.is_dir():
+            raise StoreError(f"{loc.text} exists and is not a directory; choose another --out")
+        if not loc.exists("zarr.json") and not _has_entries(loc):
+            if loc.is_local:
+                path = loc.path
+                tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+                try:
+                    _write_new_store(tmp, runs, settings, grid_text)
+                    # OSError: another process won the race; its store is used below.
+                    with contextlib.suppress(OSError):
+                        os.rename(tmp, path)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                _upload_new_store(loc, runs, settings, grid_text)
+        elif not loc.is_local:
+            _wait_for_upload(loc)
+        _validate_existing(loc)
+        store = cls(loc)
         store._check_matches(runs, settings)
         return store
 
@@ -244,7 +288,7 @@ class RunStore:
         if wanted != self.run_ids:
             missing = len(set(wanted) - set(self.run_ids))
             raise StoreError(
-                f"{self.path} already exists and was created from a different grid "
+                f"{self.location.text} already exists and was created from a different grid "
                 f"({missing} of this grid's {len(wanted)} runs are not in it, the store has "
                 f"{len(self.run_ids)}); write to another --out, or delete the store to start over"
             )
@@ -256,8 +300,8 @@ class RunStore:
         )
         if not same:
             raise StoreError(
-                f"{self.path} was created with other histogram settings; keep 'histogram' as it "
-                "was when the store was created, or write to another --out"
+                f"{self.location.text} was created with other histogram settings; keep "
+                "'histogram' as it was when the store was created, or write to another --out"
             )
 
     # -- writing ------------------------------------------------------------------------------
@@ -268,9 +312,13 @@ class RunStore:
 
     def write_steps(self, run_index: int, first_step: int, block: dict[str, np.ndarray]) -> None:
         """Write per-step arrays (leading axis = steps) starting at 1-based ``first_step``."""
+        start = first_step - 1
         for name, values in block.items():
-            start = first_step - 1
-            self.array(name)[run_index, start : start + len(values)] = values
+            try:
+                self.array(name)[run_index, start : start + len(values)] = values
+            except OSError as exc:
+                what = f"'{name}' of steps {first_step}.. of"
+                raise self._write_error(what, run_index, exc) from exc
 
     def write_histograms(
         self, run_index: int, hist_indices: np.ndarray, counts: np.ndarray, outside: np.ndarray
@@ -280,13 +328,29 @@ class RunStore:
             return
         lo, hi = int(hist_indices[0]), int(hist_indices[-1]) + 1
         assert hi - lo == len(hist_indices), "histogram snapshots must be contiguous"
-        self.array("weight_histogram")[run_index, lo:hi] = counts
-        self.array("weight_histogram_outside")[run_index, lo:hi] = outside
+        try:
+            self.array("weight_histogram")[run_index, lo:hi] = counts
+            self.array("weight_histogram_outside")[run_index, lo:hi] = outside
+        except OSError as exc:
+            raise self._write_error("the histograms of", run_index, exc) from exc
 
     def set_state(self, run_index: int, status: str, steps_done: int | None = None) -> None:
-        if steps_done is not None:
-            self.array("steps_done")[run_index] = steps_done
-        self.array("status")[run_index] = STATUS[status]
+        try:
+            if steps_done is not None:
+                self.array("steps_done")[run_index] = steps_done
+            self.array("status")[run_index] = STATUS[status]
+        except OSError as exc:
+            raise self._write_error("the state of", run_index, exc) from exc
+
+    def _write_error(self, what: str, run_index: int, exc: OSError) -> StoreError:
+        """A write that failed (disk full, permission denied, ...), said plainly."""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return StoreError(
+            f"cannot write {what} run {self.run_ids[run_index]} to {self.location.text}: "
+            f"{reason}{where}. Steps flushed before stay intact; free space or fix permissions, "
+            "then re-run the same command to resume"
+        )
 
     def state(self, run_index: int) -> tuple[str, int]:
         names = {v: k for k, v in STATUS.items()}
@@ -298,27 +362,85 @@ class RunStore:
 
     # -- files beside the arrays ----------------------------------------------------------------
     def checkpoint_path(self, run_index: int) -> Path:
-        return self.path / "_state" / "checkpoints" / f"{self.run_ids[run_index]}.pt"
+        """Local file of the run's checkpoint (local stores only; see :meth:`read_checkpoint`)."""
+        return self.location.path / "_state" / "checkpoints" / f"{self.run_ids[run_index]}.pt"
+
+    def _checkpoint_parts(self, run_index: int) -> tuple[str, ...]:
+        return ("_state", "checkpoints", f"{self.run_ids[run_index]}.pt")
+
+    def read_checkpoint(self, run_index: int) -> bytes | None:
+        """The run's last checkpoint (serialised), or None when it has none yet."""
+        return self.location.read_bytes(*self._checkpoint_parts(run_index))
+
+    def write_checkpoint(self, run_index: int, data: bytes) -> None:
+        """Replace the run's checkpoint atomically (a reader sees the old or the new one)."""
+        try:
+            self.location.write_bytes(data, *self._checkpoint_parts(run_index))
+        except OSError as exc:
+            raise self._write_error("the checkpoint of", run_index, exc) from exc
+
+    def lease(self, run_index: int, ttl: float = DEFAULT_LEASE_TTL) -> Lease:
+        """The run's lease (not yet taken): an flock for local stores, a timed lease otherwise."""
+        name = self.run_ids[run_index]
+        if self.location.is_local:
+            return FlockLease(self.location.path / "_state" / "locks" / f"{name}.lock")
+        return TimedLease(self.location, ("_state", "leases", f"{name}.json"), ttl=ttl)
 
     @contextlib.contextmanager
     def run_lock(self, run_index: int) -> Iterator[bool]:
-        """Try to take the run's lock; yields False when another live process holds it.
-
-        An flock dies with its holder, so the lease of a killed process expires by itself.
-        """
-        lock_path = self.path / "_state" / "locks" / f"{self.run_ids[run_index]}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Try to take the run's lease; yields False when another live process holds it."""
+        lease = self.lease(run_index)
+        if lease.acquire() is not None:
+            yield False
+            return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            yield True
         finally:
-            os.close(fd)
+            lease.release()
+
+
+def _parse(location: str | os.PathLike) -> StoreLocation:
+    try:
+        return parse_location(location)
+    except LocationError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _has_entries(loc: StoreLocation) -> bool:
+    """Whether anything at all is stored at the location (a store without root metadata is
+    either being uploaded or broken; both are refused rather than overwritten)."""
+    if loc.is_local:
+        return loc.path.is_dir() and any(loc.path.iterdir())
+    return bool(loc.fs.exists(loc.root)) and bool(loc.fs.ls(loc.root, detail=False))
+
+
+def _upload_new_store(
+    loc: StoreLocation, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="cds-store-") as tmp:
+        local = Path(tmp) / "store.zarr"
+        _write_new_store(local, runs, settings, grid_text)
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        root_meta = local / "zarr.json"
+        # The root metadata goes last: a store without it is not a store yet.
+        for path in [*(p for p in files if p != root_meta), root_meta]:
+            loc.fs.pipe_file(loc.join(*path.relative_to(local).parts), path.read_bytes())
+
+
+def _wait_for_upload(loc: StoreLocation, seconds: float = 30.0) -> None:
+    """Give another process that is uploading the store (root metadata last) time to finish."""
+    deadline = time.monotonic() + seconds
+    while not loc.exists("zarr.json") and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def _validate_existing(loc: StoreLocation) -> None:
+    """Refuse (untouched) an existing store that does not follow the schema."""
+    from cdsanalysis.validate import StoreValidationError, validate_store
+
+    try:
+        validate_store(loc.text if not loc.is_local else loc.root)
+    except StoreValidationError as exc:
+        raise StoreError(
+            f"{exc}\n{loc.text} was left untouched; repair or delete it, or write to another --out"
+        ) from None

@@ -10,7 +10,7 @@ that a resumed run continues without gap or duplicate.
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -249,8 +249,16 @@ def _perturb_(params: list[torch.Tensor], std: float, generator: torch.Generator
     return noise
 
 
-def _save_checkpoint(path: os.PathLike, setup: RunSetup, steps_done: int) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
+class RunInterrupted(Exception):
+    """Training stopped on request (``stop()`` returned True) after flushing ``steps_done``."""
+
+    def __init__(self, steps_done: int):
+        super().__init__(f"stopped on request after step {steps_done} (flushed)")
+        self.steps_done = steps_done
+
+
+def _save_checkpoint(store: RunStore, run_index: int, setup: RunSetup, steps_done: int) -> None:
+    buffer = io.BytesIO()  # through the store: local file or object store alike
     torch.save(
         {
             "steps_done": steps_done,
@@ -259,13 +267,13 @@ def _save_checkpoint(path: os.PathLike, setup: RunSetup, steps_done: int) -> Non
             "torch_rng": torch.get_rng_state(),
             "noise_rng": setup.noise.get_state() if setup.noise is not None else None,
         },
-        tmp,
+        buffer,
     )
-    os.replace(tmp, path)  # atomic: a checkpoint is either the old one or the new one
+    store.write_checkpoint(run_index, buffer.getvalue())  # atomic: the old one or the new one
 
 
-def _load_checkpoint(path: os.PathLike, setup: RunSetup) -> int:
-    state = torch.load(path, map_location=next(setup.model.parameters()).device)
+def _load_checkpoint(data: bytes, setup: RunSetup) -> int:
+    state = torch.load(io.BytesIO(data), map_location=next(setup.model.parameters()).device)
     setup.model.load_state_dict(state["model"])
     setup.optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"].cpu())
@@ -279,10 +287,13 @@ def train_run(
     run_index: int,
     settings: StoreSettings,
     on_steps: Callable[[int], None] = lambda n: None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> str:
     """Train run ``run_index`` of ``store`` to completion; return its final status.
 
     ``on_steps(k)`` is called after each flush with the number of steps just flushed (progress).
+    ``stop()`` is asked after every step; when it returns True the steps taken so far are
+    flushed (with their checkpoint) and :class:`RunInterrupted` is raised (Ctrl-C).
     The caller must hold the run's lock.
     """
     spec = store.spec(run_index)
@@ -291,9 +302,9 @@ def train_run(
         return status
     device = torch.device(settings.device)
     setup = build_run(spec, device, store)
-    checkpoint = store.checkpoint_path(run_index)
+    checkpoint = store.read_checkpoint(run_index)
     first_step = 1
-    if checkpoint.exists():
+    if checkpoint is not None:
         # The checkpoint is written after its metrics and before steps_done, so it is the truth.
         first_step = _load_checkpoint(checkpoint, setup) + 1
     store.set_state(run_index, "running", first_step - 1)
@@ -331,7 +342,7 @@ def train_run(
             )
         snapshots.clear()
         if status == "running":
-            _save_checkpoint(checkpoint, setup, last_step)
+            _save_checkpoint(store, run_index, setup, last_step)
         store.set_state(run_index, status, last_step)
         on_steps(rows)
         scalars.fill_(float("nan"))
@@ -375,10 +386,13 @@ def train_run(
         if noise.update:
             with torch.no_grad():
                 _perturb_(params, noise.update, setup.noise)
-        if row + 1 == block or step == spec.steps:
+        stopping = stop()
+        if row + 1 == block or step == spec.steps or stopping:
             status = flush(step)
             if status == "diverged":
                 return status
+            if stopping and step < spec.steps:
+                raise RunInterrupted(step)
     # The last checkpoint stays: it holds the run's final weights (for continuing or ungrokking).
     store.set_state(run_index, "done", spec.steps)
     return "done"

@@ -1,0 +1,273 @@
+"""Executors: where the runs of a grid are trained. One class per engine, one small interface.
+
+Every executor hands run indices and the store's *location* to :func:`runner.worker.train_one`
+(lease, train, release) wherever it runs; workers open the store themselves and write their runs
+straight into it (chunks never span two runs, so no two workers write the same chunk).
+
+- :class:`LocalExecutor`: this process, one run after another (the default).
+- :class:`ProcessExecutor`: a pool of ``spawn``-ed processes on this machine. A pool whose worker
+  dies is broken as a whole; it is rebuilt and the unfinished runs are resubmitted.
+- :class:`DaskExecutor`: Dask distributed, on a ``LocalCluster`` or a running scheduler. One task
+  per run; the scheduler reschedules the task of a worker that died.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from runner.stopping import StopRequest
+from runner.worker import Job, RunOutcome, train_one
+
+#: Executor names accepted by ``cds-run --executor``.
+EXECUTORS = ("local", "processes", "dask")
+
+Report = Callable[[RunOutcome], None]
+
+
+class Executor(ABC):
+    """Trains runs of one store; reports each run's outcome as it ends."""
+
+    @abstractmethod
+    def run(
+        self,
+        job: Job,
+        indices: Sequence[int],
+        stop: StopRequest,
+        report: Report,
+        on_steps: Callable[[int], None] = lambda n: None,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Train ``indices``; call ``report`` once per run (in completion order).
+
+        ``on_steps(k)`` is called with steps flushed in this process (local training);
+        ``tick()`` is called about twice a second while waiting on other processes (progress).
+        When ``stop()`` becomes true, running runs flush and stop and no new run starts.
+        """
+
+    def close(self) -> None:
+        """Release the engine's resources (processes, cluster connections)."""
+        return None  # the local engines hold none
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Sequential, in this process."""
+
+    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+        for index in indices:
+            outcome = train_one(job, index, stop, on_steps)
+            report(outcome)
+
+
+# -- a process pool ---------------------------------------------------------------------------
+_pool_stop: StopRequest | None = None
+
+
+def _init_pool_worker(stop_event: Any) -> None:
+    """In each pool process: stop when the driver says so or on our own Ctrl-C/SIGTERM."""
+    global _pool_stop
+    _pool_stop = StopRequest(also=stop_event.is_set)
+
+    def handler(signum: int, frame: Any) -> None:
+        _pool_stop.set(signum)  # type: ignore[union-attr]
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, handler)
+
+
+def _pool_train(job: Job, index: int) -> RunOutcome:
+    return train_one(job, index, _pool_stop or (lambda: False))
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``workers`` spawned processes on this machine.
+
+    Parameters
+    ----------
+    workers
+        Processes (each trains one run at a time).
+    max_restarts
+        Times a broken pool (a worker died) is rebuilt before the remaining runs are failed.
+    """
+
+    def __init__(self, workers: int, max_restarts: int = 3):
+        self.workers = workers
+        self.max_restarts = max_restarts
+        self.restarts = 0
+
+    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch
+        stop_event = context.Event()
+        pending = list(indices)
+        while pending:
+            broken = self._one_pool(job, pending, context, stop_event, stop, report, tick)
+            if not broken:
+                return
+            self.restarts += 1
+            if self.restarts > self.max_restarts:
+                for index in pending:
+                    report(RunOutcome(index, "failed", message="worker processes kept dying"))
+                return
+
+    def _one_pool(self, job, pending, context, stop_event, stop, report, tick) -> bool:
+        """Submit ``pending`` to a fresh pool; remove each reported run; True if it broke."""
+        broken = False
+        with ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=_init_pool_worker,
+            initargs=(stop_event,),
+        ) as pool:
+            futures = {pool.submit(_pool_train, job, i): i for i in pending}
+            while futures:
+                done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                if stop():
+                    stop_event.set()
+                tick()
+                for future in done:
+                    index = futures.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        broken = True  # resubmitted to the next pool
+                        continue
+                    pending.remove(index)
+                    report(outcome)
+        return broken
+
+
+# -- Dask distributed -------------------------------------------------------------------------
+def _dask_train(job: Job, index: int, stop_name: str) -> RunOutcome:
+    """A Dask task: train one run, stopping when the driver sets the named Event."""
+    import threading
+
+    from distributed import Event
+
+    stop = StopRequest()
+    event = Event(stop_name)
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            try:
+                if event.wait(timeout=1.0):
+                    stop.set()
+                    return
+            except Exception:  # scheduler unreachable: keep training, the run stays safe
+                time.sleep(1.0)
+
+    watcher = threading.Thread(target=watch, name=f"cds-stop-{index}", daemon=True)
+    watcher.start()
+    try:
+        return train_one(job, index, stop)
+    finally:
+        finished.set()
+
+
+class DaskExecutor(Executor):
+    """Dask distributed: a ``LocalCluster`` of ``workers`` processes, or the scheduler at
+    ``address`` (e.g. one started by dask-jobqueue on SLURM or PBS).
+
+    Parameters
+    ----------
+    workers
+        Worker processes of the LocalCluster (ignored with ``address``).
+    address
+        ``tcp://host:port`` of a running scheduler; None starts a LocalCluster.
+    retries
+        Times a task that raised is retried. (A task whose worker died is rescheduled by the
+        scheduler without counting against this, up to ``distributed.scheduler.allowed-failures``.)
+    """
+
+    def __init__(self, workers: int, address: str | None = None, retries: int = 2):
+        from distributed import Client, LocalCluster
+
+        self.cluster = None
+        if address is None:
+            self.cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,  # one run per worker process at a time
+                processes=True,
+                dashboard_address=None,
+            )
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(address, timeout="30s")
+        self.retries = retries
+        self.restarts = 0
+
+    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+        from distributed import Event
+
+        token = uuid.uuid4().hex[:8]
+        stop_name = f"cds-stop-{token}"
+        event = Event(stop_name, client=self.client)
+        futures = {
+            self.client.submit(
+                _dask_train,
+                job,
+                i,
+                stop_name,
+                key=f"cds-run-{i}-{token}",
+                retries=self.retries,
+                pure=False,
+            ): i
+            for i in indices
+        }
+        submitted = list(futures)  # held so the scheduler keeps their records until counted
+        stopping = False
+        while futures:
+            if stop() and not stopping:
+                stopping = True
+                event.set()
+            for future in [f for f in futures if f.done()]:
+                index = futures.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # e.g. KilledWorker: its worker died too many times
+                    outcome = RunOutcome(index, "failed", message=f"{type(exc).__name__}: {exc}")
+                report(outcome)
+            tick()
+            time.sleep(0.2)
+        self.restarts += self._worker_losses([f.key for f in submitted])
+
+    def _worker_losses(self, keys: list[str]) -> int:
+        """Times a worker died while running one of ``keys`` (the scheduler's count)."""
+
+        def count(dask_scheduler: Any, keys: list[str]) -> int:
+            tasks = dask_scheduler.tasks
+            return sum(tasks[k].suspicious for k in keys if k in tasks)
+
+        try:
+            return int(self.client.run_on_scheduler(count, keys=keys))
+        except Exception:  # a scheduler that does not allow run_on_scheduler: count unknown
+            return 0
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_executor(name: str, workers: int, address: str | None) -> Executor:
+    """The executor ``cds-run --executor NAME`` asks for."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor(workers)
+    if name == "dask":
+        return DaskExecutor(workers, address)
+    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,55 @@
+"""Stores at fsspec URLs: a grid trained into memory:// and file:// and read back by the analysis
+side at the same URL."""
+
+from __future__ import annotations
+
+import uuid
+
+import fsspec
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cdsanalysis import open_runs, validate_store
+from runner.cli import app
+from runner.storage import LocationError, parse_location
+
+from .test_trainer import METRICS
+
+
+def test_a_grid_trains_into_a_memory_url_and_is_analysed_there(tiny_grid, tmp_path):
+    grid = tiny_grid(steps=40, flush_every=16)
+    url = f"memory://cds-test-{uuid.uuid4().hex[:8]}/runs.zarr"
+    try:
+        result = CliRunner().invoke(app, ["--grid", str(grid), "--out", url, "--quiet"])
+        assert result.exit_code == 0, result.output
+        validate_store(url, deep=True)
+        ds = open_runs(url)
+        assert ds.status.values.tolist() == ["done", "done"]
+        names = fsspec.filesystem("memory").find(parse_location(url).root)
+        assert sum(n.endswith(".pt") for n in names) == 2  # checkpoints went through fsspec
+        assert not any("/leases/" in n for n in names)  # timed leases are given back
+        local = CliRunner().invoke(app, ["--grid", str(grid), "--out", str(tmp_path / "l.zarr")])
+        assert local.exit_code == 0, local.output
+        reference = open_runs(tmp_path / "l.zarr")
+        for name in METRICS:
+            np.testing.assert_array_equal(ds[name].values, reference[name].values, err_msg=name)
+        again = CliRunner().invoke(app, ["--grid", str(grid), "--out", url])
+        assert again.exit_code == 0 and " done (" not in again.output  # resumes: nothing to do
+    finally:
+        fsspec.filesystem("memory").rm(parse_location(url).root, recursive=True)
+
+
+def test_a_file_url_is_the_local_store(tiny_grid, run_cli, tmp_path):
+    grid = tiny_grid(n_samples="[40]", steps=20)
+    run_cli("--grid", str(grid), "--out", f"file://{tmp_path / 's.zarr'}", "--quiet")
+    validate_store(f"file://{tmp_path / 's.zarr'}", deep=True)
+    assert open_runs(tmp_path / "s.zarr").status.values.tolist() == ["done"]
+    assert (tmp_path / "s.zarr" / "_state" / "locks").is_dir()  # flock, as for a path
+
+
+def test_unusable_urls_are_named_with_the_fix():
+    with pytest.raises(LocationError, match="unknown storage protocol 'nosuch'"):
+        parse_location("nosuch://bucket/x.zarr")
+    with pytest.raises(LocationError, match="names no path"):
+        parse_location("memory://")

@@ -1,0 +1,151 @@
+"""Property-based fuzzing of store contents: a real store corrupted file by file. Readers raise the
+named StoreValidationError (never a deep traceback) and ``cds-run`` refuses the store with exit 2,
+leaving every byte of it as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from cdsanalysis import open_runs, validate_store
+from cdsanalysis.validate import StoreValidationError
+from runner.cli import app
+from runner.grid import load_grid
+from runner.store import RunStore
+from runner.trainer import train_run
+
+from .conftest import TINY_GRID
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished real store (2 runs x 20 steps) and its grid file."""
+    base = tmp_path_factory.mktemp("pristine")
+    grid_path = base / "grid.yaml"
+    grid_path.write_text(
+        TINY_GRID.format(p=11, n_samples="[40, 80]", seed=0, steps=20, eval_every=1, flush_every=8)
+    )
+    grid = load_grid(grid_path)
+    store = RunStore.create_or_open(base / "s.zarr", grid.runs, grid.settings, grid.text)
+    for i in range(len(grid.runs)):
+        train_run(store, i, grid.settings)
+    return base / "s.zarr", grid_path
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+json_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 10**6), st.text(max_size=6), st.just([2, -1])
+)
+
+
+@st.composite
+def corruptions(draw, files: list[str]):
+    name = draw(st.sampled_from(files))
+    kind = draw(st.sampled_from(["delete", "garbage", "truncate", "json"]))
+    if kind == "json" and not name.endswith("zarr.json"):
+        kind = "garbage"
+    if kind == "json":
+        key = draw(
+            st.sampled_from(
+                ["shape", "data_type", "fill_value", "dimension_names", "chunk_grid", "codecs",
+                 "node_type", "attributes", "zarr_format"]
+            )
+        )  # fmt: skip
+        sub = draw(
+            st.sampled_from([None, "schema_name", "schema_version", "grid_yaml", "created_by"])
+        )
+        value = draw(st.one_of(st.just("<delete>"), json_values))
+        return name, kind, (key, sub, value)
+    if kind == "garbage":
+        return name, kind, draw(st.binary(min_size=1, max_size=64))
+    return name, kind, draw(st.integers(min_value=0, max_value=40))
+
+
+def _apply(store: Path, name: str, kind: str, arg) -> None:
+    path = store / name
+    if kind == "delete":
+        path.unlink()
+    elif kind == "garbage":
+        path.write_bytes(arg)
+    elif kind == "truncate":
+        path.write_bytes(path.read_bytes()[:arg])
+    else:
+        key, sub, value = arg
+        meta = json.loads(path.read_text())
+        target = meta
+        if key == "attributes" and sub is not None:
+            target, key = meta.setdefault("attributes", {}), sub
+        if value == "<delete>":
+            target.pop(key, None)
+        else:
+            target[key] = value
+        path.write_text(json.dumps(meta))
+
+
+def test_corrupted_stores_are_refused_by_name(pristine, tmp_path_factory):
+    store, grid_path = pristine
+    files = [f for f in _snapshot(store) if not f.startswith("_state")]
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(corruptions(files))
+    def check(case):
+        name, kind, arg = case
+        copy = tmp_path_factory.mktemp("corrupt") / "s.zarr"
+        shutil.copytree(store, copy)
+        _apply(copy, name, kind, arg)
+        before = _snapshot(copy)
+        found = []  # which readers found a problem: [deep validation, open_runs]
+        for read in (lambda: validate_store(copy, deep=True), lambda: open_runs(copy)):
+            try:
+                read()
+                found.append(False)
+            except StoreValidationError as exc:
+                found.append(True)
+                assert str(copy) in str(exc) and exc.problems
+        if not any(found):
+            return  # a harmless change (e.g. a chunk deleted reads as its fill value)
+        try:
+            validate_store(copy)  # the structural check cds-run makes before touching a store
+            refused = False
+        except StoreValidationError:
+            refused = True
+        result = CliRunner().invoke(app, ["--grid", str(grid_path), "--out", str(copy)])
+        assert isinstance(result.exception, SystemExit) or result.exception is None, (
+            result.exception
+        )
+        if refused:
+            assert result.exit_code == 2, result.output
+            assert "left untouched" in result.output or "not a cds run store" in result.output
+        else:
+            # only --deep sees it (a metric chunk); both runs are done, so nothing is rewritten
+            assert result.exit_code == 0, result.output
+        assert _snapshot(copy) == before  # every byte as it was
+        analyze = CliRunner().invoke(cdsanalysis_app, ["validate", "--deep", str(copy)])
+        assert analyze.exception is None or isinstance(analyze.exception, SystemExit)
+        assert analyze.exit_code == (1 if found[0] else 0), analyze.output
+
+    from cdsanalysis.cli import app as cdsanalysis_app
+
+    check()
+
+
+def test_a_store_of_another_grid_is_refused_untouched(pristine, tmp_path, tiny_grid):
+    store, _ = pristine
+    copy = tmp_path / "s.zarr"
+    shutil.copytree(store, copy)
+    before = _snapshot(copy)
+    other = tiny_grid(n_samples="[40, 60]")
+    result = CliRunner().invoke(app, ["--grid", str(other), "--out", str(copy)])
+    assert result.exit_code == 2 and "created from a different grid" in result.output
+    assert _snapshot(copy) == before
