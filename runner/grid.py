@@ -9,6 +9,7 @@ reported with the YAML path of the offending key before anything is trained.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import types
 import typing
@@ -286,8 +287,15 @@ def _expand(document: dict, text: str, source: str) -> Grid:
     _check_sizes(runs, source)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
+        repeated = [
+            _dotted(p) for p, values in sweeps.items()
+            if len({json.dumps(v, sort_keys=True) for v in values}) < len(values)
+        ]
+        where = ", ".join(f"{p}: repeats a value" for p in repeated) or (
+            "init_from.parent: a parent equals a run of the grid"
+        )
         raise GridError(
-            f"{source}: the grid expands to duplicate runs; remove repeated sweep values"
+            f"{source}: the grid expands to duplicate runs ({where}); remove repeated sweep values"
         )
     assert settings is not None
     return Grid(settings, tuple(runs), text, tuple(_dotted(p) for p in sweep_paths))

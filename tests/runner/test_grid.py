@@ -54,7 +54,7 @@ def test_nested_sweep_and_run_ids_are_stable():
         (BASE + "n_samples: 100\nseed: []\n", "seed: an empty list"),
         (BASE + "n_samples: 100\nhistogram: {every: [10, 20]}\n", "histogram.every: is shared"),
         (BASE + "n_samples: 100\nsteps: ten\n", "steps: Input should be a valid integer"),
-        (BASE + "n_samples: [100, 100]\n", "duplicate runs"),
+        (BASE + "n_samples: [100, 100]\n", "duplicate runs (n_samples: repeats a value)"),
         ("n_samples: 100\n", "steps: Field required"),
         (BASE + "n_samples: 100\nhistogram: {groups: [mlp, ffn]}\n", "histogram.groups: unknown"),
         ("- a\n- b\n", "must be a mapping"),
