@@ -98,6 +98,7 @@ EXPECTED_RUNS = {
     "imdb_grokking.yaml": 1,
     "imdb_grokking_reduced.yaml": 1,
     "quickstart.yaml": 6,
+    "natural_instructions.yaml": 18,
 }
 
 
