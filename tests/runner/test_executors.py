@@ -26,7 +26,7 @@ RUNNING = 1  # status code of a run being trained (schemas/run_store_v1.json)
 def _kill_a_worker_mid_run(store: Path, proc: subprocess.Popen, steps: int) -> tuple[int, int, int]:
     """Wait until some run is between its first flush and half-way, then SIGKILL the process
     that holds its lease (a worker, never the driver). Returns (run index, pid, steps flushed)."""
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 900  # a watchdog only: a loaded machine may be very slow
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             root = zarr.open_group(str(store), mode="r")
