@@ -435,21 +435,9 @@ def estimate_cds(
         values (or ``inf``), never interpolated between them.
     """
     last_k = check_aggregate(aggregate, last_k)
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    check_size_coord(ds, size_coord)
-    done = done_runs(ds)
-    check_single_configuration(done, allow_varying)
-    if final_accuracy is None:
-        final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
-    else:
-        final = final_accuracy.sel(run=done["run"])
-    values = np.asarray(final.values, dtype=np.float64)
-    n_of_run = np.asarray(done[size_coord].values)
-    usable = ~np.isnan(values)
-    values, n_of_run = values[usable], n_of_run[usable]
+    done, values, n_of_run = final_accuracy_by_size(
+        ds, aggregate, last_k, n_resamples, confidence, size_coord, allow_varying, final_accuracy
+    )
     settings = dict(
         n_resamples=n_resamples,
         confidence=confidence,
@@ -501,3 +489,32 @@ def estimate_cds(
     return CDSResult(
         cds, float(cds_low), float(cds_high), int(values.size), per_n=per_n, **settings
     )
+
+
+def final_accuracy_by_size(
+    ds: xr.Dataset,
+    aggregate: str,
+    last_k: int,
+    n_resamples: int,
+    confidence: float,
+    size_coord: str,
+    allow_varying: Sequence[str],
+    final_accuracy: xr.DataArray | None,
+) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
+    """Check the shared CDS settings; return the done runs, and the aggregate test accuracy and
+    data size of each done run whose accuracy was measured (float64, NaN runs dropped)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    check_size_coord(ds, size_coord)
+    done = done_runs(ds)
+    check_single_configuration(done, allow_varying)
+    if final_accuracy is None:
+        final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
+    else:
+        final = final_accuracy.sel(run=done["run"])
+    values = np.asarray(final.values, dtype=np.float64)
+    sizes = np.asarray(done[size_coord].values)
+    usable = ~np.isnan(values)
+    return done, values[usable], sizes[usable]

@@ -40,16 +40,13 @@ from cdsanalysis.aggregate import (
     DEFAULT_AGGREGATE,
     DEFAULT_LAST_K,
     Aggregate,
-    aggregate_curve,
     at_precision,
     check_aggregate,
 )
 from cdsanalysis.cds import (
     SIZE_UNITS,
     bootstrap_group_means,
-    check_single_configuration,
-    check_size_coord,
-    done_runs,
+    final_accuracy_by_size,
     first_passing,
     percentile_interval,
 )
@@ -245,21 +242,10 @@ def cds_curve(
         raise ValueError(f"chance_accuracy must lie in [0, 1) (a fraction), got {chance_accuracy}")
     if not 0.0 < eps <= 1.0:
         raise ValueError(f"eps must lie in (0, 1] (a fraction), got {eps}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    check_size_coord(ds, size_coord)
-    done = done_runs(ds)
-    check_single_configuration(done, allow_varying)
-    if final_accuracy is None:
-        final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
-    else:
-        final = final_accuracy.sel(run=done["run"])
-    values = np.asarray(final.values, dtype=np.float64)
-    sizes = np.asarray(done[size_coord].values, dtype=np.float64)
-    usable = ~np.isnan(values)
-    values, sizes = values[usable], sizes[usable]
+    done, values, sizes = final_accuracy_by_size(
+        ds, aggregate, last_k, n_resamples, confidence, size_coord, allow_varying, final_accuracy
+    )
+    sizes = sizes.astype(np.float64)
     if values.size == 0:
         raise ValueError("no finished run with a measured test accuracy: nothing to fit")
     if (sizes <= 0).any():

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from runner.model_specs import MODEL_FAMILIES
-from runner.spec import STORE_KEYS, TASK_NAMES, RunSpec, StoreSettings
+from runner.spec import STORE_KEYS, TASK_NAMES, RunSpec, StoreSettings, deep_merge
 
 
 class GridError(ValueError):
@@ -216,7 +216,7 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
             raise GridError(f"{source}: variants[{i}]: {keys} are shared by the whole store; "
                             "set them outside variants")
         try:
-            grid = _expand(_deep_merge(document, variant), text, source)
+            grid = _expand(deep_merge(document, variant), text, source)
         except GridError as exc:
             message = str(exc).replace("invalid grid", f"invalid grid (variants[{i}])", 1)
             raise GridError(message) from None
@@ -225,16 +225,6 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
         sweep_paths.update(dict.fromkeys(grid.sweep_paths))
     assert settings is not None
     return Grid(settings, tuple(runs), text, ("label", *sweep_paths))
-
-
-def _deep_merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _expand(document: dict, text: str, source: str) -> Grid:

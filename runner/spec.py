@@ -313,13 +313,19 @@ class RunSpec(_Strict):
         }
 
 
-def _merge(base: dict, overrides: dict) -> dict:
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied, mappings merged key by key at every depth."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
+    return merged
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = deep_merge(base, overrides)
     # A size given one way in the child and the other way in the parent: the parent's wins.
     if "n_samples" in overrides and "data_fraction" not in overrides:
         merged["data_fraction"] = None
