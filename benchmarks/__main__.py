@@ -35,8 +35,12 @@ DEFAULT_JSON = Path(__file__).with_name("results.json")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (CI, 2 cores)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer steps and repeats (CI, 2 cores)"
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="write the results here")
     parser.add_argument("--only", default=None, help="comma-separated goal numbers, e.g. 1,2")
     parser.add_argument("--with-quickstart", action="store_true", help="also time goal 5")
@@ -57,8 +61,11 @@ def main() -> None:
             module = importlib.import_module(GOALS[goal])
             result = module.run(quick=args.quick)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
-            result = {"goal": goal, "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc()}
+            result = {
+                "goal": goal,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
         result["seconds"] = time.perf_counter() - began
         results[f"goal{goal}"] = result
         print(json.dumps({f"goal{goal}": result}, indent=2), flush=True)

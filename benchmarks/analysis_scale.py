@@ -40,8 +40,12 @@ def _specs(n_runs: int, steps: int):
 
     return [
         RunSpec.model_validate(
-            {"task": {"p": 113}, "n_samples": SIZES[i % len(SIZES)], "seed": i // len(SIZES),
-             "steps": steps}
+            {
+                "task": {"p": 113},
+                "n_samples": SIZES[i % len(SIZES)],
+                "seed": i // len(SIZES),
+                "steps": steps,
+            }
         )
         for i in range(n_runs)
     ]
