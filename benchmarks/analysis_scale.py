@@ -9,8 +9,9 @@ accuracies with a memorisation and a generalisation event per run, so they compr
 curves do, not as constants.
 
 The figure is the time of the whole command (``cds-analyze regimes STORE --json`` in a fresh
-process: imports, validation, report) over the time of merely reading the two arrays into memory
-(zarr, in this process), alternated; the command's peak resident memory is taken from the OS.
+process: imports, validation, report) over the time of merely reading, with zarr in this process,
+(a) the two accuracy arrays and (b) those plus every coordinate and per-run array (which the
+command must read as well), alternated; the command's peak resident memory is taken from the OS.
 
     python -m benchmarks.analysis_scale [--quick] [--runs 1000] [--steps 100000] [--keep DIR]
 """
@@ -91,11 +92,17 @@ def make_store(path: Path, n_runs: int, steps: int, block: int = 25, seed: int =
     root["steps_done"][...] = np.full(n_runs, steps, dtype=np.int64)
 
 
-def read_arrays(path: Path) -> None:
-    """What merely reading costs: both accuracy arrays, whole, into memory."""
+def read_arrays(path: Path, one_dimensional: bool = False) -> None:
+    """What merely reading costs: both accuracy arrays, whole, into memory; with
+    ``one_dimensional`` also every coordinate and per-run array (the command reads those too,
+    and with one chunk per run they are a thousand small files each)."""
     root = zarr.open_group(str(path), mode="r")
     for name in ("train_accuracy", "test_accuracy"):
         root[name][...]
+    if one_dimensional:
+        for _, array in root.arrays():
+            if len(array.metadata.dimension_names or ()) == 1:
+                array[...]
 
 
 def regimes_command(path: Path) -> tuple[float, float]:
@@ -128,7 +135,14 @@ def run(quick: bool = False, n_runs: int = 1000, steps: int = 100_000, keep: str
             peaks.append(peak)
             return seconds
 
-        times = alternate({"read": lambda: read_arrays(path), "regimes": command}, repeats)
+        times = alternate(
+            {
+                "read": lambda: read_arrays(path),
+                "read_all": lambda: read_arrays(path, one_dimensional=True),
+                "regimes": command,
+            },
+            repeats,
+        )
         report = json.loads(Path(str(path) + ".json").read_text())
         return {
             "goal": 4,
@@ -140,7 +154,9 @@ def run(quick: bool = False, n_runs: int = 1000, steps: int = 100_000, keep: str
             "generate_seconds": generated,
             "read_seconds": median(times["read"]),
             "regimes_seconds": median(times["regimes"]),
+            "read_all_seconds": median(times["read_all"]),
             "ratio_to_read": median(times["regimes"]) / median(times["read"]),
+            "ratio_to_read_all": median(times["regimes"]) / median(times["read_all"]),
             "peak_memory_mb": max(peaks),
             "targets": {"seconds": 30, "peak_memory_mb": 2048, "ratio_to_read": 2.0},
             "report_regimes": sorted({r["regime"] for r in report["data_sizes"]}),

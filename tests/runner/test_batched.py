@@ -25,8 +25,14 @@ eval_every: 3
 flush_every: 16
 histogram: {every: 20, groups: [embedding, mlp], bins: 16, range: [-0.2, 0.2]}
 """
-METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "param_norm_total",
-           "param_norm")
+METRICS = (
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "param_norm_total",
+    "param_norm",
+)
 
 
 def _store(path, text=GRID):
@@ -72,9 +78,10 @@ def _assert_same_runs(a: RunStore, b: RunStore, indices) -> None:
             ours = mine["model"][key]
             if key.endswith("attn.c_attn.bias"):
                 width = value.shape[0] // 3
-                ours, value = ours[[*range(width), *range(2 * width, 3 * width)]], value[
-                    [*range(width), *range(2 * width, 3 * width)]
-                ]
+                ours, value = (
+                    ours[[*range(width), *range(2 * width, 3 * width)]],
+                    value[[*range(width), *range(2 * width, 3 * width)]],
+                )
             torch.testing.assert_close(ours, value, rtol=1e-3, atol=1e-3)
         for key, entry in theirs["optimizer"]["state"].items():
             for name, value in entry.items():
@@ -110,3 +117,31 @@ def test_unbatchable_runs_are_refused(tmp_path):
     assert "noise" in batch_problem(grid.runs[0])
     with pytest.raises(ValueError, match="cannot be batched"):
         train_group(store, [0, 1], grid.settings)
+
+
+def test_cli_batched_executor_writes_what_local_writes(tiny_grid, run_cli, tmp_path):
+    grid = tiny_grid(n_samples="[40, 80]", seed="[0, 1]", steps=30)
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "local.zarr"), "--quiet")
+    result = run_cli(
+        "--grid",
+        str(grid),
+        "--out",
+        str(tmp_path / "batched.zarr"),
+        "--quiet",
+        "--executor",
+        "batched",
+        "--batch-runs",
+        "3",  # a group of 3 and one run alone
+    )
+    assert "done 4" in result.stderr
+    local, batched = RunStore(tmp_path / "local.zarr"), RunStore(tmp_path / "batched.zarr")
+    for name in METRICS:
+        np.testing.assert_allclose(
+            batched.array(name)[...],
+            local.array(name)[...],
+            rtol=2e-4,
+            atol=2e-5,
+            equal_nan=True,
+            err_msg=name,
+        )
+    assert [batched.state(i) for i in range(4)] == [("done", 30)] * 4
