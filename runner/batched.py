@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -73,7 +74,7 @@ class StackedRuns:
     vmapped forward of the template model (the first run's module, whose own tensors are not
     used)."""
 
-    def __init__(self, setups: Sequence[RunSetup]):
+    def __init__(self, setups: Sequence[RunSetup], distinct_rows: bool = True):
         self.template = setups[0].model
         self.names = [n for n, _ in self.template.named_parameters()]  # tied ones appear once
         per_run = [dict(s.model.named_parameters()) for s in setups]
@@ -88,6 +89,39 @@ class StackedRuns:
 
         self.forward_each = torch.vmap(one, in_dims=(0, 0))  # per-run inputs
         self.forward_shared = torch.vmap(one, in_dims=(0, None))  # one input for every run
+        self.tables = None
+        if distinct_rows and len(self.template.lm.transformer.h) == 1:  # see DistinctRows
+            self.tables = DistinctRows(self.template)
+
+            def table_one(params, inverse, tokens):
+                named = {f"model.{n}": p for n, p in params.items()}  # the wrapped model's names
+                return functional_call(self.tables, named, (inverse, tokens))
+
+            self.table_each = torch.vmap(table_one, in_dims=(0, 0, None))
+            self.table_shared = torch.vmap(table_one, in_dims=(0, None, None))
+
+    def logits_each(self, inputs: torch.Tensor, table=None) -> torch.Tensor:
+        """Logits (K, N, vocab) of per-run inputs (K, N, T); ``table`` from :func:`distinct`."""
+        if table is None or self.tables is None:
+            return self.forward_each(self.params, inputs)
+        return self.table_each(self.params, table[1], table[0])
+
+    def logits_ragged(self, table) -> list[torch.Tensor]:
+        """Logits (n_k, vocab) of each run's own rows, unpadded (:class:`DistinctRows` only):
+        the per-sample work is then proportional to the runs' total n, not K times the
+        largest n. One call per run on its slice of the stacked parameters."""
+        tokens, inverses = table
+        out = []
+        for k, inverse in enumerate(inverses):
+            named = {f"model.{n}": p[k] for n, p in self.params.items()}
+            out.append(functional_call(self.tables, named, (inverse, tokens)))
+        return out
+
+    def logits_shared(self, inputs: torch.Tensor, table=None) -> torch.Tensor:
+        """Logits (K, N, vocab) of inputs (N, T) shared by every run."""
+        if table is None or self.tables is None:
+            return self.forward_shared(self.params, inputs)
+        return self.table_shared(self.params, table[1], table[0])
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.params[n] for n in self.names]
@@ -98,6 +132,61 @@ class StackedRuns:
             own = dict(setup.model.named_parameters())
             for n in self.names:
                 own[n].copy_(self.params[n][k])
+
+
+def distinct(inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per position, the distinct tokens of ``inputs`` (..., T) and each row's index into them
+    (..., T): the lookup tables of :class:`DistinctRows`."""
+    flat = inputs.reshape(-1, inputs.shape[-1])
+    tokens, inverse = [], []
+    for t in range(flat.shape[1]):
+        values, where = torch.unique(flat[:, t], return_inverse=True)
+        tokens.append(values)
+        inverse.append(where)
+    return tokens, torch.stack(inverse, dim=-1).view(inputs.shape)
+
+
+class DistinctRows(torch.nn.Module):
+    """The answer-position logits of a 1-layer :class:`~runner.models.gpt.AnswerGPT`, with the
+    work that depends only on (token, position) done once per distinct pair.
+
+    In one layer, the keys and values of position t (and the query and residual at the answer
+    position) are functions of the embedding of (token_t, t) alone. Modular addition has 4
+    constant positions and p values at the other two, so the QKV projection runs on 2p + 4 rows
+    instead of 6 per sample, and each sample gathers its rows. The attention at the answer
+    position, the MLP, the norms and the head still run per sample. Mathematically the same
+    function as :meth:`AnswerGPT.forward`; in floating point it differs only by the summation
+    order inside the matrix products (``tests/runner/test_batched.py``).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inverse: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        gpt = self.model.lm.transformer
+        block = gpt.h[0]
+        attn = block.attn
+        width = gpt.tokens_embed.weight.shape[1]
+        heads = attn.n_head
+        keys, values = [], []
+        for t, distinct_tokens in enumerate(tokens):
+            x = gpt.tokens_embed(distinct_tokens) + gpt.positions_embed.weight[t]
+            qkv = attn.c_attn(x)  # (U_t, 3 width)
+            keys.append(qkv[:, width : 2 * width][inverse[:, t]])
+            values.append(qkv[:, 2 * width :][inverse[:, t]])
+        last = len(tokens) - 1
+        query = qkv[:, :width][inverse[:, last]]  # the answer position (the loop's last t)
+        residual = x[inverse[:, last]]
+        n = inverse.shape[0]
+        key = torch.stack(keys, dim=1).view(n, len(tokens), heads, -1)  # (N, T, H, dh)
+        value = torch.stack(values, dim=1).view(n, len(tokens), heads, -1)
+        query = query.view(n, heads, -1)
+        weights = torch.einsum("nhd,nthd->nht", query, key) / math.sqrt(value.shape[-1])
+        attended = torch.einsum("nht,nthd->nhd", weights.softmax(dim=-1), value)
+        attended = attn.c_proj(attended.reshape(n, width))
+        normed = block.ln_1(residual + attended)
+        return self.model.lm.lm_head(block.ln_2(normed + block.mlp(normed)))
 
 
 class PaddedData:
@@ -122,6 +211,10 @@ class PaddedData:
         self.labels = torch.stack(labels)
         self.weights = torch.stack(weights)
         self.real = (self.weights > 0).float()
+        self.table = distinct(self.inputs)
+        # The same tables, each run's rows unpadded (for StackedRuns.logits_ragged).
+        self.ragged = (self.table[0], [self.table[1][k, :n] for k, n in enumerate(sizes)])
+        self.ragged_labels = [s.train_y for s in setups]
         self.sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
 
 
@@ -148,7 +241,8 @@ def evaluate_stacked(
     loss_sum = torch.zeros(stacked.k, device=inputs.device)
     correct = torch.zeros(stacked.k, device=inputs.device)
     for start in range(0, n, batch_size):
-        logits = stacked.forward_shared(stacked.params, inputs[start : start + batch_size])
+        rows = inputs[start : start + batch_size]
+        logits = stacked.logits_shared(rows, distinct(rows) if stacked.tables else None)
         labels = setup.test_y[start : start + batch_size].expand(stacked.k, -1)
         loss_sum += per_sample_loss(setup.spec.loss, logits, labels).sum(dim=1)
         correct += (logits[..., : setup.n_classes].argmax(dim=-1) == labels).sum(dim=1)
@@ -257,13 +351,15 @@ def train_group(
     settings: StoreSettings,
     on_steps: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
+    distinct_rows: bool = True,
 ) -> dict[int, str]:
     """Train runs ``indices`` of ``store`` together; return each run's final status.
 
     The runs must share :func:`group_key`, pass :func:`batch_problem`, be unfinished and have
     flushed the same number of steps (a group resumes together). The caller holds their locks.
     ``on_steps`` and ``stop`` are as for :func:`runner.trainer.train_run`; on a stop every run
-    is flushed and :class:`~runner.trainer.RunInterrupted` is raised.
+    is flushed and :class:`~runner.trainer.RunInterrupted` is raised. ``distinct_rows``: use
+    :class:`DistinctRows` for 1-layer models (off: the vmapped answer-position forward).
     """
     specs = [store.spec(i) for i in indices]
     for spec in specs:
@@ -285,7 +381,7 @@ def train_group(
     for index in indices:
         store.set_state(index, "running", first_step - 1)
 
-    stacked = StackedRuns(setups)
+    stacked = StackedRuns(setups, distinct_rows)
     optimizer = _make_stacked_optimizer(spec, stacked)
     stack_optimizer_state(optimizer, setups)
     data = PaddedData(setups)
@@ -347,13 +443,30 @@ def train_group(
             if step in hist_positions:
                 taken = [histograms(slot) for slot in range(k)]
                 snapshots.append((step, hist_positions[step], taken))
-        logits = stacked.forward_each(stacked.params, data.inputs)
-        losses = (per_sample_loss(spec.loss, logits, data.labels) * data.weights).sum(dim=1)
-        with torch.no_grad():
-            scalars[row, :, 0] = losses.detach()
-            predicted = logits[..., : setups[0].n_classes].argmax(dim=-1)
-            hits = ((predicted == data.labels).float() * data.real).sum(dim=1)
-            scalars[row, :, 1] = hits / data.sizes
+        if stacked.tables is not None:  # each run on its own rows (no padding)
+            per_run = stacked.logits_ragged(data.ragged)
+            losses = torch.stack(
+                [
+                    per_sample_loss(spec.loss, logits, labels).mean()
+                    for logits, labels in zip(per_run, data.ragged_labels, strict=True)
+                ]
+            )
+            with torch.no_grad():
+                scalars[row, :, 0] = losses.detach()
+                scalars[row, :, 1] = torch.stack(
+                    [
+                        (logits[:, : setups[0].n_classes].argmax(dim=1) == labels).float().mean()
+                        for logits, labels in zip(per_run, data.ragged_labels, strict=True)
+                    ]
+                )
+        else:  # one vmapped call on the padded rows, padding weighted 0
+            logits = stacked.logits_each(data.inputs)
+            losses = (per_sample_loss(spec.loss, logits, data.labels) * data.weights).sum(dim=1)
+            with torch.no_grad():
+                scalars[row, :, 0] = losses.detach()
+                predicted = logits[..., : setups[0].n_classes].argmax(dim=-1)
+                hits = ((predicted == data.labels).float() * data.real).sum(dim=1)
+                scalars[row, :, 1] = hits / data.sizes
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()

@@ -91,10 +91,11 @@ def _assert_same_runs(a: RunStore, b: RunStore, indices) -> None:
                 )
 
 
-def test_batched_equals_sequential(sequential, tmp_path):
+@pytest.mark.parametrize("distinct_rows", [True, False])
+def test_batched_equals_sequential(sequential, tmp_path, distinct_rows):
     store, grid = _store(tmp_path / "runs.zarr")
     assert len({group_key(r) for r in grid.runs}) == 1
-    statuses = train_group(store, [0, 1, 2, 3], grid.settings)
+    statuses = train_group(store, [0, 1, 2, 3], grid.settings, distinct_rows=distinct_rows)
     assert set(statuses.values()) == {"done"}
     _assert_same_runs(sequential, store, [0, 1, 2, 3])
 
