@@ -56,6 +56,9 @@ def run(quick: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    import torch
+
+    torch.set_num_threads(1)  # as python -m benchmarks does (see its docstring)
     print(json.dumps(run(parser.parse_args().quick), indent=2))
 
 
