@@ -68,7 +68,7 @@ def _train(
 
 
 def run(quick: bool = False) -> dict:
-    steps, repeats = (60, 3) if quick else (200, 5)
+    steps, repeats = (60, 2) if quick else (200, 5)
     stores: list[dict] = []
     _train(steps, batched=False, keep=stores)
     _train(steps, batched=True, keep=stores)
