@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -106,8 +105,21 @@ def read_arrays(path: Path, one_dimensional: bool = False) -> None:
 
 
 def regimes_command(path: Path) -> tuple[float, float]:
-    """Seconds and peak resident memory (MB) of ``cds-analyze regimes STORE --json``."""
-    code = "from cdsanalysis.cli import main; main()"
+    """Seconds and peak resident memory (MB) of ``cds-analyze regimes STORE --json``.
+
+    The peak is the command's own ``VmHWM`` (read by the process itself at exit): the rusage of
+    children would also count this (torch-sized) process, whose peak a forked child inherits.
+    """
+    hwm = Path(str(path) + ".hwm")
+    code = (
+        "import atexit, re\n"
+        "def _peak():\n"
+        "    status = open('/proc/self/status').read()\n"
+        f"    open({str(hwm)!r}, 'w').write(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+        "atexit.register(_peak)\n"
+        "from cdsanalysis.cli import main\n"
+        "main()\n"
+    )
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", code, "regimes", str(path), "--json", "--out", str(path) + ".json"],
@@ -115,8 +127,7 @@ def regimes_command(path: Path) -> tuple[float, float]:
         capture_output=True,
     )
     seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children so far
-    return seconds, peak_kb / 1024
+    return seconds, int(hwm.read_text()) / 1024
 
 
 def run(quick: bool = False, n_runs: int = 1000, steps: int = 100_000, keep: str | None = None):
