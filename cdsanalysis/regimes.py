@@ -17,9 +17,11 @@ from cdsanalysis.aggregate import (
     DEFAULT_LAST_K,
     Aggregate,
     aggregate_curve,
+    aggregate_label,
     at_precision,
     check_aggregate,
 )
+from cdsanalysis.blockwise import run_events
 from cdsanalysis.cds import (
     as_strings,
     bootstrap_group_means,
@@ -190,7 +192,9 @@ def _regime_of(
     return np.select(conditions, choices, default="surplus").astype(object)
 
 
-def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Dataset:
+def classify_runs(
+    ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES, lazy: bool = False
+) -> xr.Dataset:
     """Classify every run of ``ds`` into a regime (rules: :class:`RegimeRules`).
 
     Parameters
@@ -200,6 +204,12 @@ def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Data
         ``test_accuracy`` and the decoded ``status`` coordinate).
     rules
         Thresholds; default ``RegimeRules()``.
+    lazy
+        Compute the events with the lazy xarray definitions
+        (:func:`~cdsanalysis.events.first_step_reaching`,
+        :func:`~cdsanalysis.aggregate.aggregate_curve`) instead of reading the store in blocks
+        of runs (:mod:`cdsanalysis.blockwise`, the default for unsmoothed curves, many times
+        faster on large stores). Same numbers either way.
 
     Returns
     -------
@@ -211,17 +221,22 @@ def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Data
         accuracies are given for every run, finished or not; only the regime depends on the
         status. The rules are stored in ``attrs``.
     """
-    if rules.smoothing == "none" and rules.sustain == 1:
-        mem = memorisation_step(ds, rules.memorisation_threshold)
-        gen = generalisation_step(ds, rules.eps)
+    if rules.smoothing == "none" and rules.sustain == 1 and not lazy:
+        out = _blockwise_events(ds, rules)
     else:
-        mem, gen = _robust_events(ds, rules)
-    final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
-    final.name = "final_test_accuracy"
-    final.attrs["description"] = f"{final.attrs['description']} (the run's aggregate test accuracy)"
-    out = xr.Dataset(
-        {"memorisation_step": mem, "generalisation_step": gen, "final_test_accuracy": final}
-    ).compute()  # one pass over the store for all three
+        if rules.smoothing == "none" and rules.sustain == 1:
+            mem = memorisation_step(ds, rules.memorisation_threshold)
+            gen = generalisation_step(ds, rules.eps)
+        else:
+            mem, gen = _robust_events(ds, rules)
+        final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
+        final.name = "final_test_accuracy"
+        final.attrs["description"] = (
+            f"{final.attrs['description']} (the run's aggregate test accuracy)"
+        )
+        out = xr.Dataset(
+            {"memorisation_step": mem, "generalisation_step": gen, "final_test_accuracy": final}
+        ).compute()  # one pass over the store for all three
     out["delay_steps"] = out["generalisation_step"] - out["memorisation_step"]
     out["delay_steps"].attrs = {
         "units": "steps",
@@ -238,6 +253,32 @@ def classify_runs(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES) -> xr.Data
     )
     out["regime"] = ("run", regime, {"description": "see cdsanalysis.regimes.RegimeRules"})
     out.attrs = {f"rules_{k}": v for k, v in rules.to_dict().items()}
+    return out
+
+
+def _blockwise_events(ds: xr.Dataset, rules: RegimeRules) -> xr.Dataset:
+    """The unsmoothed events and aggregate of every run, read in blocks of runs, with the
+    attributes the lazy definitions give them."""
+    out = run_events(ds, rules.memorisation_threshold, rules.eps, rules.aggregate, rules.last_k)
+    for name, metric, threshold in (
+        ("memorisation_step", "train accuracy", rules.memorisation_threshold),
+        ("generalisation_step", "test accuracy", rules.eps),
+    ):
+        evaluated = "evaluated " if name == "generalisation_step" else ""
+        out[name].attrs = {
+            "units": "steps",
+            "threshold": float(threshold),
+            "description": f"first {evaluated}step with {metric} >= {threshold:g}; "
+            "NaN if never reached",
+        }
+    label = aggregate_label(rules.aggregate, rules.last_k)
+    out["final_test_accuracy"].attrs = {
+        "units": ds["test_accuracy"].attrs.get("units", ""),
+        "aggregate": rules.aggregate,
+        "last_k": rules.last_k,
+        "description": f"{label} measured value of test_accuracy (the run's aggregate test "
+        "accuracy)",
+    }
     return out
 
 

@@ -131,7 +131,9 @@ def _check_arrays(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     return problems
 
 
-def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
+def _check_coordinates(
+    arrays: dict[str, zarr.Array], schema: dict, decoded: dict[str, np.ndarray] | None = None
+) -> list[str]:
     problems = []
     step = _read(arrays, "step")
     if not np.array_equal(step, np.arange(1, len(step) + 1)):
@@ -145,18 +147,21 @@ def _check_coordinates(arrays: dict[str, zarr.Array], schema: dict) -> list[str]
     if len(edges) < 2 or np.any(np.diff(edges) <= 0) or not np.all(np.isfinite(edges)):
         problems.append("coordinate 'bin_edge' must be finite and strictly increasing")
     run_ids = [str(r) for r in _read(arrays, "run")]
-    for name, array in arrays.items():  # 1-D arrays (coordinates, per-run) are small: decode all
-        if len(array.metadata.dimension_names or ()) == 1:
-            _read(arrays, name)
+    # 1-D arrays (coordinates, per-run) are small: decode all, and keep what was decoded for
+    # open_runs (on a large store each is a thousand one-run chunk files: read them once).
+    seen = decoded if decoded is not None else {}
+    for name, array in arrays.items():
+        if len(array.metadata.dimension_names or ()) == 1 and name not in seen:
+            seen[name] = _read(arrays, name)
     if len(set(run_ids)) != len(run_ids):
         problems.append("coordinate 'run' holds duplicate run ids")
     codes = schema["variables"]["status"]["flag_values"]
-    status = _read(arrays, "status")
+    status = seen["status"] if "status" in seen else _read(arrays, "status")
     bad = sorted(set(np.unique(status).tolist()) - set(codes))
     if bad:
         problems.append(f"variable 'status' holds unknown codes {bad}; allowed {codes}")
-    done = _read(arrays, "steps_done")
-    planned = _read(arrays, "steps_planned")
+    done = seen["steps_done"] if "steps_done" in seen else _read(arrays, "steps_done")
+    planned = seen["steps_planned"] if "steps_planned" in seen else _read(arrays, "steps_planned")
     if np.any(done < 0) or np.any(done > planned):
         problems.append("variable 'steps_done' must lie in 0..steps_planned for every run")
     if np.any(planned > len(step)) or np.any(planned < 1):
@@ -224,7 +229,19 @@ def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
         raise StoreValidationError(location, [str(exc)]) from None
 
 
-def _validate(location: str, deep: bool) -> dict[str, Any]:
+def validate_and_read(location: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`validate_store` (not deep), also returning every 1-D array it decoded (the
+    coordinates and per-run variables), by name."""
+    decoded: dict[str, np.ndarray] = {}
+    try:
+        return _validate(location, False, decoded), decoded
+    except _Unreadable as exc:
+        raise StoreValidationError(location, [str(exc)]) from None
+
+
+def _validate(
+    location: str, deep: bool, decoded: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
     try:
         group = _open_group(location)
         attrs = dict(group.attrs)
@@ -254,7 +271,7 @@ def _validate(location: str, deep: bool) -> dict[str, Any]:
     arrays = _list_arrays(group, schema)
     problems += _check_arrays(arrays, schema)
     if not problems:
-        problems += _check_coordinates(arrays, schema)
+        problems += _check_coordinates(arrays, schema, decoded)
     if not problems and deep:
         problems += _check_values(arrays, schema)
     if problems:

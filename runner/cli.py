@@ -109,6 +109,7 @@ class _Executor(str, Enum):
     local = "local"
     processes = "processes"
     dask = "dask"
+    batched = "batched"
 
 
 def _check_executor_options(
@@ -122,7 +123,7 @@ def _check_executor_options(
     """What is wrong with the executor options (None when nothing), before the store is touched."""
     if workers is not None and workers < 1:
         return f"--workers {workers}: give at least 1 worker"
-    if workers is not None and executor is _Executor.local:
+    if workers is not None and executor in (_Executor.local, _Executor.batched):
         return "--workers applies to --executor processes or dask; add one of them"
     if address is not None and executor is not _Executor.dask:
         return "--address is the Dask scheduler to use; add --executor dask"
@@ -134,7 +135,8 @@ def _check_executor_options(
         return f"--threads-per-worker {threads}: give at least 1"
     if not lease_ttl > 0:
         return f"--lease-ttl {lease_ttl}: give a positive number of seconds"
-    if executor is not _Executor.local and not location.shared_between_processes:
+    in_process = executor in (_Executor.local, _Executor.batched)
+    if not in_process and not location.shared_between_processes:
         return (
             f"--out {location.text}: a {location.protocol}:// store lives inside one process; "
             "use --executor local, or a store other processes can reach (a path, s3://, gs://)"
@@ -168,7 +170,9 @@ def run(
         typer.Option(
             "--executor",
             help="local: one run after another in this process; processes: a pool on this "
-            "machine; dask: Dask distributed (a LocalCluster, or the scheduler at --address)",
+            "machine; dask: Dask distributed (a LocalCluster, or the scheduler at --address); "
+            "batched: runs of one architecture trained together in this process (stacked "
+            "parameters, see --batch-runs)",
         ),
     ] = _Executor.local,
     workers: Annotated[
@@ -186,6 +190,13 @@ def run(
             help="torch threads per worker process (default 1 for processes and dask)",
         ),
     ] = None,
+    batch_runs: Annotated[
+        int,
+        typer.Option(
+            "--batch-runs",
+            help="--executor batched: most runs trained together in one group",
+        ),
+    ] = 16,
     lease_ttl: Annotated[
         float,
         typer.Option(
@@ -217,6 +228,8 @@ def run(
     problem = _check_executor_options(
         executor, workers, address, threads_per_worker, lease_ttl, location
     )
+    if batch_runs < 1:
+        problem = f"--batch-runs {batch_runs}: give at least 1"
     if problem:
         err.print(f"error: {problem}")
         raise typer.Exit(2)
@@ -225,7 +238,7 @@ def run(
     except StoreError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
-    pooled = executor is not _Executor.local
+    pooled = executor not in (_Executor.local, _Executor.batched)
     job = Job(
         location=location.text,
         settings=grid.settings.model_dump(mode="json"),
@@ -233,7 +246,9 @@ def run(
         torch_threads=threads_per_worker or (1 if pooled else None),
     )
     with graceful_stop(on_first=_announce_stop) as stop:
-        engine = make_executor(executor.value, workers or os.cpu_count() or 1, address)
+        engine = make_executor(
+            executor.value, workers or os.cpu_count() or 1, address, batch_runs
+        )
         try:
             outcome = _train_all(engine, job, store, grid, indices, quiet, stop)
         finally:

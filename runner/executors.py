@@ -7,6 +7,9 @@ straight into it (chunks never span two runs, so no two workers write the same c
 - :class:`LocalExecutor`: this process, one run after another (the default).
 - :class:`ProcessExecutor`: a pool of ``spawn``-ed processes on this machine. A pool whose worker
   dies is broken as a whole; it is rebuilt and the unfinished runs are resubmitted.
+- :class:`BatchedExecutor`: this process, runs of one architecture trained together in groups
+  of up to ``batch_runs`` (stacked parameters, :mod:`runner.batched`); runs it cannot batch are
+  trained one after another as by :class:`LocalExecutor`.
 - :class:`DaskExecutor`: Dask distributed, on a ``LocalCluster`` or a running scheduler. One task
   per run; the scheduler reschedules the task of a worker that died.
 """
@@ -27,7 +30,7 @@ from runner.stopping import StopRequest
 from runner.worker import Job, RunOutcome, train_one
 
 #: Executor names accepted by ``cds-run --executor``.
-EXECUTORS = ("local", "processes", "dask")
+EXECUTORS = ("local", "processes", "dask", "batched")
 
 Report = Callable[[RunOutcome], None]
 
@@ -70,6 +73,52 @@ class LocalExecutor(Executor):
         for index in indices:
             outcome = train_one(job, index, stop, on_steps)
             report(outcome)
+
+
+class BatchedExecutor(Executor):
+    """In this process, compatible runs together (see :mod:`runner.batched`).
+
+    Parameters
+    ----------
+    batch_runs
+        Most runs per group (memory grows with it: K copies of the model, data and optimiser).
+    """
+
+    def __init__(self, batch_runs: int):
+        self.batch_runs = batch_runs
+
+    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+        from runner.worker import open_store, train_batch
+
+        for group in batch_groups(open_store(job.location), indices, self.batch_runs):
+            if stop():
+                break
+            if len(group) == 1:
+                report(train_one(job, group[0], stop, on_steps))
+                continue
+            for outcome in train_batch(job, group, stop, on_steps):
+                report(outcome)
+
+
+def batch_groups(store: Any, indices: Sequence[int], batch_runs: int) -> list[list[int]]:
+    """``indices`` in groups that can train together: same :func:`runner.batched.group_key`,
+    same flushed steps (a group resumes together), at most ``batch_runs`` each, grid order
+    kept within a group; runs that cannot be batched, or are finished, come alone."""
+    from runner.batched import batch_problem, group_key
+
+    groups: dict[tuple[str, int], list[int]] = {}
+    alone: list[list[int]] = []
+    for index in indices:
+        spec = store.spec(index)
+        status, steps_done = store.state(index)
+        if status in ("done", "diverged") or batch_problem(spec) is not None:
+            alone.append([index])
+            continue
+        groups.setdefault((group_key(spec), steps_done), []).append(index)
+    out = []
+    for members in groups.values():
+        out += [members[i : i + batch_runs] for i in range(0, len(members), batch_runs)]
+    return out + alone
 
 
 # -- a process pool ---------------------------------------------------------------------------
@@ -262,10 +311,14 @@ class DaskExecutor(Executor):
             self.cluster.close()
 
 
-def make_executor(name: str, workers: int, address: str | None) -> Executor:
+def make_executor(
+    name: str, workers: int, address: str | None, batch_runs: int = 16
+) -> Executor:
     """The executor ``cds-run --executor NAME`` asks for."""
     if name == "local":
         return LocalExecutor()
+    if name == "batched":
+        return BatchedExecutor(batch_runs)
     if name == "processes":
         return ProcessExecutor(workers)
     if name == "dask":

@@ -7,6 +7,7 @@ machine), so it takes only picklable values: the store's location as text, never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -153,3 +154,78 @@ def train_one(
         return outcome(status)
     finally:
         lease.release()
+
+
+def train_batch(
+    job: Job,
+    indices: list[int],
+    stop: Callable[[], bool] = lambda: False,
+    on_steps: Callable[[int], None] = lambda n: None,
+) -> list[RunOutcome]:
+    """Train runs ``indices`` (one batched group, see :mod:`runner.batched`) together.
+
+    Takes every run's lease; runs another live process holds are reported ``held`` and the rest
+    train together. Never raises for a problem of the runs (they are reported ``failed``).
+    """
+    from runner.batched import train_group
+    from runner.trainer import RunInterrupted
+
+    if job.torch_threads:
+        import torch
+
+        torch.set_num_threads(job.torch_threads)
+    started = time.perf_counter()
+    if stop():
+        return [RunOutcome(i, "not started") for i in indices]
+    store = open_store(job.location)
+    outcomes: list[RunOutcome] = []
+    leases, mine = {}, []
+    for index in indices:
+        lease = store.lease(index, job.lease_ttl)
+        holder = _take_lease(lease, stop)
+        if holder is not None:
+            outcomes.append(RunOutcome(index, "held", message=f"held by {holder.holder}"))
+            continue
+        status, steps_done = store.state(index)
+        if status in FINAL:
+            lease.release()
+            outcomes.append(RunOutcome(index, status, started_at=steps_done))
+            continue
+        leases[index] = lease
+        mine.append(index)
+    if not mine:
+        return outcomes
+    started_at = {i: store.state(i)[1] for i in mine}
+
+    def outcome(index: int, status: str, message: str = "") -> RunOutcome:
+        seconds = time.perf_counter() - started
+        return RunOutcome(index, status, seconds, started_at[index], True, message)
+
+    try:
+        settings = StoreSettings.model_validate(job.settings)
+        lost = lambda: any(lease.lost.is_set() for lease in leases.values())  # noqa: E731
+        statuses = train_group(
+            store, mine, settings, on_steps=on_steps, stop=lambda: stop() or lost()
+        )
+        outcomes += [outcome(i, statuses[i]) for i in mine]
+    except RunInterrupted as exc:
+        for index in mine:
+            status, _ = store.state(index)
+            if status in FINAL:
+                outcomes.append(outcome(index, status))
+            elif leases[index].lost.is_set():
+                outcomes.append(outcome(index, "held", "lease taken over; stopped"))
+            else:
+                store.set_state(index, "pending", exc.steps_done)
+                message = f"stopped after step {exc.steps_done} (flushed)"
+                outcomes.append(outcome(index, "interrupted", message))
+    except Exception as exc:  # the group failed: each of its runs is marked failed
+        message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+        for index in mine:
+            with contextlib.suppress(StoreError):  # the store itself refuses writes
+                store.set_state(index, "failed")
+            outcomes.append(outcome(index, "failed", message))
+    finally:
+        for lease in leases.values():
+            lease.release()
+    return outcomes

@@ -1,0 +1,66 @@
+"""Goal 1: the runner's step with full dense logging against a bare training loop.
+
+The runner side is ``train_run`` writing a real store: per-step train metrics (from the forward
+pass it back-propagates), test loss and accuracy on the whole test split, per-group and total
+parameter norms, weight histograms every 100 steps, block flushes with checkpoints. The bare side
+is the same model on the same data with the same optimiser and nothing else. Test evaluation is
+logging too, so it is measured at two cadences: every step (``eval_every = 1``, the quickstart
+setting) and every 100 steps (train metrics and norms still every step).
+
+    python -m benchmarks.logging_overhead [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchmarks.common import alternate, load_average, median
+from benchmarks.runner_timing import bare_seconds, runner_seconds
+from runner.spec import RunSpec, StoreSettings
+
+
+def run(quick: bool = False) -> dict:
+    steps, repeats = (150, 5) if quick else (500, 7)
+    settings = StoreSettings(name="bench", flush_every=100)
+    specs = {
+        every: RunSpec.model_validate(
+            {"task": {"p": 47}, "n_samples": 900, "seed": 0, "steps": steps, "eval_every": every}
+        )
+        for every in (1, 100)
+    }
+    times = alternate(
+        {
+            "bare": lambda: bare_seconds(specs[1]),
+            "runner_eval_every_1": lambda: runner_seconds(specs[1], settings),
+            "runner_eval_every_100": lambda: runner_seconds(specs[100], settings),
+        },
+        repeats,
+    )
+    bare = median(times["bare"])
+    return {
+        "goal": 1,
+        "what": "runner train_run (dense logging, real store) / bare loop, same model and data",
+        "model": "AnswerGPT p=47 n=900 width 128 depth 1, full batch AdamW",
+        "steps": steps,
+        "repeats": repeats,
+        "flush_every": settings.flush_every,
+        "bare_ms_per_step": 1e3 * bare / steps,
+        "ratio_eval_every_1": median(times["runner_eval_every_1"]) / bare,
+        "ratio_eval_every_100": median(times["runner_eval_every_100"]) / bare,
+        "target": 1.10,
+        "load_average": load_average(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    import torch
+
+    torch.set_num_threads(1)  # as python -m benchmarks does (see its docstring)
+    print(json.dumps(run(parser.parse_args().quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()

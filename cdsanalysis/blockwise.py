@@ -1,0 +1,101 @@
+"""Per-run events and aggregates read in blocks of runs: one pass over the store, bounded memory.
+
+:func:`cdsanalysis.events.first_step_reaching` and :func:`cdsanalysis.aggregate.aggregate_curve`
+state the rules on lazy xarray objects; on a large store (1,000 runs x 100,000 steps) their dask
+graphs (one task per chunk per operation, and a rechunk for the median) cost many times the read
+itself. Here the same numbers come from numpy on a block of runs at a time: the two accuracy
+arrays are read once, each block is reduced to a few numbers per run and dropped, so peak memory
+is a block, not the store. ``tests/cdsanalysis/test_blockwise.py`` checks equality with the
+xarray definitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from cdsanalysis.aggregate import at_precision, check_aggregate
+
+#: Runs per block: 64 runs x 100,000 steps of float32 is 25 MB per metric.
+BLOCK_RUNS = 64
+
+
+def _block(curve: xr.DataArray, lo: int, hi: int) -> np.ndarray:
+    return np.asarray(curve.isel(run=slice(lo, hi)).values)
+
+
+def first_steps(values: np.ndarray, steps: np.ndarray, limit: float) -> np.ndarray:
+    """First step (float64) of each row with ``values >= limit``; NaN where never (NaN never
+    reaches)."""
+    with np.errstate(invalid="ignore"):
+        reached = values >= limit
+    first = reached.argmax(axis=1)
+    return np.where(reached.any(axis=1), steps[first], np.nan)
+
+
+def aggregate_rows(values: np.ndarray, how: str, last_k: int) -> np.ndarray:
+    """:func:`~cdsanalysis.aggregate.aggregate_curve` of each row (float64, NaN skipped)."""
+    out = np.full(values.shape[0], np.nan)
+    for i, row in enumerate(values):
+        measured = np.flatnonzero(~np.isnan(row))
+        if measured.size == 0:
+            continue
+        if how == "max":
+            out[i] = float(row[measured].astype(np.float64).max())
+            continue
+        kept = row[measured[-last_k:]].astype(np.float64)
+        out[i] = np.median(kept) if how == "median_last" else kept.mean()
+    return out
+
+
+def run_events(
+    ds: xr.Dataset,
+    memorisation_threshold: float,
+    eps: float,
+    aggregate: str,
+    last_k: int,
+    block_runs: int = BLOCK_RUNS,
+) -> xr.Dataset:
+    """Memorisation step, generalisation step and aggregate test accuracy of every run.
+
+    Parameters
+    ----------
+    ds
+        A run store opened with :func:`cdsanalysis.open_runs` (``train_accuracy`` and
+        ``test_accuracy`` over ``(run, step)``).
+    memorisation_threshold, eps
+        Train / test accuracy (fractions) to reach, compared ``>=`` at storage precision.
+    aggregate, last_k
+        Reduction of the test curve, as :func:`cdsanalysis.aggregate.aggregate_curve`.
+    block_runs
+        Runs read at a time (memory: ``2 * block_runs * steps * 4`` bytes).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never) and
+        ``final_test_accuracy`` (float64 fraction) over ``run``, with the run coordinates.
+    """
+    last_k = check_aggregate(aggregate, last_k)
+    train = ds["train_accuracy"].transpose("run", "step")
+    test = ds["test_accuracy"].transpose("run", "step")
+    steps = np.asarray(ds["step"].values, dtype=np.float64)
+    mem_limit = at_precision(memorisation_threshold, train.dtype)
+    gen_limit = at_precision(eps, test.dtype)
+    n_runs = ds.sizes["run"]
+    mem, gen, final = (np.full(n_runs, np.nan) for _ in range(3))
+    for lo in range(0, n_runs, block_runs):
+        hi = min(lo + block_runs, n_runs)
+        mem[lo:hi] = first_steps(_block(train, lo, hi), steps, mem_limit)
+        test_block = _block(test, lo, hi)
+        gen[lo:hi] = first_steps(test_block, steps, gen_limit)
+        final[lo:hi] = aggregate_rows(test_block, aggregate, last_k)
+    coords = {k: v for k, v in ds.coords.items() if v.dims == ("run",)}
+    return xr.Dataset(
+        {
+            "memorisation_step": ("run", mem),
+            "generalisation_step": ("run", gen),
+            "final_test_accuracy": ("run", final),
+        },
+        coords=coords,
+    )

@@ -1,0 +1,150 @@
+"""Batched multi-run training equals training the same runs one after another."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from runner.batched import batch_problem, group_key, train_group
+from runner.grid import parse_grid
+from runner.store import RunStore
+from runner.trainer import RunInterrupted, train_run
+
+GRID = """\
+name: tiny
+task: {p: 11}
+n_samples: [40, 80]
+seed: [0, 1]
+model: {width: 32, depth: 1, heads: 4, n_positions: 8}
+optimizer: {lr: 1.0e-2, weight_decay: 1.0}
+steps: 40
+eval_every: 3
+flush_every: 16
+histogram: {every: 20, groups: [embedding, mlp], bins: 16, range: [-0.2, 0.2]}
+"""
+METRICS = (
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "param_norm_total",
+    "param_norm",
+)
+
+
+def _store(path, text=GRID):
+    grid = parse_grid(text)
+    return RunStore.create_or_open(path, grid.runs, grid.settings, grid.text), grid
+
+
+def _weights(store, index):
+    state = torch.load(io.BytesIO(store.read_checkpoint(index)))
+    return state
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    torch.set_num_threads(1)
+    store, grid = _store(tmp_path_factory.mktemp("seq") / "runs.zarr")
+    for index in range(len(grid.runs)):
+        assert train_run(store, index, grid.settings) == "done"
+    return store
+
+
+def _assert_same_runs(a: RunStore, b: RunStore, indices) -> None:
+    for name in METRICS:
+        x, y = a.array(name)[...][indices], b.array(name)[...][indices]
+        assert np.isfinite(x).any()
+        np.testing.assert_allclose(y, x, rtol=2e-4, atol=2e-5, equal_nan=True, err_msg=name)
+    hx, hy = a.array("weight_histogram")[...], b.array("weight_histogram")[...]
+    # A weight within float error of a bin edge may fall either side: allow 0.1 % of them.
+    assert 0 < np.nansum(np.abs(hx - hy)) / 2 <= 1e-3 * np.nansum(hx) or np.array_equal(
+        np.nan_to_num(hx), np.nan_to_num(hy)
+    )
+    np.testing.assert_array_equal(np.isnan(hx), np.isnan(hy))
+    for index in indices:
+        assert a.state(index) == b.state(index) == ("done", 40)
+        mine, theirs = _weights(b, index), _weights(a, index)
+        assert mine["steps_done"] == theirs["steps_done"]
+        # Adam divides by the gradient's running scale, so float-level differences in tiny
+        # gradients (a key bias has none in exact arithmetic) become differences of a fraction
+        # of the step size lr = 1e-2 over 40 steps; the metrics above agree to 2e-4.
+        # The key bias is left out: it shifts every score of a query alike, so softmax removes
+        # it and its gradient is float noise only (its value is noise, decayed, either way).
+        for key, value in theirs["model"].items():
+            ours = mine["model"][key]
+            if key.endswith("attn.c_attn.bias"):
+                width = value.shape[0] // 3
+                ours, value = (
+                    ours[[*range(width), *range(2 * width, 3 * width)]],
+                    value[[*range(width), *range(2 * width, 3 * width)]],
+                )
+            torch.testing.assert_close(ours, value, rtol=1e-3, atol=1e-3)
+        for key, entry in theirs["optimizer"]["state"].items():
+            for name, value in entry.items():
+                # Moments hold raw gradients, whose float noise is largest relative to their
+                # size: compared to 5 % of the tensor's scale (weights and metrics are tighter).
+                scale = float(value.abs().max()) if value.dim() else 1.0
+                torch.testing.assert_close(
+                    mine["optimizer"]["state"][key][name], value, rtol=1e-2, atol=5e-2 * scale
+                )
+
+
+@pytest.mark.parametrize("distinct_rows", [True, False])
+def test_batched_equals_sequential(sequential, tmp_path, distinct_rows):
+    store, grid = _store(tmp_path / "runs.zarr")
+    assert len({group_key(r) for r in grid.runs}) == 1
+    statuses = train_group(store, [0, 1, 2, 3], grid.settings, distinct_rows=distinct_rows)
+    assert set(statuses.values()) == {"done"}
+    _assert_same_runs(sequential, store, [0, 1, 2, 3])
+
+
+def test_interrupted_group_resumes_batched_or_alone(sequential, tmp_path):
+    store, grid = _store(tmp_path / "runs.zarr")
+    calls = iter(range(1000))
+    with pytest.raises(RunInterrupted):  # stop after step 20: flushed, then resumable
+        train_group(store, [0, 1, 2, 3], grid.settings, stop=lambda: next(calls) == 19)
+    assert {store.state(i)[1] for i in range(4)} == {20}
+    train_group(store, [0, 1], grid.settings)  # resumed together
+    for index in (2, 3):  # or one by one, from the batched checkpoints
+        assert train_run(store, index, grid.settings) == "done"
+    _assert_same_runs(sequential, store, [0, 1, 2, 3])
+
+
+def test_unbatchable_runs_are_refused(tmp_path):
+    text = GRID.replace("steps: 40", "steps: 40\nnoise: {gradient: 0.01}")
+    store, grid = _store(tmp_path / "runs.zarr", text)
+    assert "noise" in batch_problem(grid.runs[0])
+    with pytest.raises(ValueError, match="cannot be batched"):
+        train_group(store, [0, 1], grid.settings)
+
+
+def test_cli_batched_executor_writes_what_local_writes(tiny_grid, run_cli, tmp_path):
+    grid = tiny_grid(n_samples="[40, 80]", seed="[0, 1]", steps=30)
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "local.zarr"), "--quiet")
+    result = run_cli(
+        "--grid",
+        str(grid),
+        "--out",
+        str(tmp_path / "batched.zarr"),
+        "--quiet",
+        "--executor",
+        "batched",
+        "--batch-runs",
+        "3",  # a group of 3 and one run alone
+    )
+    assert "done 4" in result.stderr
+    local, batched = RunStore(tmp_path / "local.zarr"), RunStore(tmp_path / "batched.zarr")
+    for name in METRICS:
+        np.testing.assert_allclose(
+            batched.array(name)[...],
+            local.array(name)[...],
+            rtol=2e-4,
+            atol=2e-5,
+            equal_nan=True,
+            err_msg=name,
+        )
+    assert [batched.state(i) for i in range(4)] == [("done", 30)] * 4
