@@ -13,9 +13,7 @@ losses to 1e-5.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import shutil
 import tempfile
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import alternate, load_average, median
+from benchmarks.common import alternate, load_average, median, quick_main
 from benchmarks.runner_timing import runner_seconds
 from runner.spec import RunSpec, StoreSettings
 from runner.store import RunStore
@@ -141,10 +139,7 @@ def run(quick: bool = False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    torch.set_num_threads(1)
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    quick_main(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ different n are padded to the largest (1,600): 9,600 rows per step against 5,800
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import alternate, load_average, median
+from benchmarks.common import alternate, load_average, median, quick_main
 from runner.grid import parse_grid
 from runner.store import RunStore
 
@@ -104,12 +102,7 @@ def run(quick: bool = False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    import torch
-
-    torch.set_num_threads(1)
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    quick_main(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Every figure is a ratio of two medians taken in one process, with the two sides 
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import json
 import os
 import platform
 import statistics
@@ -53,3 +55,14 @@ def machine() -> dict[str, object]:
         "cuda": torch.cuda.is_available(),
         "date": _dt.date.today().isoformat(),
     }
+
+
+def quick_main(run: Callable[[bool], dict], doc: str) -> None:
+    """Command line of a one-goal benchmark: ``--quick``, one torch thread (as
+    ``python -m benchmarks`` runs it), the result as JSON on stdout."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    import torch
+
+    torch.set_num_threads(1)
+    print(json.dumps(run(parser.parse_args().quick), indent=2))

@@ -12,10 +12,7 @@ setting) and every 100 steps (train metrics and norms still every step).
 
 from __future__ import annotations
 
-import argparse
-import json
-
-from benchmarks.common import alternate, load_average, median
+from benchmarks.common import alternate, load_average, median, quick_main
 from benchmarks.runner_timing import bare_seconds, runner_seconds
 from runner.spec import RunSpec, StoreSettings
 
@@ -54,12 +51,7 @@ def run(quick: bool = False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    import torch
-
-    torch.set_num_threads(1)  # as python -m benchmarks does (see its docstring)
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    quick_main(run, __doc__)
 
 
 if __name__ == "__main__":

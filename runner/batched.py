@@ -42,6 +42,7 @@ from runner.trainer import (
     RunSetup,
     _load_checkpoint,
     build_run,
+    group_layout,
     is_measured,
 )
 
@@ -254,14 +255,9 @@ class StackedNorms:
     """Per-group and total L2 norms of every run (K, groups) and (K,), without a host sync."""
 
     def __init__(self, stacked: StackedRuns):
-        model = stacked.template
-        groups = [PARAM_GROUPS.index(model.parameter_group(n)) for n in stacked.names]
         device = stacked.params[stacked.names[0]].device
         self.stacked = stacked
-        self.group_index = torch.tensor(groups, device=device)
-        present = torch.zeros(len(PARAM_GROUPS), dtype=torch.bool)
-        present[sorted(set(groups))] = True
-        self.absent = (~present).to(device)
+        self.group_index, self.absent = group_layout(stacked.template, stacked.names, device)
 
     @torch.no_grad()
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -186,19 +186,27 @@ def evaluate(setup: RunSetup, batch_size: int) -> tuple[torch.Tensor, torch.Tens
     return loss_sum / n, correct / n
 
 
+def group_layout(
+    model: Classifier, names: list[str], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index into ``PARAM_GROUPS`` of each named parameter, and the mask of groups that have no
+    parameter of their own (a tied head, the recurrent group of a transformer): those norms are
+    NaN, never 0."""
+    groups = [PARAM_GROUPS.index(model.parameter_group(n)) for n in names]
+    present = torch.zeros(len(PARAM_GROUPS), dtype=torch.bool)
+    present[sorted(set(groups))] = True
+    return torch.tensor(groups, device=device), (~present).to(device)
+
+
 class NormMeter:
     """Per-group and total L2 norms without a host sync: one fused norm call per step."""
 
     def __init__(self, model: Classifier):
         named = list(model.named_parameters())  # tied parameters appear once
         self.params = [p for _, p in named]
-        groups = [PARAM_GROUPS.index(model.parameter_group(n)) for n, _ in named]
-        device = self.params[0].device
-        self.group_index = torch.tensor(groups, device=device)
-        present = torch.zeros(len(PARAM_GROUPS), dtype=torch.bool)
-        present[sorted(set(groups))] = True
-        # A group with no parameters of its own (a tied head) is NaN, never 0.
-        self.absent = (~present).to(device)
+        self.group_index, self.absent = group_layout(
+            model, [n for n, _ in named], self.params[0].device
+        )
 
     @torch.no_grad()
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
