@@ -40,6 +40,10 @@ from runner.storage import LocationError, StoreLocation, parse_location
 MAX_STEP_CHUNK = 10_000
 #: Histogram snapshots per chunk along 'hist_step'.
 HIST_STEP_CHUNK = 100
+#: Runs per chunk of the variables written only when the store is created (the run
+#: configuration: schema roles below, and the extra run coordinates).
+CONFIG_RUN_CHUNK = 4096
+WRITTEN_ONCE_ROLES = frozenset({"coordinate", "run_config"})
 
 STATUS = schemas.status_codes()
 _STRING_FILL = ""
@@ -112,10 +116,14 @@ class StoreLayout:
             "bin_edge": len(self.bin_edges),
         }
 
-    def chunks(self, dims: Sequence[str]) -> tuple[int, ...]:
+    def chunks(self, dims: Sequence[str], written_once: bool = False) -> tuple[int, ...]:
+        """Chunk shape of a variable over ``dims``. What training writes never puts two runs
+        in one chunk (independent writers need no locks); the run configuration, written once
+        when the store is created, takes up to ``CONFIG_RUN_CHUNK`` runs per chunk, so a reader
+        opens a few files per coordinate instead of one per run."""
         sizes = self.sizes()
         per_dim = {
-            "run": 1,  # never two runs in one chunk: independent writers need no locks
+            "run": min(self.n_runs, CONFIG_RUN_CHUNK) if written_once else 1,
             "step": min(self.n_steps, MAX_STEP_CHUNK),
             "hist_step": min(sizes["hist_step"], HIST_STEP_CHUNK),
         }
@@ -164,10 +172,11 @@ def _write_new_store(
             for k in ("units", "description", "flag_values", "flag_meanings")
             if k in spec
         }
+        written_once = spec.get("role") in WRITTEN_ONCE_ROLES
         array = root.create_array(
             name,
             shape=tuple(sizes[d] for d in dims),
-            chunks=layout.chunks(dims),
+            chunks=layout.chunks(dims, written_once),
             dtype=_dtype(spec["dtype"]),
             fill_value=_fill(spec),
             dimension_names=dims,
@@ -181,7 +190,7 @@ def _write_new_store(
         array = root.create_array(
             name,
             shape=(len(runs),),
-            chunks=(1,),
+            chunks=layout.chunks(["run"], written_once=True),
             dtype=dtype,
             fill_value=_STRING_FILL if dtype is str else 0,
             dimension_names=["run"],

@@ -84,8 +84,14 @@ def test_missing_attribute(store):
 
 
 def test_chunks_spanning_runs(store):
-    _replace_array(store, "seed", chunks=(4,))
-    assert "variable 'seed' has chunks of 4 runs" in _problems(store)
+    _replace_array(store, "steps_done", chunks=(4,))  # written by each run's own trainer
+    assert "variable 'steps_done' has chunks of 4 runs" in _problems(store)
+
+
+def test_configuration_written_once_may_share_chunks(store):
+    assert zarr.open_group(str(store))["seed"].chunks == (4,)  # the runner's own layout
+    _replace_array(store, "seed", chunks=(2,))
+    validate_store(store)
 
 
 def test_inconsistent_dimension_length(store):
