@@ -20,6 +20,7 @@ from runner.spec import RunSpec, StoreSettings
 def run(quick: bool = False) -> dict:
     steps, repeats = (150, 5) if quick else (500, 7)
     settings = StoreSettings(name="bench", flush_every=100)
+    inline = settings.model_copy(update={"measure_in_background": False})
     specs = {
         every: RunSpec.model_validate(
             {"task": {"p": 47}, "n_samples": 900, "seed": 0, "steps": steps, "eval_every": every}
@@ -29,12 +30,15 @@ def run(quick: bool = False) -> dict:
     times = alternate(
         {
             "bare": lambda: bare_seconds(specs[1]),
+            "bare_tabled": lambda: bare_seconds(specs[1], vocab_tables=True),
             "runner_eval_every_1": lambda: runner_seconds(specs[1], settings),
             "runner_eval_every_100": lambda: runner_seconds(specs[100], settings),
+            "runner_eval_every_1_inline": lambda: runner_seconds(specs[1], inline),
         },
         repeats,
     )
     bare = median(times["bare"])
+    bare_tabled = median(times["bare_tabled"])
     return {
         "goal": 1,
         "what": "runner train_run (dense logging, real store) / bare loop, same model and data",
@@ -43,8 +47,15 @@ def run(quick: bool = False) -> dict:
         "repeats": repeats,
         "flush_every": settings.flush_every,
         "bare_ms_per_step": 1e3 * bare / steps,
+        "bare_tabled_ms_per_step": 1e3 * bare_tabled / steps,
+        "runner_eval_every_1_ms_per_step": 1e3 * median(times["runner_eval_every_1"]) / steps,
         "ratio_eval_every_1": median(times["runner_eval_every_1"]) / bare,
         "ratio_eval_every_100": median(times["runner_eval_every_100"]) / bare,
+        "ratio_eval_every_1_vs_tabled_bare": median(times["runner_eval_every_1"]) / bare_tabled,
+        "ratio_eval_every_100_vs_tabled_bare": median(times["runner_eval_every_100"])
+        / bare_tabled,
+        "ratio_eval_every_1_inline_vs_tabled_bare": median(times["runner_eval_every_1_inline"])
+        / bare_tabled,
         "target": 1.10,
         "load_average": load_average(),
     }

@@ -34,11 +34,14 @@ def runner_seconds(spec: RunSpec, settings: StoreSettings) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bare_seconds(spec: RunSpec) -> float:
+def bare_seconds(spec: RunSpec, vocab_tables: bool = False) -> float:
     """Seconds of a bare loop on the same model, data and optimiser: forward, loss, backward,
-    step, nothing else (no metric, no norm, no test evaluation, no store). Set-up not timed."""
+    step, nothing else (no metric, no norm, no test evaluation, no store). Set-up not timed.
+    ``vocab_tables``: the runner's tabled forward (the same function) instead of the model's
+    plain one."""
     setup = build_run(spec, torch.device("cpu"))
     model, optimizer = setup.model, setup.optimizer
+    model.vocab_tables = vocab_tables
     model.train()
     started = time.perf_counter()
     for _ in range(spec.steps):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from runner.models.gpt import tabled_answer_logits
 from runner.spec import PARAM_GROUPS, ModularAdditionTask, RunSpec, StoreSettings
 from runner.store import RunStore
 from runner.trainer import (
@@ -165,30 +165,7 @@ class DistinctRows(torch.nn.Module):
         self.model = model
 
     def forward(self, inverse: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
-        gpt = self.model.lm.transformer
-        block = gpt.h[0]
-        attn = block.attn
-        width = gpt.tokens_embed.weight.shape[1]
-        heads = attn.n_head
-        keys, values = [], []
-        for t, distinct_tokens in enumerate(tokens):
-            x = gpt.tokens_embed(distinct_tokens) + gpt.positions_embed.weight[t]
-            qkv = attn.c_attn(x)  # (U_t, 3 width)
-            keys.append(qkv[:, width : 2 * width][inverse[:, t]])
-            values.append(qkv[:, 2 * width :][inverse[:, t]])
-        last = len(tokens) - 1
-        query = qkv[:, :width][inverse[:, last]]  # the answer position (the loop's last t)
-        residual = x[inverse[:, last]]
-        n = inverse.shape[0]
-        key = torch.stack(keys, dim=1).view(n, len(tokens), heads, -1)  # (N, T, H, dh)
-        value = torch.stack(values, dim=1).view(n, len(tokens), heads, -1)
-        query = query.view(n, heads, -1)
-        # Products with T = 6 keys: elementwise and summed (batched 1 x dh matmuls are slow).
-        scores = (key * query[:, None]).sum(dim=-1) / math.sqrt(value.shape[-1])  # (N, T, H)
-        attended = (scores.softmax(dim=1)[..., None] * value).sum(dim=1)  # (N, H, dh)
-        attended = attn.c_proj(attended.reshape(n, width))
-        normed = block.ln_1(residual + attended)
-        return self.model.lm.lm_head(block.ln_2(normed + block.mlp(normed)))
+        return tabled_answer_logits(self.model, inverse, tokens)
 
 
 class PaddedData:

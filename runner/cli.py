@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from enum import Enum
 from importlib import resources
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from runner.executors import Executor, make_executor
 from runner.grid import Grid, GridError, load_grid, parse_grid
 from runner.leases import DEFAULT_LEASE_TTL
+from runner.spec import StoreSettings
 from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
 from runner.store import RunStore, StoreError
@@ -112,6 +114,18 @@ class _Executor(str, Enum):
     batched = "batched"
 
 
+def _default_torch_threads(executor: _Executor, settings: StoreSettings) -> int | None:
+    """torch threads per training process when --threads-per-worker is not given: 1 in pools
+    (one process per core), torch's own default in-process, except that a CPU run measuring on a
+    worker thread leaves that thread one core (a second OpenMP team on the same cores made runs
+    slower, not faster: BENCHMARKS.md, goal 5)."""
+    if executor not in (_Executor.local, _Executor.batched):
+        return 1
+    if executor is _Executor.local and settings.measure_in_background and settings.device == "cpu":
+        return max(1, (os.cpu_count() or 1) - 1)
+    return None
+
+
 def _check_executor_options(
     executor: _Executor,
     workers: int | None,
@@ -187,7 +201,8 @@ def run(
         int | None,
         typer.Option(
             "--threads-per-worker",
-            help="torch threads per worker process (default 1 for processes and dask)",
+            help="torch threads per worker process (default 1 for processes and dask; for "
+            "local CPU runs one less than the CPU count, leaving a core to the measuring thread)",
         ),
     ] = None,
     batch_runs: Annotated[
@@ -238,12 +253,11 @@ def run(
     except StoreError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
-    pooled = executor not in (_Executor.local, _Executor.batched)
     job = Job(
         location=location.text,
         settings=grid.settings.model_dump(mode="json"),
         lease_ttl=lease_ttl,
-        torch_threads=threads_per_worker or (1 if pooled else None),
+        torch_threads=threads_per_worker or _default_torch_threads(executor, grid.settings),
     )
     with graceful_stop(on_first=_announce_stop) as stop:
         engine = make_executor(
@@ -314,7 +328,8 @@ def _train_all(
             )
         if not quiet and result.trained:
             resumed = f", resumed at step {result.started_at + 1}" if result.started_at else ""
-            where = f", on {result.worker}" if job.torch_threads else ""
+            here = f"{socket.gethostname()}:{os.getpid()}"  # local and batched: this process
+            where = f", on {result.worker}" if result.worker != here else ""
             err.print(
                 f"run {i} [{_describe(grid, i)}] {result.status} "
                 f"({result.seconds:.1f} s{resumed}{where})",

@@ -376,6 +376,20 @@ class StoreSettings(_Strict):
         2048, description="samples per forward pass when evaluating the test set (memory only: "
         "the metrics are over the whole test set or eval subset whatever this is)"
     )
+    vocab_tables: bool = Field(
+        True,
+        description="1-layer answer-position GPT (modular addition): compute keys, values, query "
+        "and residual once per (vocabulary token, position) and gather them per sample, about "
+        "2x faster per step. The same function summed in another order: metrics differ from "
+        "the plain forward by float rounding (~1e-7); false gives the plain forward bit for bit",
+    )
+    measure_in_background: bool = Field(
+        True,
+        description="take each step's test evaluation, norms and histograms on a worker thread, "
+        "from a copy of the weights before the update, while the training thread updates: the "
+        "same numbers bit for bit, at almost no cost to the step when a core (or a GPU) is "
+        "spare; false measures inline",
+    )
 
 
 #: Top-level YAML keys that belong to StoreSettings (everything else is a RunSpec field).

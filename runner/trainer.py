@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from runner.data import load_task_data
 from runner.init_from import load_initial_weights
+from runner.measuring import StepMeasurer
 from runner.models.base import Classifier, build_model
 from runner.spec import (
     PARAM_GROUPS,
@@ -169,9 +170,13 @@ class Batches:
 
 
 @torch.no_grad()
-def evaluate(setup: RunSetup, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and accuracy on the whole test set, in slices of ``batch_size`` samples."""
-    model = setup.model
+def evaluate(
+    setup: RunSetup, batch_size: int, model: Classifier | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and accuracy on the whole test set, in slices of ``batch_size`` samples, of
+    ``model`` (default: the run's own; a shadow copy when measuring in the background)."""
+    model = setup.model if model is None else model
+    was_training = model.training
     model.eval()
     n = len(setup.test_y)
     loss_sum = torch.zeros((), device=setup.test_y.device)
@@ -182,7 +187,7 @@ def evaluate(setup: RunSetup, batch_size: int) -> tuple[torch.Tensor, torch.Tens
         labels = setup.test_y[rows]
         loss_sum += classification_loss(setup.spec.loss, logits, labels, reduction="sum")
         correct += (logits[:, : setup.n_classes].argmax(dim=1) == labels).sum()
-    model.train()
+    model.train(was_training)
     return loss_sum / n, correct / n
 
 
@@ -310,6 +315,8 @@ def train_run(
         return status
     device = torch.device(settings.device)
     setup = build_run(spec, device, store)
+    if hasattr(setup.model, "vocab_tables"):  # the answer-position GPT
+        setup.model.vocab_tables = settings.vocab_tables
     checkpoint = store.read_checkpoint(run_index)
     first_step = 1
     if checkpoint is not None:
@@ -318,8 +325,9 @@ def train_run(
     store.set_state(run_index, "running", first_step - 1)
 
     hist_steps = store.hist_steps
-    norms = NormMeter(setup.model)
-    histograms = HistogramMeter(setup.model, store.hist_groups, store.bin_edges)
+    measurer = StepMeasurer(setup.model, settings.measure_in_background)
+    norms = NormMeter(measurer.target)
+    histograms = HistogramMeter(measurer.target, store.hist_groups, store.bin_edges)
     block = settings.flush_every
     scalars = torch.full((block, len(SCALARS)), float("nan"), device=device)
     group_norms = torch.full((block, len(PARAM_GROUPS)), float("nan"), device=device)
@@ -330,6 +338,7 @@ def train_run(
 
     def flush(last_step: int) -> str:
         nonlocal block_start
+        measurer.drain()
         rows = last_step - block_start + 1
         host = scalars[:rows].cpu().numpy()
         status = "running"
@@ -358,49 +367,58 @@ def train_run(
         return status
 
     hist_positions = {int(s): i for i, s in enumerate(hist_steps)}
+
+    @torch.no_grad()
+    def measure(step: int, row: int) -> None:
+        if is_measured(step, spec.eval_every):
+            scalars[row, 2], scalars[row, 3] = evaluate(
+                setup, settings.eval_batch_size, measurer.target
+            )
+        group_norms[row], scalars[row, 4] = norms()
+        if step in hist_positions:
+            snapshots.append((step, hist_positions[step], *histograms()))
+
     batches = Batches(setup)
     params = list(model.parameters())
     noise = spec.noise
     model.train()
-    for step in range(first_step, spec.steps + 1):
-        row = step - block_start
-        # Measurements of step k see the weights just before update k.
-        with torch.no_grad():
-            if is_measured(step, spec.eval_every):
-                scalars[row, 2], scalars[row, 3] = evaluate(setup, settings.eval_batch_size)
-            group_norms[row], scalars[row, 4] = norms()
-            if step in hist_positions:
-                snapshots.append((step, hist_positions[step], *histograms()))
-        features, labels = batches(step)
-        perturbation = _perturb_(params, noise.weight, setup.noise) if noise.weight else None
-        logits = model(features)
-        loss = classification_loss(spec.loss, logits, labels)
-        with torch.no_grad():
-            scalars[row, 0] = loss.detach()
-            predicted = logits[:, : setup.n_classes].argmax(dim=1)
-            scalars[row, 1] = (predicted == labels).float().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        with torch.no_grad():
-            if perturbation is not None:
-                torch._foreach_sub_(params, perturbation)
-            if noise.gradient:
-                std = noise.gradient / (1 + step) ** (noise.gradient_anneal / 2)
-                grads = [p.grad for p in params if p.grad is not None]
-                torch._foreach_add_(grads, _gaussian(grads, std, setup.noise))
-            if setup.initial is not None:
-                decay_towards_init_(setup)
-        optimizer.step()
-        if noise.update:
+    measurer.start(measure)
+    try:
+        for step in range(first_step, spec.steps + 1):
+            row = step - block_start
+            measurer.submit(step, row)  # measurements of step k see the weights before update k
+            features, labels = batches(step)
+            perturbation = _perturb_(params, noise.weight, setup.noise) if noise.weight else None
+            logits = model(features)
+            loss = classification_loss(spec.loss, logits, labels)
             with torch.no_grad():
-                _perturb_(params, noise.update, setup.noise)
-        stopping = stop()
-        if row + 1 == block or step == spec.steps or stopping:
-            status = flush(step)
-            if status == "diverged":
-                return status
-            if stopping and step < spec.steps:
-                raise RunInterrupted(step)
-    # The last checkpoint stays: it holds the run's final weights (for continuing or ungrokking).
-    store.set_state(run_index, "done", spec.steps)
-    return "done"
+                scalars[row, 0] = loss.detach()
+                predicted = logits[:, : setup.n_classes].argmax(dim=1)
+                scalars[row, 1] = (predicted == labels).float().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                if perturbation is not None:
+                    torch._foreach_sub_(params, perturbation)
+                if noise.gradient:
+                    std = noise.gradient / (1 + step) ** (noise.gradient_anneal / 2)
+                    grads = [p.grad for p in params if p.grad is not None]
+                    torch._foreach_add_(grads, _gaussian(grads, std, setup.noise))
+                if setup.initial is not None:
+                    decay_towards_init_(setup)
+            optimizer.step()
+            if noise.update:
+                with torch.no_grad():
+                    _perturb_(params, noise.update, setup.noise)
+            stopping = stop()
+            if row + 1 == block or step == spec.steps or stopping:
+                status = flush(step)
+                if status == "diverged":
+                    return status
+                if stopping and step < spec.steps:
+                    raise RunInterrupted(step)
+        # The last checkpoint stays: it holds the final weights (for continuing or ungrokking).
+        store.set_state(run_index, "done", spec.steps)
+        return "done"
+    finally:
+        measurer.close()

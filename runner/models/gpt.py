@@ -8,6 +8,12 @@ position) and the head only there: the numbers equal the HF model's output at th
 (``reference_logits``, checked in the tests) at about a third of the cost. The weights are the HF
 module's own, so state dicts load into ``OpenAIGPTLMHeadModel`` unchanged.
 
+With one layer, ``vocab_tables`` (on in the runner, see ``StoreSettings.vocab_tables``) goes one
+step further: there the keys and values of every position, and the query and residual of the
+answer position, depend only on (token, position), so they are computed once per vocabulary
+entry and position and gathered per sample (:func:`tabled_answer_logits`). Same function, summed
+in another order: it differs from the plain forward by float rounding only (tested).
+
 :class:`DecoderClassifier` is the decoder for text classification: the HF ``OpenAIGPTModel``
 with its padding mask, and a linear classifier on the hidden state of the last non-padding token.
 """
@@ -63,16 +69,28 @@ class AnswerGPT(Classifier):
         super().__init__()
         self.lm = build_openai(OpenAIGPTLMHeadModel, spec, vocab_size)
         self.n_outputs = vocab_size
+        self.dropout = spec.dropout
+        #: Use :func:`tabled_answer_logits` where it is exact (1 layer, no active dropout).
+        self.vocab_tables = False
 
     def forward(self, features: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Logits (batch, vocab) at the last input position."""
         inputs = features["input_ids"] if isinstance(features, dict) else features
         gpt = self.lm.transformer
+        if self.vocab_tables and self.tables_apply():
+            vocabulary = torch.arange(gpt.tokens_embed.num_embeddings, device=inputs.device)
+            return tabled_answer_logits(self, inputs, [vocabulary] * inputs.shape[1])
         hidden = gpt.tokens_embed(inputs) + gpt.positions_embed.weight[: inputs.shape[1]]
         hidden = gpt.drop(hidden)
         for block in gpt.h[:-1]:
             hidden = block(hidden)[0]
         return self.lm.lm_head(_last_position_block(gpt.h[-1], hidden))
+
+    def tables_apply(self) -> bool:
+        """Whether the tabled forward computes this model's function: one layer (the keys of a
+        deeper layer depend on the whole sequence) and no dropout in use (it would act per
+        sample)."""
+        return len(self.lm.transformer.h) == 1 and not (self.training and self.dropout)
 
     def reference_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The plain HF forward over every position, answer position taken afterwards."""
@@ -118,6 +136,46 @@ def _last_position_block(block: torch.nn.Module, hidden: torch.Tensor) -> torch.
     attended = attn.resid_dropout(attn.c_proj(attended.transpose(1, 2).reshape(batch, width)))
     normed = block.ln_1(hidden[:, -1] + attended)
     return block.ln_2(normed + block.mlp(normed))
+
+
+def tabled_answer_logits(
+    model: AnswerGPT, inverse: torch.Tensor, tokens: list[torch.Tensor]
+) -> torch.Tensor:
+    """The answer-position logits of a 1-layer :class:`AnswerGPT` (dropout off), with the work
+    that depends only on (token, position) done once per table entry.
+
+    ``tokens[t]`` lists the tokens that may occur at position t (the whole vocabulary, or the
+    distinct ones of a batch) and ``inverse`` (N, T) holds each sample's index into them. In one
+    layer the keys and values of position t (and the query and residual at the answer position)
+    are functions of the embedding of (token_t, t) alone, so the QKV projection runs on the table
+    rows and each sample gathers its own; the attention at the answer position, the MLP, the
+    norms and the head still run per sample. Mathematically :meth:`AnswerGPT.forward`; in
+    floating point it differs only by the summation order inside the matrix products.
+    """
+    gpt = model.lm.transformer
+    block = gpt.h[0]
+    attn = block.attn
+    width = gpt.tokens_embed.weight.shape[1]
+    heads = attn.n_head
+    keys, values = [], []
+    for t, table_tokens in enumerate(tokens):
+        x = gpt.tokens_embed(table_tokens) + gpt.positions_embed.weight[t]
+        qkv = attn.c_attn(x)  # (U_t, 3 width)
+        keys.append(qkv[:, width : 2 * width][inverse[:, t]])
+        values.append(qkv[:, 2 * width :][inverse[:, t]])
+    last = len(tokens) - 1
+    query = qkv[:, :width][inverse[:, last]]  # the answer position (the loop's last t)
+    residual = x[inverse[:, last]]
+    n = inverse.shape[0]
+    key = torch.stack(keys, dim=1).view(n, len(tokens), heads, -1)  # (N, T, H, dh)
+    value = torch.stack(values, dim=1).view(n, len(tokens), heads, -1)
+    query = query.view(n, heads, -1)
+    # Products with T = 6 keys: elementwise and summed (batched 1 x dh matmuls are slow).
+    scores = (key * query[:, None]).sum(dim=-1) / math.sqrt(value.shape[-1])  # (N, T, H)
+    attended = (scores.softmax(dim=1)[..., None] * value).sum(dim=1)  # (N, H, dh)
+    attended = attn.c_proj(attended.reshape(n, width))
+    normed = block.ln_1(residual + attended)
+    return model.lm.lm_head(block.ln_2(normed + block.mlp(normed)))
 
 
 def parameter_group(name: str) -> str:

@@ -123,3 +123,21 @@ def test_diverging_run_is_marked_with_its_step_and_the_grid_goes_on(tiny_grid, t
     histograms = ds.weight_histogram.values[0]  # hist_step 1, 20, 40
     assert np.isfinite(histograms[0]).all() and np.isnan(histograms[1:]).all()
     validate_store(tmp_path / "s.zarr", deep=True)
+
+
+def test_vocab_tables_setting_changes_rounding_only(tiny_grid, tmp_path):
+    """The runner's tabled forward (default) against the plain one, over a whole real run."""
+    stores = {}
+    for tables in (True, False):
+        grid_path = tiny_grid(name=f"{tables}.yaml", steps=60, n_samples="[80]")
+        grid_path.write_text(grid_path.read_text() + f"vocab_tables: {str(tables).lower()}\n")
+        _train(grid_path, tmp_path / f"{tables}.zarr")
+        stores[tables] = open_runs(tmp_path / f"{tables}.zarr")
+    tabled, plain = stores[True], stores[False]
+    assert not np.array_equal(tabled.train_loss.values, plain.train_loss.values)
+    for name in ("train_loss", "test_loss", "param_norm_total", "param_norm"):
+        np.testing.assert_allclose(
+            tabled[name].values, plain[name].values, rtol=1e-4, err_msg=name
+        )
+    for name in ("train_accuracy", "test_accuracy"):
+        np.testing.assert_array_equal(tabled[name].values, plain[name].values, err_msg=name)
