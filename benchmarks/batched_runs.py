@@ -10,6 +10,9 @@ Two batched variants are timed: the default (vmapped, with :class:`runner.batche
 doing the (token, position)-only work once per distinct pair) and the plain vmapped
 answer-position forward (``vmap_only``), so that the share of each is visible. Runs of
 different n are padded to the largest (1,600): 9,600 rows per step against 5,800 sequentially.
+The sequential side is timed twice: as the runner trains by default (tabled forward, measuring on
+a worker thread) and without those fast paths (``sequential_plain``), the baseline of the first
+measurement.
 
     python -m benchmarks.batched_runs [--quick]
 """
@@ -41,12 +44,19 @@ flush_every: 100
 
 
 def _train(
-    steps: int, batched: bool, keep: list | None = None, distinct_rows: bool = True
+    steps: int,
+    batched: bool,
+    keep: list | None = None,
+    distinct_rows: bool = True,
+    plain_sequential: bool = False,
 ) -> float:
     from runner.batched import train_group
     from runner.trainer import train_run
 
-    grid = parse_grid(GRID.format(steps=steps))
+    text = GRID.format(steps=steps)
+    if plain_sequential:  # the sequential runner as it was before its own fast paths
+        text += "vocab_tables: false\nmeasure_in_background: false\n"
+    grid = parse_grid(text)
     tmp = Path(tempfile.mkdtemp(prefix="cds-bench-"))
     try:
         store = RunStore.create_or_open(tmp / "runs.zarr", grid.runs, grid.settings, grid.text)
@@ -74,6 +84,7 @@ def run(quick: bool = False) -> dict:
     times = alternate(
         {
             "sequential": lambda: _train(steps, batched=False),
+            "sequential_plain": lambda: _train(steps, batched=False, plain_sequential=True),
             "batched": lambda: _train(steps, batched=True),
             "batched_vmap_only": lambda: _train(steps, batched=True, distinct_rows=False),
         },
@@ -93,6 +104,9 @@ def run(quick: bool = False) -> dict:
         "batched_seconds": median(times["batched"]),
         "speedup_ratio": median(times["sequential"]) / median(times["batched"]),
         "speedup_ratio_vmap_only": median(times["sequential"]) / median(times["batched_vmap_only"]),
+        "sequential_plain_seconds": median(times["sequential_plain"]),
+        "speedup_ratio_over_plain_sequential": median(times["sequential_plain"])
+        / median(times["batched"]),
         "target_cpu": 2.0,
         "target_gpu": 10.0,
         "gpu_measured": False,

@@ -19,32 +19,39 @@ from runner.store import RunStore
 from runner.trainer import build_run, train_run
 
 
-def runner_seconds(spec: RunSpec, settings: StoreSettings) -> float:
+def runner_seconds(
+    spec: RunSpec, settings: StoreSettings, after_first_block: bool = False
+) -> float:
     """Seconds of one whole ``train_run`` (set-up, every step, flushes, checkpoints) into a new
-    store in a temporary directory (store creation is not timed)."""
+    store in a temporary directory (store creation is not timed). ``after_first_block``: only
+    the steps after the first flush (``flush_every + 1 .. steps``, with their flushes and
+    checkpoints), i.e. the steady per-step cost without the set-up and warm-up."""
     tmp = Path(tempfile.mkdtemp(prefix="cds-bench-"))
+    flushes: list[float] = []
     try:
         store = RunStore.create_or_open(tmp / "runs.zarr", [spec], settings, "benchmark")
         started = time.perf_counter()
-        status = train_run(store, 0, settings)
+        status = train_run(store, 0, settings, lambda _: flushes.append(time.perf_counter()))
         seconds = time.perf_counter() - started
         assert status == "done", status
-        return seconds
+        return flushes[-1] - flushes[0] if after_first_block else seconds
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bare_seconds(spec: RunSpec, vocab_tables: bool = False) -> float:
+def bare_seconds(spec: RunSpec, vocab_tables: bool = False, skip_steps: int = 0) -> float:
     """Seconds of a bare loop on the same model, data and optimiser: forward, loss, backward,
-    step, nothing else (no metric, no norm, no test evaluation, no store). Set-up not timed.
-    ``vocab_tables``: the runner's tabled forward (the same function) instead of the model's
-    plain one."""
+    step, nothing else (no metric, no norm, no test evaluation, no store). Set-up not timed, nor
+    the first ``skip_steps`` steps (warm-up). ``vocab_tables``: the runner's tabled forward (the
+    same function) instead of the model's plain one."""
     setup = build_run(spec, torch.device("cpu"))
     model, optimizer = setup.model, setup.optimizer
     model.vocab_tables = vocab_tables
     model.train()
     started = time.perf_counter()
-    for _ in range(spec.steps):
+    for step in range(spec.steps):
+        if step == skip_steps:
+            started = time.perf_counter()
         loss = F.cross_entropy(model(setup.train), setup.train_y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
