@@ -388,7 +388,7 @@ class StoreSettings(_Strict):
         description="take each step's test evaluation, norms and histograms on a worker thread, "
         "from a copy of the weights before the update, while the training thread updates: the "
         "same numbers bit for bit, at almost no cost to the step when a core (or a GPU) is "
-        "spare; false measures inline",
+        "spare, for one extra copy of the weights in memory; false measures inline",
     )
 
 
