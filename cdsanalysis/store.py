@@ -54,8 +54,7 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
         name
         for name, var in ds.data_vars.items()
         if var.dims == ("run",)
-        and schema["variables"].get(name, {"role": "run_config"})["role"]
-        in ("run_config", "run_state")
+        and schemas.role_of(name, version) in ("run_config", "run_state")
     ]
     ds = ds.set_coords(per_run)
     for name in per_run:

@@ -123,8 +123,8 @@ def _check_arrays(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
                     f"dimension '{dim}' has length {size} in '{name}' but {first_size} in '{first}'"
                 )
             dim_sizes.setdefault(dim, (size, name))
-        role = schema["variables"].get(name, {}).get("role", "run_config")  # extras: config
-        written_while_training = role not in ("coordinate", "run_config")
+        role = schemas.role_of(name, schema["schema_version"])
+        written_while_training = role not in schemas.WRITTEN_ONCE_ROLES
         if written_while_training and "run" in dims and array.chunks[dims.index("run")] != 1:
             problems.append(
                 f"variable '{name}' has chunks of {array.chunks[dims.index('run')]} runs; "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from enum import Enum
 from importlib import resources
@@ -22,7 +21,7 @@ from runner.spec import StoreSettings
 from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
 from runner.store import RunStore, StoreError
-from runner.worker import Job, RunOutcome
+from runner.worker import Job, RunOutcome, this_process
 
 app = typer.Typer(add_completion=False, help=__doc__)
 # Markup off: run descriptions contain brackets that rich would swallow as tags.
@@ -328,8 +327,7 @@ def _train_all(
             )
         if not quiet and result.trained:
             resumed = f", resumed at step {result.started_at + 1}" if result.started_at else ""
-            here = f"{socket.gethostname()}:{os.getpid()}"  # local and batched: this process
-            where = f", on {result.worker}" if result.worker != here else ""
+            where = f", on {result.worker}" if result.worker != this_process() else ""
             err.print(
                 f"run {i} [{_describe(grid, i)}] {result.status} "
                 f"({result.seconds:.1f} s{resumed}{where})",

@@ -38,7 +38,6 @@ class StepMeasurer:
     """
 
     def __init__(self, model: Classifier, background: bool):
-        self.model = model
         self.background = background
         self.target = model
         self._measure: Measure | None = None
@@ -47,9 +46,9 @@ class StepMeasurer:
         if background:
             self.target = copy.deepcopy(model)  # deepcopy keeps tied parameters tied
             self.target.eval()
-            self._live = list(model.parameters())
-            self._copies = list(self.target.parameters())
-            self._buffers = list(zip(model.buffers(), self.target.buffers(), strict=True))
+            # Parameters and buffers alike, refreshed by one fused copy per step.
+            self._live = [*model.parameters(), *model.buffers()]
+            self._copies = [*self.target.parameters(), *self.target.buffers()]
             self._jobs: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._work, name="cds-measure", daemon=True)
 
@@ -67,8 +66,6 @@ class StepMeasurer:
         self._raise()
         with torch.no_grad():
             torch._foreach_copy_(self._copies, self._live)
-            for live, shadow in self._buffers:
-                shadow.copy_(live)
         self._jobs.put((step, row))
 
     def drain(self) -> None:

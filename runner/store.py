@@ -41,9 +41,8 @@ MAX_STEP_CHUNK = 10_000
 #: Histogram snapshots per chunk along 'hist_step'.
 HIST_STEP_CHUNK = 100
 #: Runs per chunk of the variables written only when the store is created (the run
-#: configuration: schema roles below, and the extra run coordinates).
+#: configuration: ``schemas.WRITTEN_ONCE_ROLES``, and the extra run coordinates).
 CONFIG_RUN_CHUNK = 4096
-WRITTEN_ONCE_ROLES = frozenset({"coordinate", "run_config"})
 
 STATUS = schemas.status_codes()
 _STRING_FILL = ""
@@ -172,7 +171,7 @@ def _write_new_store(
             for k in ("units", "description", "flag_values", "flag_meanings")
             if k in spec
         }
-        written_once = spec.get("role") in WRITTEN_ONCE_ROLES
+        written_once = spec["role"] in schemas.WRITTEN_ONCE_ROLES
         array = root.create_array(
             name,
             shape=tuple(sizes[d] for d in dims),

@@ -45,6 +45,11 @@ class Job:
     torch_threads: int | None = None
 
 
+def this_process() -> str:
+    """``host:pid`` of the calling process, as a :class:`RunOutcome` names its worker."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     """What one attempt at one run ended with.
@@ -62,7 +67,7 @@ class RunOutcome:
     started_at: int = 0
     trained: bool = False
     message: str = ""
-    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    worker: str = field(default_factory=this_process)
 
 
 _open_stores: dict[str, RunStore] = {}

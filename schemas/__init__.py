@@ -42,6 +42,18 @@ def variables_with_role(role: str, version: int = CURRENT_VERSION) -> list[str]:
     return [name for name, v in load_schema(version)["variables"].items() if v["role"] == role]
 
 
+#: Roles of the variables written once, when a store is created; every other role is written
+#: while training and never shares a chunk between two runs (README.md, Rules).
+WRITTEN_ONCE_ROLES = frozenset({"coordinate", "run_config"})
+
+
+def role_of(name: str, version: int = CURRENT_VERSION) -> str:
+    """The schema role of variable ``name``; an extra run coordinate (not named in the schema) is
+    run configuration."""
+    spec = load_schema(version)["variables"].get(name)
+    return "run_config" if spec is None else spec["role"]
+
+
 def status_codes(version: int = CURRENT_VERSION) -> dict[str, int]:
     """Map status name -> the int8 code stored in the ``status`` variable."""
     status = load_schema(version)["variables"]["status"]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import schemas
 from cdsanalysis import open_runs
 from runner.grid import load_grid
 from runner.measuring import StepMeasurer
@@ -16,16 +17,8 @@ from runner.spec import GPTModel
 from runner.store import RunStore
 from runner.trainer import train_run
 
-METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "param_norm_total",
-    "param_norm",
-    "weight_histogram",
-    "weight_histogram_outside",
-)
+#: Every per-step and histogram variable the runner writes.
+METRICS = (*schemas.variables_with_role("metric"), *schemas.variables_with_role("histogram"))
 
 
 def _train(tiny_grid, tmp_path, name, extra):

@@ -6,21 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+import schemas
 from cdsanalysis import open_runs, validate_store
 from runner.grid import load_grid
 from runner.store import RunStore
 from runner.trainer import build_run, rescale_, train_run
 
-METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "param_norm_total",
-    "param_norm",
-    "weight_histogram",
-    "weight_histogram_outside",
-)
+#: Every per-step and histogram variable the runner writes.
+METRICS = (*schemas.variables_with_role("metric"), *schemas.variables_with_role("histogram"))
 
 
 def _train(grid_path, out):
