@@ -8,3 +8,7 @@ from cdsanalysis.store import open_runs
 from cdsanalysis.validate import StoreValidationError, validate_store
 
 __all__ = ["open_runs", "validate_store", "StoreValidationError"]
+
+import logging as _logging
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -25,7 +25,7 @@ from cdsanalysis.smoothing import DEFAULT_SMOOTHING_WIDTH
 from cdsanalysis.stepwise import DEFAULT_THRESHOLDS
 from cdsanalysis.store import open_runs
 from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
-from cdsanalysis.validate import StoreValidationError, validate_store
+from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True, markup=False, highlight=False)
@@ -78,12 +78,23 @@ def validate(
         else:
             err.print(str(exc), highlight=False)
         raise typer.Exit(1) from None
+    failures = run_failures(store)
     if as_json:
         print(
-            json.dumps({"store": store, "valid": True, "schema_version": attrs["schema_version"]})
+            json.dumps(
+                {
+                    "store": store,
+                    "valid": True,
+                    "schema_version": attrs["schema_version"],
+                    "failed_runs": failures,
+                }
+            )
         )
-    else:
-        print(f"{store}: valid cds run store (schema v{attrs['schema_version']})")
+        return
+    print(f"{store}: valid cds run store (schema v{attrs['schema_version']})")
+    for run in failures:
+        why = run["failure"].rstrip() or "(no reason recorded: written before cds kept it)"
+        print(f"\nrun {run['index']} ({run['run']}) {run['status']}:\n{why}")
 
 
 @app.command()

@@ -72,6 +72,7 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
                     f"{reason})"
                 ],
             ) from None
+    ds = _with_schema_extras(ds, schema)
     status = schema["variables"]["status"]
     names = dict(zip(status["flag_values"], status["flag_meanings"], strict=True))
     codes = ds["status"].values
@@ -83,3 +84,33 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
         )
     )
     return ds
+
+
+def _with_schema_extras(ds: xr.Dataset, schema: dict) -> xr.Dataset:
+    """Per-run variables the schema marks optional (absent in stores written before they were
+    added) as their fill value, and units and descriptions on the known extra coordinates."""
+    for name, spec in schema["variables"].items():
+        if spec.get("optional", False) and spec["dims"] == ["run"] and name not in ds.variables:
+            fill = "" if spec["dtype"] == schemas.STRING_DTYPE else np.nan
+            column = np.full(ds.sizes["run"], fill, dtype=object if fill == "" else float)
+            ds = ds.assign_coords({name: ("run", column, {"description": spec["description"]})})
+    for name, spec in schema["extra_run_coordinates"]["known"].items():
+        if name in ds.coords:
+            ds = _as_schema_dtype(ds, name, spec["dtype"])
+            attrs = {"units": spec["units"], "description": spec["description"]}
+            ds[name].attrs.update({k: v for k, v in attrs.items() if k not in ds[name].attrs})
+    return ds
+
+
+def _as_schema_dtype(ds: xr.Dataset, name: str, dtype: str) -> xr.Dataset:
+    """A known extra coordinate that an older runner stored as text (it wrote integers such as
+    ``p`` and ``batch_size`` as strings), converted to the schema's dtype so that
+    ``ds.sel(p=47)`` works; left as it is when its values do not convert."""
+    values = ds[name].values
+    if dtype == schemas.STRING_DTYPE or values.dtype.kind not in ("T", "U", "O"):
+        return ds
+    try:
+        converted = np.array([str(v) for v in values]).astype(dtype)
+    except ValueError:
+        return ds
+    return ds.assign_coords({name: ("run", converted, ds[name].attrs)})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
@@ -17,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from runner.executors import Executor, make_executor
 from runner.grid import Grid, GridError, load_grid, parse_grid
 from runner.leases import DEFAULT_LEASE_TTL
+from runner.logs import configure_log_file
 from runner.spec import StoreSettings
 from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
@@ -29,6 +32,8 @@ err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # log
 
 #: Grid used when --grid is not given: small enough for a laptop, shows all three regimes.
 DEFAULT_GRID = "quickstart.yaml"
+
+logger = logging.getLogger(__name__)
 
 
 def _value_at(spec: dict, dotted: str) -> Any:
@@ -219,6 +224,14 @@ def run(
             "use flock, freed when the holder dies)",
         ),
     ] = DEFAULT_LEASE_TTL,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            help="append the runner's log (runs started and finished, the full traceback of "
+            "every failed run, divergences) to this file, from every training process",
+        ),
+    ] = None,
 ) -> None:
     """Train every run of a grid into one Zarr run store. Re-running resumes."""
     try:
@@ -248,8 +261,14 @@ def run(
         err.print(f"error: {problem}")
         raise typer.Exit(2)
     try:
+        configure_log_file(log_file)
+    except OSError as exc:
+        err.print(f"error: --log-file {log_file}: {exc.strerror or exc}; give a writable path")
+        raise typer.Exit(2) from None
+    try:
         store = RunStore.create_or_open(location, grid.runs, grid.settings, grid.text)
     except StoreError as exc:
+        logger.error("%s", exc)
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
     job = Job(
@@ -257,6 +276,12 @@ def run(
         settings=grid.settings.model_dump(mode="json"),
         lease_ttl=lease_ttl,
         torch_threads=threads_per_worker or _default_torch_threads(executor, grid.settings),
+        log_file=str(log_file.resolve()) if log_file else None,
+    )
+    logger.info(
+        "cds-run %s: grid '%s', %d of %d runs, --executor %s, store %s",
+        this_process(), grid.settings.name, len(indices), len(grid.runs), executor.value,
+        location.text,
     )
     with graceful_stop(on_first=_announce_stop) as stop:
         engine = make_executor(
@@ -271,6 +296,7 @@ def run(
     if restarts:
         summary += f" ({restarts} task(s) rescheduled after a worker died)"
     err.print(f"{location.text}: {summary}", highlight=False)
+    logger.info("%s: %s", location.text, summary)
     if stop():
         err.print("interrupted: re-run the same command to resume from the last flushed step")
         raise typer.Exit(stop.exit_code)
@@ -322,8 +348,14 @@ def _train_all(
         progress.update(bar, runs_done=outcome["done"] + outcome["diverged"] + outcome["failed"])
         i = result.index
         if result.status == "failed":
+            if not result.failure:  # failed outside the run (its worker kept dying): say so
+                logger.error("run %d (%s) failed: %s", i, grid.runs[i].run_id, result.message)
+                with contextlib.suppress(Exception):
+                    store.set_failure(i, f"run {grid.runs[i].run_id}: {result.message}")
             err.print(
-                f"run {i} ({grid.runs[i].run_id}) failed: {result.message}", highlight=False
+                f"run {i} ({grid.runs[i].run_id}) failed: {result.message} (full traceback: "
+                f"cds-analyze validate {store.location.text})",
+                highlight=False,
             )
         if not quiet and result.trained:
             resumed = f", resumed at step {result.started_at + 1}" if result.started_at else ""

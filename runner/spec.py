@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+import schemas
 from runner.model_specs import (  # noqa: F401  (re-exported: grids and tests name them here)
     BERTModel,
     GPTModel,
@@ -334,8 +335,8 @@ def _merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-#: Parameter groups of the per-group norms and histograms, in store order.
-PARAM_GROUPS: tuple[str, ...] = ("embedding", "attention", "mlp", "recurrent", "norm", "head")
+#: Parameter groups of the per-group norms and histograms, in store order (from the schema).
+PARAM_GROUPS: tuple[str, ...] = schemas.parameter_groups()
 
 
 class HistogramSettings(_Strict):

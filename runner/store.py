@@ -82,6 +82,10 @@ def _coordinate_dtype(values: Sequence[Any]) -> Any:
     return str
 
 
+def _units_and_description(spec: dict | None) -> dict[str, str]:
+    return {} if spec is None else {k: spec[k] for k in ("units", "description")}
+
+
 @dataclass(frozen=True)
 class StoreLayout:
     """Sizes of every dimension of a store, derived from the runs and shared settings."""
@@ -183,9 +187,15 @@ def _write_new_store(
         )
         if name in values:
             array[...] = values.pop(name)
-    # Extra run coordinates (allowed by the schema): configuration not named in it.
+    # Extra run coordinates (allowed by the schema): configuration not named in it, with the
+    # schema's dtype where it lists them (from the Python values otherwise: numpy scalars are
+    # not ``int``, which once stored every integer coordinate as text).
+    known = schemas.known_extra_coordinates()
     for name, column in values.items():
-        dtype = _coordinate_dtype(list(column))
+        if name in known:
+            dtype = _dtype(known[name]["dtype"])
+        else:
+            dtype = _coordinate_dtype([c[name] for c in coords])
         array = root.create_array(
             name,
             shape=(len(runs),),
@@ -193,9 +203,9 @@ def _write_new_store(
             dtype=dtype,
             fill_value=_STRING_FILL if dtype is str else 0,
             dimension_names=["run"],
-            attributes={"role": "run_config"},
+            attributes={"role": "run_config", **_units_and_description(known.get(name))},
         )
-        array[...] = column
+        array[...] = column if dtype is str else np.asarray(column, dtype=dtype)
     zarr.open_group(
         str(path / "_state"),
         mode="w-",
@@ -249,6 +259,26 @@ class RunStore:
         self.hist_groups: list[str] = [str(g) for g in self.root["hist_group"][...]]
         self.bin_edges: np.ndarray = self.root["bin_edge"][...]
         self.n_steps = int(self.root["step"].shape[0])
+        self._add_optional_variables()
+
+    def _add_optional_variables(self) -> None:
+        """Create the per-run variables the schema added after this store was written (each
+        starts at its fill value), so older stores take every field the runner writes."""
+        schema = schemas.load_schema()
+        for name in schemas.optional_variables():
+            spec = schema["variables"][name]
+            if name in self.root or spec["dims"] != ["run"]:
+                continue
+            with contextlib.suppress(zarr.errors.ContainsArrayError):  # another process won
+                self.root.create_array(
+                    name,
+                    shape=(len(self.run_ids),),
+                    chunks=(1,),
+                    dtype=_dtype(spec["dtype"]),
+                    fill_value=_fill(spec),
+                    dimension_names=["run"],
+                    attributes={"units": spec["units"], "description": spec["description"]},
+                )
 
     # -- creation -----------------------------------------------------------------------------
     @classmethod
@@ -350,6 +380,16 @@ class RunStore:
         except OSError as exc:
             raise self._write_error("the state of", run_index, exc) from exc
 
+    def set_failure(self, run_index: int, text: str) -> None:
+        """Record why the run's last attempt failed or diverged ('' clears it)."""
+        try:
+            self.array("failure")[run_index] = text
+        except OSError as exc:
+            raise self._write_error("the failure text of", run_index, exc) from exc
+
+    def failure(self, run_index: int) -> str:
+        return str(self.array("failure")[run_index])
+
     def _write_error(self, what: str, run_index: int, exc: OSError) -> StoreError:
         """A write that failed (disk full, permission denied, ...), said plainly."""
         reason = exc.strerror or str(exc) or type(exc).__name__
@@ -444,7 +484,7 @@ def _wait_for_upload(loc: StoreLocation, seconds: float = 30.0) -> None:
 
 def _validate_existing(loc: StoreLocation) -> None:
     """Refuse (untouched) an existing store that does not follow the schema."""
-    from cdsanalysis.validate import StoreValidationError, validate_store
+    from schemas.validate import StoreValidationError, validate_store
 
     try:
         validate_store(loc.text if not loc.is_local else loc.root)

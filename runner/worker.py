@@ -8,19 +8,25 @@ machine), so it takes only picklable values: the store's location as text, never
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import logging
 import os
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.leases import DEFAULT_LEASE_TTL, Holder, Lease
+from runner.logs import configure_log_file
 from runner.spec import StoreSettings
 from runner.store import RunStore, StoreError
 
 #: States a run never leaves: nothing trains it again.
 FINAL = ("done", "diverged")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,15 @@ class Job:
         Seconds a timed lease (fsspec stores) lives without renewal.
     torch_threads
         Threads torch may use in the process that trains (None: torch's default).
+    log_file
+        File every training process appends the ``runner`` log to (``--log-file``; None: none).
     """
 
     location: str
     settings: dict[str, Any]
     lease_ttl: float = DEFAULT_LEASE_TTL
     torch_threads: int | None = None
+    log_file: str | None = None
 
 
 def this_process() -> str:
@@ -59,6 +68,8 @@ class RunOutcome:
     ``not started`` (a stop was asked before it began).
     ``started_at`` is the number of steps already flushed when the attempt began: above 0, the
     attempt resumed a run that an earlier one (perhaps on a worker that died) had begun.
+    ``failure`` is what the store's ``failure`` variable now says of a failed or diverged run
+    (the full traceback of a failure); ``message`` is its one-line summary.
     """
 
     index: int
@@ -68,6 +79,58 @@ class RunOutcome:
     trained: bool = False
     message: str = ""
     worker: str = field(default_factory=this_process)
+    failure: str = ""
+
+
+def failure_text(run_id: str, steps_done: int, exc: BaseException) -> str:
+    """What the store keeps of a failed attempt: where and when, then the full traceback."""
+    when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    header = f"run {run_id} failed on {this_process()} at {when} after step {steps_done}:\n"
+    return header + "".join(traceback.format_exception(exc))
+
+
+def divergence_text(store: RunStore, index: int) -> str:
+    """What the store keeps of a diverged run: its first non-finite training loss."""
+    _, steps_done = store.state(index)
+    loss = float(store.array("train_loss")[index, steps_done - 1]) if steps_done else float("nan")
+    return (
+        f"run {store.run_ids[index]} diverged: training loss {loss} at step {steps_done}, the "
+        f"first non-finite one; steps 1..{steps_done} are kept"
+    )
+
+
+def _summary(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+
+
+def _record_end(store: RunStore, index: int, status: str) -> str:
+    """Keep why a finished attempt ended as it did in the store (a diverged run's loss; a done
+    run clears an earlier attempt's failure) and log it; return the failure text."""
+    text = divergence_text(store, index) if status == "diverged" else ""
+    if text or store.failure(index):
+        store.set_failure(index, text)
+    if text:
+        logger.warning(text)
+    else:
+        logger.info("run %d (%s) %s", index, store.run_ids[index], status)
+    return text
+
+
+def _record_failure(store: RunStore, index: int, exc: BaseException) -> str:
+    """Mark the run failed with its full traceback in the store and the log; return the
+    one-line message (which also says when the store refused the state or text)."""
+    steps_done = -1  # unknown when the store cannot even be read
+    with contextlib.suppress(Exception):
+        steps_done = store.state(index)[1]
+    text = failure_text(store.run_ids[index], steps_done, exc)
+    logger.error("%s", text.rstrip())
+    message = _summary(exc)
+    try:
+        store.set_state(index, "failed")
+        store.set_failure(index, text)
+    except StoreError as state_exc:  # the store itself refuses writes
+        message += f" (and the store could not record the failure: {state_exc})"
+    return message
 
 
 _open_stores: dict[str, RunStore] = {}
@@ -111,6 +174,7 @@ def train_one(
     """
     from runner.trainer import RunInterrupted, train_run  # torch only where runs are trained
 
+    configure_log_file(job.log_file)
     if job.torch_threads:
         import torch
 
@@ -132,10 +196,14 @@ def train_one(
             return RunOutcome(index, status, started_at=steps_done)
         settings = StoreSettings.model_validate(job.settings)
 
-        def outcome(status: str, message: str = "") -> RunOutcome:
+        def outcome(status: str, message: str = "", failure: str = "") -> RunOutcome:
             seconds = time.perf_counter() - started
-            return RunOutcome(index, status, seconds, steps_done, True, message)
+            return RunOutcome(index, status, seconds, steps_done, True, message, failure=failure)
 
+        logger.info(
+            "run %d (%s) starts at step %d on %s",
+            index, store.run_ids[index], steps_done + 1, this_process(),
+        )
         try:
             status = train_run(
                 store,
@@ -150,15 +218,19 @@ def train_one(
             store.set_state(index, "pending", exc.steps_done)  # resumable, nothing lost
             return outcome("interrupted", f"stopped after step {exc.steps_done} (flushed)")
         except Exception as exc:  # one bad run must not stop the grid
-            message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
-            try:
-                store.set_state(index, "failed")
-            except StoreError as state_exc:  # the store itself refuses writes
-                message += f" (and its state could not be set to failed: {state_exc})"
-            return outcome("failed", message)
-        return outcome(status)
+            message = _record_failure(store, index, exc)
+            return outcome("failed", message, failure_text_of(store, index))
+        return outcome(status, failure=_record_end(store, index, status))
     finally:
         lease.release()
+
+
+def failure_text_of(store: RunStore, index: int) -> str:
+    """The store's failure text of a run ('' when the store cannot be read)."""
+    try:
+        return store.failure(index)
+    except Exception:  # noqa: BLE001 - a broken store must not hide the original failure
+        return ""
 
 
 def train_batch(
@@ -175,6 +247,7 @@ def train_batch(
     from runner.batched import train_group
     from runner.trainer import RunInterrupted
 
+    configure_log_file(job.log_file)
     if job.torch_threads:
         import torch
 
@@ -202,9 +275,13 @@ def train_batch(
         return outcomes
     started_at = {i: store.state(i)[1] for i in mine}
 
-    def outcome(index: int, status: str, message: str = "") -> RunOutcome:
+    def outcome(index: int, status: str, message: str = "", failure: str = "") -> RunOutcome:
         seconds = time.perf_counter() - started
-        return RunOutcome(index, status, seconds, started_at[index], True, message)
+        return RunOutcome(
+            index, status, seconds, started_at[index], True, message, failure=failure
+        )
+
+    logger.info("runs %s train together as one batched group on %s", mine, this_process())
 
     try:
         settings = StoreSettings.model_validate(job.settings)
@@ -212,7 +289,9 @@ def train_batch(
         statuses = train_group(
             store, mine, settings, on_steps=on_steps, stop=lambda: stop() or lost()
         )
-        outcomes += [outcome(i, statuses[i]) for i in mine]
+        outcomes += [
+            outcome(i, statuses[i], failure=_record_end(store, i, statuses[i])) for i in mine
+        ]
     except RunInterrupted as exc:
         for index in mine:
             status, _ = store.state(index)
@@ -225,11 +304,9 @@ def train_batch(
                 message = f"stopped after step {exc.steps_done} (flushed)"
                 outcomes.append(outcome(index, "interrupted", message))
     except Exception as exc:  # the group failed: each of its runs is marked failed
-        message = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
         for index in mine:
-            with contextlib.suppress(StoreError):  # the store itself refuses writes
-                store.set_state(index, "failed")
-            outcomes.append(outcome(index, "failed", message))
+            message = _record_failure(store, index, exc)
+            outcomes.append(outcome(index, "failed", message, failure_text_of(store, index)))
     finally:
         for lease in leases.values():
             lease.release()

@@ -47,6 +47,29 @@ def variables_with_role(role: str, version: int = CURRENT_VERSION) -> list[str]:
 WRITTEN_ONCE_ROLES = frozenset({"coordinate", "run_config"})
 
 
+def parameter_groups(version: int = CURRENT_VERSION) -> tuple[str, ...]:
+    """Names of the parameter groups along the ``group`` dimension, in store order."""
+    return tuple(load_schema(version)["parameter_groups"])
+
+
+def known_extra_coordinates(version: int = CURRENT_VERSION) -> dict[str, dict[str, str]]:
+    """The extra run coordinates the runner writes: name -> ``dtype``, ``units``,
+    ``description``. Stores may hold others (readers ignore unknown ones)."""
+    return dict(load_schema(version)["extra_run_coordinates"]["known"])
+
+
+def optional_variables(version: int = CURRENT_VERSION) -> list[str]:
+    """Variables added after their schema version first shipped: stores written before lack them,
+    readers supply their fill value and the runner adds them when it opens such a store."""
+    return [n for n, v in load_schema(version)["variables"].items() if v.get("optional", False)]
+
+
+def checkpoint_format(version: int = CURRENT_VERSION) -> dict[str, Any]:
+    """The checkpoint file format: ``path``, ``format_version``, ``serialisation`` and ``keys``
+    (each key of the saved dict with its meaning)."""
+    return dict(load_schema(version)["checkpoint"])
+
+
 def role_of(name: str, version: int = CURRENT_VERSION) -> str:
     """The schema role of variable ``name``; an extra run coordinate (not named in the schema) is
     run configuration."""

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import zarr
 
-from cdsanalysis import StoreValidationError, open_runs, validate_store
+from cdsanalysis import open_runs
 from runner.grid import parse_grid
 from runner.store import RunStore
+from schemas.validate import StoreValidationError, validate_store
 
 GRID = "name: v\ntask: {p: 11}\nn_samples: [20, 40]\nseed: [0, 1]\nsteps: 30\n"
 
