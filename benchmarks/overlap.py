@@ -21,8 +21,8 @@ on-CPU time and time spent runnable but waiting for a core):
     asleep: waiting for the GIL or for the previous step's measurement (one is in flight at a
     time), = wall - on-CPU - run-queue.
 ``others_cpu_ms`` / ``others_runqueue_ms``
-    the other threads of this process (the measuring thread; an injected competitor thread is
-    left out).
+    the other threads of this process: the measuring thread, and any thread the store's I/O or
+    torch starts (hence not zero inline); an injected competitor or probe thread is left out.
 
 Conditions (``--only`` picks some):
 
