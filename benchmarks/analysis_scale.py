@@ -34,6 +34,9 @@ from benchmarks.common import alternate, load_average, median
 
 SIZES = (500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000)
 
+#: The figures BENCHMARKS.md reports (their spread: ``python -m benchmarks --invocations N``).
+HEADLINE = ("regimes_seconds", "peak_memory_mb", "ratio_to_read", "ratio_to_read_all")
+
 
 def _specs(n_runs: int, steps: int):
     from runner.spec import RunSpec

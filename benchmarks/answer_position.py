@@ -5,6 +5,7 @@ numbers agree); the plain one runs the last block and the LM head at every posit
 authors' code does. Timed alternately in one process, so the ratio is robust to machine noise.
 
     python -m benchmarks.answer_position [--p 47] [--n-samples 900] [--repeats 30] [--json FILE]
+        [--threads N]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from runner.trainer import build_run
 
 def _step_seconds(setup, logits_fn) -> float:
     started = time.perf_counter()
-    loss = F.cross_entropy(logits_fn(setup.train_x), setup.train_y)
+    loss = F.cross_entropy(logits_fn(setup.train["input_ids"]), setup.train_y)
     setup.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     return time.perf_counter() - started  # no optimizer.step: both time the same weights
@@ -36,7 +37,12 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=900)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     spec = RunSpec.model_validate({"task": {"p": args.p}, "n_samples": args.n_samples, "steps": 1})
     setup = build_run(spec, torch.device("cpu"))

@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import alternate, load_average, median, quick_main
+from benchmarks.common import alternate, load_average, median, quick_main, synchronize
 from benchmarks.runner_timing import runner_seconds
 from runner.spec import RunSpec, StoreSettings
 from runner.store import RunStore
 from runner.trainer import build_run, train_run
+
+#: The figures BENCHMARKS.md reports (their spread: ``python -m benchmarks --invocations N``).
+HEADLINE = ("speedup_ratio", "runner_ms_per_step", "reference_ms_per_step")
 
 
 def _authors_inputs(ids: torch.Tensor, answers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,9 +41,16 @@ def _authors_inputs(ids: torch.Tensor, answers: torch.Tensor) -> tuple[torch.Ten
     return tokens, labels
 
 
-def reference_loop(spec: RunSpec, steps: int) -> tuple[float, list[dict[str, float]]]:
-    """The authors' way: returns (seconds of the loop, the logged values of each step)."""
-    setup = build_run(spec, torch.device("cpu"))
+def reference_loop(
+    spec: RunSpec, steps: int, device: str = "cpu", skip_steps: int = 0
+) -> tuple[float, list[dict[str, float]]]:
+    """The authors' way: returns (seconds of the loop, the logged values of each step).
+
+    ``device``: where the model and data live (their code moves both to the GPU). The first
+    ``skip_steps`` steps are run but not timed (warm-up: the seconds cover steps
+    ``skip_steps + 1 .. steps``).
+    """
+    setup = build_run(spec, torch.device(device))
     lm = copy.deepcopy(setup.model.lm)  # the same initial weights as the runner's
     opt = spec.optimizer
     optimizer = torch.optim.AdamW(
@@ -52,6 +62,9 @@ def reference_loop(spec: RunSpec, steps: int) -> tuple[float, list[dict[str, flo
     lm.train()
     started = time.perf_counter()
     for step in range(1, steps + 1):
+        if step == skip_steps + 1:
+            synchronize(device)
+            started = time.perf_counter()
         out = lm(input_ids=train_x, labels=train_l)
         train_acc = (out.logits[:, -2].argmax(-1) == setup.train_y).float().mean()
         test_out = lm(input_ids=test_x, labels=test_l)  # no torch.no_grad(), as theirs
@@ -70,6 +83,7 @@ def reference_loop(spec: RunSpec, steps: int) -> tuple[float, list[dict[str, flo
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
+    synchronize(device)  # the last update is queued on a GPU
     return time.perf_counter() - started, logs
 
 
@@ -85,13 +99,14 @@ def runner_first_steps(spec: RunSpec, settings: StoreSettings) -> dict[str, np.n
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def paper_spec(steps: int) -> RunSpec:
+def paper_spec(steps: int, p: int = 113, n_samples: int = 2000) -> RunSpec:
     """p = 113, n = 2000, the authors' 1-layer GPT (d = 128), full batch, their optimiser, test
-    set evaluated every step, accuracy over the whole vocabulary as they take it."""
+    set evaluated every step, accuracy over the whole vocabulary as they take it. (``p`` and
+    ``n_samples`` are smaller only in the GPU benchmark's ``--tiny`` CPU check.)"""
     return RunSpec.model_validate(
         {
-            "task": {"p": 113, "accuracy_over": "vocabulary"},
-            "n_samples": 2000,
+            "task": {"p": p, "accuracy_over": "vocabulary"},
+            "n_samples": n_samples,
             "seed": 0,
             "steps": steps,
             "eval_every": 1,

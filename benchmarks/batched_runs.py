@@ -42,6 +42,9 @@ eval_every: 1
 flush_every: 100
 """
 
+#: The figures BENCHMARKS.md reports (their spread: ``python -m benchmarks --invocations N``).
+HEADLINE = ("speedup_ratio", "speedup_ratio_over_plain_sequential", "speedup_ratio_vmap_only")
+
 
 def _train(
     steps: int,

@@ -22,6 +22,9 @@ from benchmarks.common import load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The figures BENCHMARKS.md reports (their spread: ``python -m benchmarks --invocations N``).
+HEADLINE = ("readme_processes_seconds", "local_seconds", "batched_seconds")
+
 
 def _wall(*extra: str) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="cds-bench-qs-"))
