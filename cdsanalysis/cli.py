@@ -173,6 +173,8 @@ def settings_options(cls: type, names: Sequence[str], param: str = "settings") -
 # -- the analysis commands --------------------------------------------------------------------
 
 WhereOpt = Annotated[list[str] | None, typer.Option(help="keep runs with KEY=VALUE (repeatable)")]
+#: Said after an error of an analysis that pools runs of one configuration.
+ONE_CONFIGURATION = "\n(select one configuration with --where KEY=VALUE)"
 
 
 def _open(store: str, where: list[str] | None) -> xr.Dataset:
@@ -182,6 +184,48 @@ def _open(store: str, where: list[str] | None) -> xr.Dataset:
         raise _fail(str(exc)) from None
 
 
+def analysis_command(hint: str = "") -> Callable:
+    """Make ``command(ds, [store], **options) -> (json_value, text)`` a command on a store:
+    it adds the store argument and the ``--where``, ``--json`` and ``--out`` options, opens
+    and selects the runs, prints (and writes) the JSON or the text, and exits 2 with the
+    message (and ``hint``) of a :class:`ValueError`."""
+
+    def wrap(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        wants_store = "store" in signature.parameters
+
+        @functools.wraps(command)
+        def run(
+            store: str,
+            where: list[str] | None = None,
+            as_json: bool = False,
+            out: Path | None = None,
+            **options: Any,
+        ) -> None:
+            ds = _open(store, where)
+            try:
+                data, text = command(ds, **options, **({"store": store} if wants_store else {}))
+            except ValueError as exc:
+                raise _fail(f"{exc}{hint}") from None
+            _emit(json.dumps(data, indent=2) if as_json else text, out)
+
+        own = [p for name, p in signature.parameters.items() if name not in ("ds", "store")]
+        keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[
+                inspect.Parameter("store", keyword, annotation=StoreArg),
+                *own,
+                inspect.Parameter("where", keyword, default=None, annotation=WhereOpt),
+                inspect.Parameter("as_json", keyword, default=False, annotation=JsonOpt),
+                inspect.Parameter("out", keyword, default=None, annotation=OutOpt),
+            ],
+            return_annotation=None,
+        )
+        return run
+
+    return wrap
+
+
 def _settings_text(attrs: dict[str, Any]) -> str:
     """The settings a result echoes in its ``attrs``, as the last lines of a text report."""
     return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
@@ -189,46 +233,27 @@ def _settings_text(attrs: dict[str, Any]) -> str:
 
 @app.command()
 @settings_options(AnalysisSettings, REGIMES_OPTIONS)
-def regimes(
-    store: StoreArg,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
-    settings: AnalysisSettings = DEFAULTS,
-) -> None:
+@analysis_command(hint=ONE_CONFIGURATION)
+def regimes(ds: xr.Dataset, store: str, settings: AnalysisSettings = DEFAULTS) -> tuple[Any, str]:
     """Regime of every data size, with memorisation/generalisation steps and the CDS."""
-    try:
-        ds = select_runs(open_runs(store), where or [])
-        report = regimes_report(ds, settings)
-    except StoreValidationError as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:
-        raise _fail(f"{exc}\n(select one configuration with --where KEY=VALUE)") from None
+    report = regimes_report(ds, settings)
     report["store"]["location"] = store
-    _emit(json.dumps(report, indent=2) if as_json else render_regimes_table(report), out)
+    return report, render_regimes_table(report)
 
 
 @app.command()
 @settings_options(AnalysisSettings, CDS_OPTIONS)
+@analysis_command(hint=ONE_CONFIGURATION)
 def cds(
-    store: StoreArg,
+    ds: xr.Dataset,
     by: Annotated[
         str | None, typer.Option(help="model coordinate (width, depth): CDS per model + trend")
     ] = None,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
     settings: AnalysisSettings = DEFAULTS,
-) -> None:
+) -> tuple[Any, str]:
     """CDS by the grid rule and by a logistic fit in log size, with bootstrap intervals."""
-    ds = _open(store, where)
-    try:
-        result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
-    except ValueError as exc:
-        raise _fail(f"{exc}\n(select one configuration with --where KEY=VALUE)") from None
-    if as_json:
-        _emit(json.dumps(dataset_to_json(result.drop_dims("size_grid", errors="ignore"))), out)
-        return
+    result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
+    data = dataset_to_json(result.drop_dims("size_grid", errors="ignore"))
     conf = f"{settings.confidence:.0%}"
     size_coord = settings.size_coord
     if by:
@@ -265,29 +290,20 @@ def cds(
             f"\n{conf} bootstrap intervals, {settings.n_resamples} resamples over "
             f"{fmt(result['n_runs_total'])} runs ({fmt(result['n_failed_resamples'])} failed fits)"
         )
-    _emit(f"{text}\n{_settings_text(result.attrs)}", out)
+    return data, f"{text}\n{_settings_text(result.attrs)}"
 
 
 @app.command()
 @settings_options(DecaySettings, DecaySettings.field_names(), param="decay_settings")
 @settings_options(AnalysisSettings, DECAY_OPTIONS)
+@analysis_command()
 def decay(
-    store: StoreArg,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
+    ds: xr.Dataset,
     settings: AnalysisSettings = DEFAULTS,
     decay_settings: DecaySettings = DEFAULT_DECAY,
-) -> None:
+) -> tuple[Any, str]:
     """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation."""
-    ds = _open(store, where)
-    try:
-        res = fit_decay(ds, settings, decay_settings)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        _emit(json.dumps(dataset_to_json(res)), out)
-        return
+    res = fit_decay(ds, settings, decay_settings)
     conf = f"{settings.confidence:.0%}"
     rows = []
     for i in range(res.sizes["run"]):
@@ -327,42 +343,35 @@ def decay(
         f"\n{_settings_text(res.attrs)}\n"
         + "\n".join(settings_lines(DecaySettings.from_attrs(decay_echo).to_dict(), "Decay"))
     )
-    _emit(text, out)
+    return dataset_to_json(res), text
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--thresholds must be comma-separated numbers, got {text!r}") from None
 
 
 @app.command()
 @settings_options(AnalysisSettings, STEPWISE_OPTIONS)
+@analysis_command()
 def stepwise(
-    store: StoreArg,
+    ds: xr.Dataset,
     thresholds: Annotated[
         str, typer.Option(help="comma-separated thresholds (paper: 0.1..0.9; model-wise 0.5..0.85)")
     ] = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS),
     metric: Annotated[str, typer.Option(help="per-step variable")] = DEFAULT_METRIC,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
     settings: AnalysisSettings = DEFAULTS,
-) -> None:
+) -> tuple[Any, str]:
     """First step reaching each threshold: median [min-max] (reached/runs) per data size."""
-    ds = _open(store, where)
-    try:
-        values = [float(t) for t in thresholds.split(",") if t.strip()]
-        params = settings.to_dict()
-        est = StepwiseAnalysis(thresholds=values, metric=metric, **params).fit(ds)
-    except ValueError as exc:
-        raise _fail(f"--thresholds/--metric: {exc}") from None
+    params = settings.to_dict()
+    est = StepwiseAnalysis(thresholds=_thresholds(thresholds), metric=metric, **params).fit(ds)
     by_size = est.by_size_
-    if as_json:
-        _emit(
-            json.dumps(
-                {
-                    "runs": dataset_to_json(est.first_step_.to_dataset()),
-                    "by_size": dataset_to_json(by_size),
-                }
-            ),
-            out,
-        )
-        return
+    data = {
+        "runs": dataset_to_json(est.first_step_.to_dataset()),
+        "by_size": dataset_to_json(by_size),
+    }
     size_coord = settings.size_coord
     rows = []
     for i, size in enumerate(by_size[size_coord].values):
@@ -380,7 +389,7 @@ def stepwise(
         "never reached = '-', not 0"
         f"\n{_settings_text(by_size.attrs)}"
     )
-    _emit(text, out)
+    return data, text
 
 
 @app.command()

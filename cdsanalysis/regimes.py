@@ -208,9 +208,7 @@ def _blockwise_events(ds: xr.Dataset, rules: AnalysisSettings) -> xr.Dataset:
     return out
 
 
-def _robust_events(
-    ds: xr.Dataset, rules: AnalysisSettings
-) -> tuple[xr.DataArray, xr.DataArray]:
+def _robust_events(ds: xr.Dataset, rules: AnalysisSettings) -> tuple[xr.DataArray, xr.DataArray]:
     """Memorisation and generalisation steps on smoothed curves with a sustain requirement."""
     out = []
     for name, threshold, label in (

@@ -117,14 +117,17 @@ class SettingsBase:
         }
 
     def as_attrs(self) -> dict[str, Any]:
-        """The settings as attributes of a result (``xarray`` ``attrs``), storable in netCDF and
-        Zarr: booleans as 0/1, ``None`` as ``"none"``, sequences as lists."""
+        """The settings as attributes of a result (``xarray`` ``attrs``), storable in Zarr and
+        netCDF: booleans as 0/1, ``None`` as ``"none"``, a sequence of names as one
+        comma-separated string, one of numbers as a list."""
         out = {}
         for name, value in self.to_dict().items():
             if isinstance(value, bool):
                 value = int(value)
             elif value is None:
                 value = "none"
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = ",".join(value)
             out[name] = value
         return out
 
@@ -139,8 +142,10 @@ class SettingsBase:
             value = attrs[f.name]
             if isinstance(f.default, bool):
                 value = bool(value)
-            elif isinstance(value, list):
-                value = tuple(value)
+            elif isinstance(f.default, tuple) and isinstance(value, str):
+                value = tuple(v for v in value.split(",") if v)
+            elif isinstance(value, (list, np.ndarray)):
+                value = tuple(np.asarray(value).tolist())
             elif isinstance(value, str) and value == "none" and f.default is None:
                 value = None
             values[f.name] = value

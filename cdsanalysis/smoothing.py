@@ -29,6 +29,7 @@ from cdsanalysis.settings import DEFAULTS, SMOOTHINGS, Smoothing, check_smoothin
 #: The vocabulary is stated in :mod:`cdsanalysis.settings`; re-exported here for callers.
 __all__ = ["SMOOTHINGS", "Smoothing", "ema", "smooth_curve"]
 
+
 def ema(values: np.ndarray, width: float) -> np.ndarray:
     """Causal EMA of a 1-D NaN-free array: ``s[i] = a * x[i] + (1 - a) * s[i - 1]``.
 

@@ -213,4 +213,3 @@ def test_discrete_interval_never_interpolates_to_inf():
     assert (low, high) == (100.0, 100.0)
     low, high = percentile_interval(np.r_[samples[:-6], [np.inf] * 6], 0.9, discrete=True)
     assert (low, high) == (100.0, np.inf)
-
