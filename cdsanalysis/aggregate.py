@@ -7,14 +7,15 @@ all reduces to NaN.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-#: The reductions :func:`aggregate_curve` knows.
-Aggregate = Literal["final", "max", "mean_last", "median_last"]
-AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+from cdsanalysis.settings import AGGREGATES, DEFAULTS, Aggregate, check_aggregate
+
+#: The vocabulary is stated in :mod:`cdsanalysis.settings`; re-exported here for callers.
+__all__ = ["AGGREGATES", "Aggregate", "aggregate_curve", "aggregate_label", "at_precision"]
 
 #: Human-readable names of the reductions (used by reports).
 AGGREGATE_LABELS = {
@@ -23,17 +24,6 @@ AGGREGATE_LABELS = {
     "mean_last": "mean-of-last-{last_k}",
     "median_last": "median-of-last-{last_k}",
 }
-
-#: Reductions over the last ``last_k`` measured values.
-WINDOWED = ("mean_last", "median_last")
-
-#: The default reduction of a test-accuracy curve to a run's "final test accuracy": the median of
-#: the last 100 measured values. Full-batch AdamW runs show brief loss spikes after memorising
-#: (train and test accuracy collapse for 1-15 steps, then recover); the last value alone can land
-#: in one and misread a generalised run. A median over a window ignores spikes shorter than half
-#: of it while still following a real late trend. ``"final"`` gives the raw last value.
-DEFAULT_AGGREGATE = "median_last"
-DEFAULT_LAST_K = 100
 
 
 def at_precision(threshold: float, dtype: Any) -> float:
@@ -50,26 +40,14 @@ def at_precision(threshold: float, dtype: Any) -> float:
     return float(threshold)
 
 
-def check_aggregate(how: str, last_k: int) -> int:
-    """Validate a reduction and return the ``last_k`` it really uses.
-
-    ``last_k`` only means something for ``"mean_last"`` and ``"median_last"``; the other
-    reductions use one value (``"final"``) or all of them (``"max"``), so for them it is taken
-    as 1, whatever was passed (so that ``--aggregate final`` works without ``--last-k 1``).
-    """
-    if how not in AGGREGATES:
-        raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {how!r}")
-    if not isinstance(last_k, int) or isinstance(last_k, bool) or last_k < 1:
-        raise ValueError(f"last_k must be a positive integer, got {last_k!r}")
-    return last_k if how in WINDOWED else 1
-
-
 def aggregate_label(how: str, last_k: int = 1) -> str:
     """Short adjective for a reduction: ``"final"``, ``"maximum"`` or ``"mean-of-last-5"``."""
     return AGGREGATE_LABELS[how].format(last_k=last_k)
 
 
-def aggregate_curve(curve: xr.DataArray, how: Aggregate = "final", last_k: int = 1) -> xr.DataArray:
+def aggregate_curve(
+    curve: xr.DataArray, how: Aggregate = DEFAULTS.aggregate, last_k: int = DEFAULTS.last_k
+) -> xr.DataArray:
     """Reduce ``curve`` over its ``step`` dimension, ignoring NaN.
 
     Parameters
@@ -82,8 +60,8 @@ def aggregate_curve(curve: xr.DataArray, how: Aggregate = "final", last_k: int =
         ``"max"``: the largest measured value (note: an optimistic selection on the curve).
         ``"mean_last"``: the mean of the last ``last_k`` measured values (of all of them when
         fewer than ``last_k`` were measured).
-        ``"median_last"``: their median (robust to brief loss spikes; see
-        :data:`DEFAULT_AGGREGATE`).
+        ``"median_last"``: their median (robust to brief loss spikes; the default, see
+        :class:`~cdsanalysis.settings.AnalysisSettings`).
     last_k
         Number of measured values reduced by ``"mean_last"`` / ``"median_last"``
         (measurements, not steps: with a test evaluation every 100 steps, ``last_k = 5`` spans

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import at_precision, check_aggregate
+from cdsanalysis.aggregate import at_precision
+from cdsanalysis.settings import AnalysisSettings
 
 #: Runs per block: 64 runs x 100,000 steps of float32 is 25 MB per metric.
 BLOCK_RUNS = 64
@@ -49,12 +50,7 @@ def aggregate_rows(values: np.ndarray, how: str, last_k: int) -> np.ndarray:
 
 
 def run_events(
-    ds: xr.Dataset,
-    memorisation_threshold: float,
-    eps: float,
-    aggregate: str,
-    last_k: int,
-    block_runs: int = BLOCK_RUNS,
+    ds: xr.Dataset, settings: AnalysisSettings, block_runs: int = BLOCK_RUNS
 ) -> xr.Dataset:
     """Memorisation step, generalisation step and aggregate test accuracy of every run.
 
@@ -63,10 +59,11 @@ def run_events(
     ds
         A run store opened with :func:`cdsanalysis.open_runs` (``train_accuracy`` and
         ``test_accuracy`` over ``(run, step)``).
-    memorisation_threshold, eps
-        Train / test accuracy (fractions) to reach, compared ``>=`` at storage precision.
-    aggregate, last_k
-        Reduction of the test curve, as :func:`cdsanalysis.aggregate.aggregate_curve`.
+    settings
+        :class:`~cdsanalysis.settings.AnalysisSettings`: ``memorisation_threshold`` and ``eps``
+        (train / test accuracy to reach, compared ``>=`` at storage precision), ``aggregate``
+        and ``last_k`` (reduction of the test curve, as
+        :func:`cdsanalysis.aggregate.aggregate_curve`).
     block_runs
         Runs read at a time (memory: ``2 * block_runs * steps * 4`` bytes).
 
@@ -76,12 +73,11 @@ def run_events(
         ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never) and
         ``final_test_accuracy`` (float64 fraction) over ``run``, with the run coordinates.
     """
-    last_k = check_aggregate(aggregate, last_k)
     train = ds["train_accuracy"].transpose("run", "step")
     test = ds["test_accuracy"].transpose("run", "step")
     steps = np.asarray(ds["step"].values, dtype=np.float64)
-    mem_limit = at_precision(memorisation_threshold, train.dtype)
-    gen_limit = at_precision(eps, test.dtype)
+    mem_limit = at_precision(settings.memorisation_threshold, train.dtype)
+    gen_limit = at_precision(settings.eps, test.dtype)
     n_runs = ds.sizes["run"]
     mem, gen, final = (np.full(n_runs, np.nan) for _ in range(3))
     for lo in range(0, n_runs, block_runs):
@@ -89,7 +85,7 @@ def run_events(
         mem[lo:hi] = first_steps(_block(train, lo, hi), steps, mem_limit)
         test_block = _block(test, lo, hi)
         gen[lo:hi] = first_steps(test_block, steps, gen_limit)
-        final[lo:hi] = aggregate_rows(test_block, aggregate, last_k)
+        final[lo:hi] = aggregate_rows(test_block, settings.aggregate, settings.last_k)
     coords = {k: v for k, v in ds.coords.items() if v.dims == ("run",)}
     return xr.Dataset(
         {

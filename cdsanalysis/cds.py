@@ -36,20 +36,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import (
-    DEFAULT_AGGREGATE,
-    DEFAULT_LAST_K,
-    Aggregate,
-    aggregate_curve,
-    at_precision,
-    check_aggregate,
-)
+from cdsanalysis.aggregate import aggregate_curve, at_precision
+from cdsanalysis.settings import DEFAULTS, SIZE_COORDS, AnalysisSettings
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
 _NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done"})
-#: Run coordinates that measure the data size (either may be the ``size_coord``; the other one is
-#: then derived from it, so neither counts as a second configuration axis).
-SIZE_COORDS = ("n_samples", "data_fraction")
 #: Units of the data-size coordinates.
 SIZE_UNITS = {"n_samples": "samples", "data_fraction": "fraction"}
 
@@ -73,7 +64,7 @@ def as_strings(values: Any) -> np.ndarray:
 
 
 def bootstrap_group_means(
-    values: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int = 0
+    values: np.ndarray, groups: np.ndarray, n_resamples: int, seed: int = DEFAULTS.seed
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bootstrap the mean of ``values`` within each group, resampling independently per group.
 
@@ -154,7 +145,9 @@ def percentile_interval(
     return low, high
 
 
-def check_single_configuration(ds: xr.Dataset, allow_varying: Sequence[str] = ("seed",)) -> None:
+def check_single_configuration(
+    ds: xr.Dataset, allow_varying: Sequence[str] = DEFAULTS.allow_varying
+) -> None:
     """Raise :class:`ValueError` if the runs of ``ds`` differ in more than their data size.
 
     The data size is ``n_samples`` or ``data_fraction`` (:data:`SIZE_COORDS`; when one varies
@@ -165,8 +158,9 @@ def check_single_configuration(ds: xr.Dataset, allow_varying: Sequence[str] = ("
     ds
         Runs about to be pooled per ``n_samples`` (a store or a per-run result of it).
     allow_varying
-        Run coordinates that may also vary (replicates), by default only ``seed``; e.g. pass
-        ``("seed", "split_seed")`` to pool over train/test splits too.
+        Run coordinates that may also vary (replicates; see
+        :class:`~cdsanalysis.settings.AnalysisSettings`); e.g. pass ``("seed", "split_seed")``
+        to pool over train/test splits too.
     """
     if "run" not in ds.dims or ds.sizes["run"] == 0:
         return
@@ -252,18 +246,8 @@ class CDSResult:
         ``inf`` = no tested ``n`` passes, ``NaN`` = no usable run (see the module docstring).
     n_runs
         Number of runs used (status ``'done'`` with a measured aggregate), all ``n`` together.
-    n_resamples
-        Bootstrap resamples drawn.
-    confidence
-        Central coverage of ``[cds_low, cds_high]``.
-    eps
-        Test-accuracy threshold (fraction).
-    aggregate, last_k
-        Reduction of each run's test-accuracy curve (see :func:`aggregate_curve`).
-    require_all_larger
-        Whether every larger tested ``n`` must pass too.
-    seed
-        Seed of the bootstrap generator.
+    settings
+        The settings used (threshold ``eps``, reduction, bootstrap, grid-rule variant).
     per_n
         Dataset over ``n_samples`` (tested ``n`` only): ``mean_accuracy`` (mean aggregate test
         accuracy, fraction), ``mean_accuracy_low`` / ``mean_accuracy_high`` (its bootstrap
@@ -275,17 +259,12 @@ class CDSResult:
     cds_low: float
     cds_high: float
     n_runs: int
-    n_resamples: int
-    confidence: float
-    eps: float
-    aggregate: str = DEFAULT_AGGREGATE
-    last_k: int = DEFAULT_LAST_K
-    require_all_larger: bool = False
-    seed: int = 0
+    settings: AnalysisSettings = DEFAULTS
     per_n: xr.Dataset = field(default_factory=xr.Dataset, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (NaN -> None, inf -> ``"inf"``), ``per_n`` as a list of rows."""
+        """JSON-ready dictionary (NaN -> None, inf -> ``"inf"``): the estimate, ``per_n`` as a
+        list of rows, and the ``settings``."""
         rows = []
         size_coord = self.per_n.attrs.get("size_coord", "n_samples")
         for i in range(self.per_n.sizes.get(size_coord, 0)):
@@ -298,14 +277,8 @@ class CDSResult:
             "cds_low": json_number(self.cds_low),
             "cds_high": json_number(self.cds_high),
             "n_runs": int(self.n_runs),
-            "n_resamples": int(self.n_resamples),
-            "confidence": float(self.confidence),
-            "eps": float(self.eps),
-            "aggregate": self.aggregate,
-            "last_k": int(self.last_k),
-            "require_all_larger": bool(self.require_all_larger),
-            "seed": int(self.seed),
             "per_n": rows,
+            "settings": self.settings.to_dict(),
         }
 
 
@@ -382,16 +355,10 @@ def _per_n_dataset(
 
 def estimate_cds(
     ds: xr.Dataset,
-    eps: float = 0.9,
-    aggregate: Aggregate = DEFAULT_AGGREGATE,
-    last_k: int = DEFAULT_LAST_K,
-    n_resamples: int = 2000,
-    confidence: float = 0.9,
-    seed: int = 0,
-    require_all_larger: bool = False,
-    allow_varying: Sequence[str] = ("seed",),
+    settings: AnalysisSettings | None = None,
+    *,
     final_accuracy: xr.DataArray | None = None,
-    size_coord: str = "n_samples",
+    **overrides: Any,
 ) -> CDSResult:
     """Estimate the critical data size of the runs in ``ds``, with a bootstrap interval.
 
@@ -399,54 +366,31 @@ def estimate_cds(
     ----------
     ds
         A run store opened with :func:`cdsanalysis.open_runs` (or a selection of its runs);
-        needs ``test_accuracy`` and the run coordinates ``n_samples`` and ``status``. Only
+        needs ``test_accuracy`` and the run coordinates ``size_coord`` and ``status``. Only
         runs with status ``'done'`` are used.
-    eps
-        Test-accuracy threshold (fraction of the test split) that the mean must reach.
-    aggregate, last_k
-        How each run's test-accuracy curve is reduced to one number
-        (see :func:`cdsanalysis.aggregate.aggregate_curve`).
-    n_resamples
-        Bootstrap resamples. Each resamples the runs with replacement within each ``n``
-        independently (same number of runs per ``n``) and recomputes the CDS.
-    confidence
-        Central coverage of the percentile interval, in (0, 1).
-    seed
-        Seed of the bootstrap generator (results are reproducible).
-    require_all_larger
-        If True, an ``n`` counts only if every larger tested ``n`` passes as well.
-    allow_varying
-        Run coordinates besides ``n_samples`` that may differ among the pooled runs
-        (replicates); see :func:`check_single_configuration`.
+    settings
+        :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
+        ``eps`` (the threshold the mean must reach), ``aggregate`` / ``last_k`` (each run's
+        final test accuracy), ``require_all_larger``, ``allow_varying``, ``size_coord`` and the
+        bootstrap (``n_resamples`` resamples, each drawing runs with replacement within each
+        ``n`` independently; ``confidence``; ``seed``).
     final_accuracy
         The runs' aggregate test accuracy (over ``run``, aligned with ``ds``), when the caller
         already computed it with the same ``aggregate`` and ``last_k`` (e.g.
         ``classify_runs(...).final_test_accuracy``): the curves are then not read again.
-    size_coord
-        Run coordinate holding the data size: ``"n_samples"`` (default; the CDS is then in
-        samples) or ``"data_fraction"`` (fraction of the task's train split, for stores that
-        sweep fractions); ``per_n`` is then indexed by it.
+    **overrides
+        Fields of ``settings`` to change, e.g. ``estimate_cds(ds, eps=0.8)``.
 
     Returns
     -------
     CDSResult
-        CDS and interval in samples (``inf`` when no tested ``n`` passes, ``NaN`` when no
-        usable run exists), plus the per-``n`` table. The interval bounds are tested ``n``
-        values (or ``inf``), never interpolated between them.
+        CDS and interval in units of ``size_coord`` (``inf`` when no tested ``n`` passes,
+        ``NaN`` when no usable run exists), plus the per-``n`` table. The interval bounds are
+        tested ``n`` values (or ``inf``), never interpolated between them.
     """
-    last_k = check_aggregate(aggregate, last_k)
-    done, values, n_of_run = final_accuracy_by_size(
-        ds, aggregate, last_k, n_resamples, confidence, size_coord, allow_varying, final_accuracy
-    )
-    settings = dict(
-        n_resamples=n_resamples,
-        confidence=confidence,
-        eps=eps,
-        aggregate=aggregate,
-        last_k=last_k,
-        require_all_larger=require_all_larger,
-        seed=seed,
-    )
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    s = settings
+    done, values, n_of_run = final_accuracy_by_size(ds, settings, final_accuracy)
     if values.size == 0:
         empty = np.array([], dtype=np.float64)
         per_n = _per_n_dataset(
@@ -457,22 +401,22 @@ def estimate_cds(
             np.array([], dtype=np.int64),
             np.array([], dtype=bool),
             empty,
-            eps,
-            confidence,
-            size_coord,
+            s.eps,
+            s.confidence,
+            s.size_coord,
         )
-        per_n.attrs = {"size_coord": size_coord}
-        return CDSResult(math.nan, math.nan, math.nan, 0, per_n=per_n, **settings)
+        per_n.attrs = {"size_coord": s.size_coord}
+        return CDSResult(math.nan, math.nan, math.nan, 0, settings, per_n)
 
-    labels, boot_means, counts = bootstrap_group_means(values, n_of_run, n_resamples, seed)
+    labels, boot_means, counts = bootstrap_group_means(values, n_of_run, s.n_resamples, s.seed)
     mean = np.array([values[n_of_run == n].mean() for n in labels])
-    threshold = at_precision(eps, done["test_accuracy"].dtype)
+    threshold = at_precision(s.eps, done["test_accuracy"].dtype)
     passes = mean >= threshold
-    cds = float(first_passing(passes, labels, require_all_larger))
+    cds = float(first_passing(passes, labels, s.require_all_larger))
     boot_passes = boot_means >= threshold
-    boot_cds = first_passing(boot_passes, labels, require_all_larger)
-    cds_low, cds_high = percentile_interval(boot_cds, confidence, discrete=True)
-    mean_low, mean_high = percentile_interval(boot_means, confidence, axis=0)
+    boot_cds = first_passing(boot_passes, labels, s.require_all_larger)
+    cds_low, cds_high = percentile_interval(boot_cds, s.confidence, discrete=True)
+    mean_low, mean_high = percentile_interval(boot_means, s.confidence, axis=0)
     per_n = _per_n_dataset(
         labels,
         mean,
@@ -481,40 +425,29 @@ def estimate_cds(
         counts,
         passes,
         boot_passes.mean(axis=0),
-        eps,
-        confidence,
-        size_coord,
+        s.eps,
+        s.confidence,
+        s.size_coord,
     )
-    per_n.attrs = {"eps": eps, "aggregate": aggregate, "last_k": last_k, "size_coord": size_coord}
-    return CDSResult(
-        cds, float(cds_low), float(cds_high), int(values.size), per_n=per_n, **settings
-    )
+    per_n.attrs = settings.as_attrs()
+    return CDSResult(cds, float(cds_low), float(cds_high), int(values.size), settings, per_n)
 
 
 def final_accuracy_by_size(
-    ds: xr.Dataset,
-    aggregate: str,
-    last_k: int,
-    n_resamples: int,
-    confidence: float,
-    size_coord: str,
-    allow_varying: Sequence[str],
-    final_accuracy: xr.DataArray | None,
+    ds: xr.Dataset, settings: AnalysisSettings, final_accuracy: xr.DataArray | None
 ) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
-    """Check the shared CDS settings; return the done runs, and the aggregate test accuracy and
-    data size of each done run whose accuracy was measured (float64, NaN runs dropped)."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    check_size_coord(ds, size_coord)
+    """The done runs of ``ds`` (checked to be one configuration), and the aggregate test
+    accuracy and data size of each done run whose accuracy was measured (float64, NaN runs
+    dropped)."""
+    check_size_coord(ds, settings.size_coord)
     done = done_runs(ds)
-    check_single_configuration(done, allow_varying)
+    check_single_configuration(done, settings.allow_varying)
     if final_accuracy is None:
-        final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute()
+        final = aggregate_curve(done["test_accuracy"], settings.aggregate, settings.last_k)
+        final = final.compute()
     else:
         final = final_accuracy.sel(run=done["run"])
     values = np.asarray(final.values, dtype=np.float64)
-    sizes = np.asarray(done[size_coord].values)
+    sizes = np.asarray(done[settings.size_coord].values)
     usable = ~np.isnan(values)
     return done, values[usable], sizes[usable]

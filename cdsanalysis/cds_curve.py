@@ -30,19 +30,13 @@ checks it). Resamples whose fit has not converged are dropped and counted
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy.special import expit, logit
 
-from cdsanalysis.aggregate import (
-    DEFAULT_AGGREGATE,
-    DEFAULT_LAST_K,
-    Aggregate,
-    at_precision,
-    check_aggregate,
-)
+from cdsanalysis.aggregate import at_precision
 from cdsanalysis.cds import (
     SIZE_UNITS,
     bootstrap_group_means,
@@ -50,6 +44,7 @@ from cdsanalysis.cds import (
     first_passing,
     percentile_interval,
 )
+from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 
 #: Newton (IRLS) iterations of the vectorised logistic fit; 50 reach machine precision on
 #: every well-posed fit we met (the log-likelihood is concave), and cost milliseconds.
@@ -138,7 +133,10 @@ def fit_logistic(
 
 
 def invert_logistic(
-    b0: np.ndarray | float, b1: np.ndarray | float, eps: float, chance_accuracy: float = 0.0
+    b0: np.ndarray | float,
+    b1: np.ndarray | float,
+    eps: float,
+    chance_accuracy: float = DEFAULTS.chance_accuracy,
 ) -> np.ndarray:
     """Size at which ``chance + (1 - chance) * expit(b0 + b1 * log(size))`` reaches ``eps``.
 
@@ -157,7 +155,9 @@ def invert_logistic(
     return np.where(b1 > 0, size, np.where(np.isnan(b1), np.nan, np.inf))
 
 
-def glm_fit(sizes: np.ndarray, values: np.ndarray, chance_accuracy: float = 0.0):
+def glm_fit(
+    sizes: np.ndarray, values: np.ndarray, chance_accuracy: float = DEFAULTS.chance_accuracy
+):
     """The statsmodels quasi-binomial GLM of per-run accuracy on log size (point estimate).
 
     Parameters
@@ -187,17 +187,10 @@ def glm_fit(sizes: np.ndarray, values: np.ndarray, chance_accuracy: float = 0.0)
 
 def cds_curve(
     ds: xr.Dataset,
-    eps: float = 0.9,
-    aggregate: Aggregate = DEFAULT_AGGREGATE,
-    last_k: int = DEFAULT_LAST_K,
-    n_resamples: int = 2000,
-    confidence: float = 0.9,
-    seed: int = 0,
-    size_coord: str = "n_samples",
-    chance_accuracy: float = 0.0,
-    require_all_larger: bool = False,
-    allow_varying: Sequence[str] = ("seed",),
+    settings: AnalysisSettings | None = None,
+    *,
     final_accuracy: xr.DataArray | None = None,
+    **overrides: Any,
 ) -> xr.Dataset:
     """Mean accuracy per size with intervals, the logistic fit, and the CDS by both rules.
 
@@ -206,24 +199,15 @@ def cds_curve(
     ds
         A run store (or a selection of one configuration's runs); only runs with status
         ``'done'`` and a measured aggregate are used.
-    eps
-        Test-accuracy threshold (fraction).
-    aggregate, last_k
-        Reduction of each run's test-accuracy curve (:func:`aggregate_curve`).
-    n_resamples, confidence, seed
-        Bootstrap resamples (runs resampled within each size), central coverage of the
-        percentile intervals, generator seed.
-    size_coord
-        ``"n_samples"`` (default) or ``"data_fraction"``; the CDS is in its units.
-    chance_accuracy
-        Floor of the logistic model (fraction in [0, 1)); default 0. Set it to the chance
-        level (e.g. 0.5 for balanced binary classification) when accuracies start there.
-    require_all_larger
-        Grid-rule variant (see :func:`cdsanalysis.cds.estimate_cds`).
-    allow_varying
-        Run coordinates besides the size that may differ among the pooled runs.
+    settings
+        :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
+        ``eps``, ``aggregate`` / ``last_k``, ``size_coord`` (the CDS is in its units),
+        ``chance_accuracy`` (floor of the logistic model), ``require_all_larger`` (grid rule),
+        ``allow_varying`` and the bootstrap (``n_resamples``, ``confidence``, ``seed``).
     final_accuracy
         Precomputed aggregate per run (aligned with ``ds``), to avoid reading curves again.
+    **overrides
+        Fields of ``settings`` to change, e.g. ``cds_curve(ds, chance_accuracy=0.5)``.
 
     Returns
     -------
@@ -235,59 +219,41 @@ def cds_curve(
         Scalars: ``cds_grid`` / ``_low`` / ``_high``, ``cds_glm`` / ``_low`` / ``_high``,
         ``glm_intercept``, ``glm_slope`` (per unit of log size) and their quasi-binomial
         standard errors, ``n_runs_total``, ``n_failed_resamples``, ``extrapolated`` (the
-        fitted CDS lies outside the tested sizes). ``attrs`` record every setting.
+        fitted CDS lies outside the tested sizes). ``attrs`` echo the settings
+        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`).
     """
-    last_k = check_aggregate(aggregate, last_k)
-    if not 0.0 <= chance_accuracy < 1.0:
-        raise ValueError(f"chance_accuracy must lie in [0, 1) (a fraction), got {chance_accuracy}")
-    if not 0.0 < eps <= 1.0:
-        raise ValueError(f"eps must lie in (0, 1] (a fraction), got {eps}")
-    done, values, sizes = final_accuracy_by_size(
-        ds, aggregate, last_k, n_resamples, confidence, size_coord, allow_varying, final_accuracy
-    )
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    done, values, sizes = final_accuracy_by_size(ds, settings, final_accuracy)
     sizes = sizes.astype(np.float64)
     if values.size == 0:
         raise ValueError("no finished run with a measured test accuracy: nothing to fit")
     if (sizes <= 0).any():
-        raise ValueError(f"{size_coord} must be > 0 for a fit in log size")
-    threshold = at_precision(eps, done["test_accuracy"].dtype)
-    return cds_curve_arrays(
-        values,
-        sizes,
-        threshold=threshold,
-        eps=eps,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-        size_coord=size_coord,
-        chance_accuracy=chance_accuracy,
-        require_all_larger=require_all_larger,
-        attrs={"aggregate": aggregate, "last_k": last_k},
-    )
+        raise ValueError(f"{settings.size_coord} must be > 0 for a fit in log size")
+    threshold = at_precision(settings.eps, done["test_accuracy"].dtype)
+    return cds_curve_arrays(values, sizes, settings, threshold=threshold)
 
 
 def cds_curve_arrays(
     values: np.ndarray,
     sizes: np.ndarray,
+    settings: AnalysisSettings | None = None,
     *,
-    threshold: float,
-    eps: float,
-    n_resamples: int,
-    confidence: float,
-    seed: int,
-    size_coord: str,
-    chance_accuracy: float,
-    require_all_larger: bool,
-    attrs: dict,
+    threshold: float | None = None,
     rescale_resamples: bool = True,
+    **overrides: Any,
 ) -> xr.Dataset:
     """:func:`cds_curve` on plain arrays: per-run aggregate accuracies and data sizes.
 
     ``threshold`` is ``eps`` at the storage precision of the accuracies (the grid rule compares
-    with it); ``attrs`` are added to the result's attributes. Used by :func:`cds_curve` and by
-    simulations (no store needed).
+    with it; default ``settings.eps``, right for float64 values). Used by :func:`cds_curve` and
+    by simulations (no store needed).
     """
-    labels, boot_means, counts = bootstrap_group_means(values, sizes, n_resamples, seed)
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    eps, confidence, n_resamples = settings.eps, settings.confidence, settings.n_resamples
+    chance_accuracy, require_all_larger = settings.chance_accuracy, settings.require_all_larger
+    size_coord = settings.size_coord
+    threshold = eps if threshold is None else threshold
+    labels, boot_means, counts = bootstrap_group_means(values, sizes, n_resamples, settings.seed)
     mean = np.array([values[sizes == s].mean() for s in labels])
     glm_means = boot_means
     if rescale_resamples:
@@ -375,14 +341,7 @@ def cds_curve_arrays(
         },
     )
     out.attrs = {
-        "eps": eps,
-        **attrs,
-        "n_resamples": n_resamples,
-        "confidence": confidence,
-        "seed": seed,
-        "size_coord": size_coord,
-        "chance_accuracy": chance_accuracy,
-        "require_all_larger": int(require_all_larger),
+        **settings.as_attrs(),
         "model": "quasi-binomial GLM, logit link, predictor log(size), one observation per run",
     }
     return out

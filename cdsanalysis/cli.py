@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
+import re
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import typer
 import xarray as xr
 from rich.console import Console
 
-from cdsanalysis.aggregate import DEFAULT_AGGREGATE, DEFAULT_LAST_K
 from cdsanalysis.cds_curve import cds_curve
-from cdsanalysis.decay import fit_decay
+from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
 from cdsanalysis.estimators import StepwiseAnalysis
-from cdsanalysis.modelwise import accuracy_landscape, accuracy_trend, cds_by_model
+from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
 from cdsanalysis.plots.kinds import KINDS
-from cdsanalysis.regimes import RegimeRules
-from cdsanalysis.report import regimes_report, render_regimes_table
-from cdsanalysis.smoothing import DEFAULT_SMOOTHING_WIDTH
-from cdsanalysis.stepwise import DEFAULT_THRESHOLDS
+from cdsanalysis.report import regimes_report, render_regimes_table, settings_lines
+from cdsanalysis.settings import DEFAULTS, AnalysisSettings
+from cdsanalysis.stepwise import DEFAULT_METRIC, DEFAULT_THRESHOLDS
 from cdsanalysis.store import open_runs
 from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
 from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
@@ -97,78 +101,91 @@ def validate(
         print(f"\nrun {run['index']} ({run['run']}) {run['status']}:\n{why}")
 
 
-@app.command()
-def regimes(
-    store: StoreArg,
-    eps: Annotated[float, typer.Option(help="test accuracy that counts as generalised")] = 0.9,
-    memorisation_threshold: Annotated[
-        float, typer.Option(help="train accuracy that counts as memorised")
-    ] = 0.99,
-    aggregate: Annotated[
-        str,
-        typer.Option(
-            help="reduction of each run's test curve: median_last, mean_last, final or max"
-        ),
-    ] = DEFAULT_AGGREGATE,
-    last_k: Annotated[
-        int, typer.Option(help="measured values reduced by median_last / mean_last (else 1)")
-    ] = DEFAULT_LAST_K,
-    surplus_max_delay_ratio: Annotated[
-        float, typer.Option(help="largest generalisation/memorisation step ratio for surplus")
-    ] = 2.0,
-    resamples: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
-    confidence: Annotated[float, typer.Option(help="interval confidence level")] = 0.9,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
-    require_all_larger: Annotated[
-        bool, typer.Option(help="CDS = smallest n from which every larger n also passes")
-    ] = False,
-    where: Annotated[
-        list[str] | None, typer.Option(help="keep runs with KEY=VALUE (repeatable)")
-    ] = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
-) -> None:
-    """Regime of every data size, with memorisation/generalisation steps and the CDS."""
-    try:
-        rules = RegimeRules(
-            memorisation_threshold=memorisation_threshold,
-            eps=eps,
-            aggregate=aggregate,  # type: ignore[arg-type]
-            last_k=last_k,
-            surplus_max_delay_ratio=surplus_max_delay_ratio,
+# -- the settings as options ---------------------------------------------------------------
+
+#: Options whose name is not the field's (kept from earlier releases).
+_OPTION_NAMES = {"n_resamples": "--resamples"}
+_BOOTSTRAP = ("n_resamples", "confidence", "seed")
+_EVENTS = ("smoothing", "smoothing_width", "sustain")
+#: The AnalysisSettings fields each command offers as options.
+REGIMES_OPTIONS = (
+    *("eps", "memorisation_threshold", "aggregate", "last_k", *_EVENTS),
+    *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
+    *("allow_varying", *_BOOTSTRAP),
+)
+CDS_OPTIONS = (
+    *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "require_all_larger"),
+    *("allow_varying", *_BOOTSTRAP),
+)
+DECAY_OPTIONS = ("eps", "memorisation_threshold", *_BOOTSTRAP)
+STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP)
+
+
+def _cli_type(hint: Any) -> Any:
+    """The type typer parses a settings field as (choices and tuples are validated by the
+    settings class itself)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return str
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        base = _cli_type(rest[0]) if len(rest) == 1 else str  # e.g. "auto" or "START:END"
+        return base | None if len(rest) < len(args) else base
+    if origin is tuple:
+        return list[str]
+    return hint
+
+
+def _plain(doc: str) -> str:
+    """Docstring text without its reST markup (for ``--help``)."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "")
+
+
+def settings_options(cls: type, names: Sequence[str], param: str = "settings") -> Callable:
+    """Give a command one option per field ``names`` of the settings class ``cls`` (default
+    and help text from the class, so both are stated once) and call it with ``param=`` the
+    settings object built from them; an invalid value exits 2 naming the field."""
+    hints = typing.get_type_hints(cls)
+    docs = cls.field_docs()  # type: ignore[attr-defined]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+
+    def option(name: str) -> inspect.Parameter:
+        default = defaults[name]
+        flag = _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+        # The first sentence of the field's documentation (typer adds the default).
+        help_text = re.split(r"(?<=[\w)\]])\.\s+(?=[A-Z])", _plain(docs[name]))[0]
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=list(default) if isinstance(default, tuple) else default,
+            annotation=Annotated[_cli_type(hints[name]), typer.Option(flag, help=help_text)],
         )
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        ds = select_runs(open_runs(store), where or [])
-        report = regimes_report(
-            ds,
-            rules,
-            n_resamples=resamples,
-            confidence=confidence,
-            seed=seed,
-            require_all_larger=require_all_larger,
+
+    def wrap(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            try:
+                built = cls(**{name: kwargs.pop(name) for name in names})
+            except ValueError as exc:
+                raise _fail(str(exc)) from None
+            return command(**kwargs, **{param: built})
+
+        kept = [p for p in signature.parameters.values() if p.name != param]
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*kept, *(option(name) for name in names)]
         )
-    except StoreValidationError as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:
-        raise _fail(f"{exc}\n(select one configuration with --where KEY=VALUE)") from None
-    report["store"]["location"] = store
-    _emit(json.dumps(report, indent=2) if as_json else render_regimes_table(report), out)
+        return run
+
+    return wrap
 
 
-# -- shared options of the analysis commands ---------------------------------------------------
+# -- the analysis commands --------------------------------------------------------------------
 
-EpsOpt = Annotated[float, typer.Option(help="test accuracy that counts as generalised")]
-AggOpt = Annotated[
-    str, typer.Option(help="reduction of each run's test curve: median_last, mean_last, final, max")
-]
-LastKOpt = Annotated[int, typer.Option(help="measured values reduced by *_last (else 1)")]
-ResamplesOpt = Annotated[int, typer.Option(help="bootstrap resamples")]
-ConfidenceOpt = Annotated[float, typer.Option(help="interval confidence level")]
-SeedOpt = Annotated[int, typer.Option(help="bootstrap seed")]
 WhereOpt = Annotated[list[str] | None, typer.Option(help="keep runs with KEY=VALUE (repeatable)")]
-SizeOpt = Annotated[str, typer.Option(help="data-size coordinate: n_samples or data_fraction")]
+#: Said after an error of an analysis that pools runs of one configuration.
+ONE_CONFIGURATION = "\n(select one configuration with --where KEY=VALUE)"
 
 
 def _open(store: str, where: list[str] | None) -> xr.Dataset:
@@ -178,50 +195,78 @@ def _open(store: str, where: list[str] | None) -> xr.Dataset:
         raise _fail(str(exc)) from None
 
 
-def _settings_line(ds: xr.Dataset, names: Sequence[str]) -> str:
-    return "; ".join(f"{k}={ds.attrs[k]}" for k in names if k in ds.attrs)
+def analysis_command(hint: str = "") -> Callable:
+    """Make ``command(ds, [store], **options) -> (json_value, text)`` a command on a store:
+    it adds the store argument and the ``--where``, ``--json`` and ``--out`` options, opens
+    and selects the runs, prints (and writes) the JSON or the text, and exits 2 with the
+    message (and ``hint``) of a :class:`ValueError`."""
+
+    def wrap(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        wants_store = "store" in signature.parameters
+
+        @functools.wraps(command)
+        def run(
+            store: str,
+            where: list[str] | None = None,
+            as_json: bool = False,
+            out: Path | None = None,
+            **options: Any,
+        ) -> None:
+            ds = _open(store, where)
+            try:
+                data, text = command(ds, **options, **({"store": store} if wants_store else {}))
+            except ValueError as exc:
+                raise _fail(f"{exc}{hint}") from None
+            _emit(json.dumps(data, indent=2) if as_json else text, out)
+
+        own = [p for name, p in signature.parameters.items() if name not in ("ds", "store")]
+        keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[
+                inspect.Parameter("store", keyword, annotation=StoreArg),
+                *own,
+                inspect.Parameter("where", keyword, default=None, annotation=WhereOpt),
+                inspect.Parameter("as_json", keyword, default=False, annotation=JsonOpt),
+                inspect.Parameter("out", keyword, default=None, annotation=OutOpt),
+            ],
+            return_annotation=None,
+        )
+        return run
+
+    return wrap
+
+
+def _settings_text(attrs: dict[str, Any]) -> str:
+    """The settings a result echoes in its ``attrs``, as the last lines of a text report."""
+    return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
 
 
 @app.command()
+@settings_options(AnalysisSettings, REGIMES_OPTIONS)
+@analysis_command(hint=ONE_CONFIGURATION)
+def regimes(ds: xr.Dataset, store: str, settings: AnalysisSettings = DEFAULTS) -> tuple[Any, str]:
+    """Regime of every data size, with memorisation/generalisation steps and the CDS."""
+    report = regimes_report(ds, settings)
+    report["store"]["location"] = store
+    return report, render_regimes_table(report)
+
+
+@app.command()
+@settings_options(AnalysisSettings, CDS_OPTIONS)
+@analysis_command(hint=ONE_CONFIGURATION)
 def cds(
-    store: StoreArg,
-    eps: EpsOpt = 0.9,
-    aggregate: AggOpt = DEFAULT_AGGREGATE,
-    last_k: LastKOpt = DEFAULT_LAST_K,
-    resamples: ResamplesOpt = 2000,
-    confidence: ConfidenceOpt = 0.9,
-    seed: SeedOpt = 0,
-    size_coord: SizeOpt = "n_samples",
-    chance_accuracy: Annotated[
-        float, typer.Option(help="floor of the logistic fit (e.g. 0.5 for binary tasks)")
-    ] = 0.0,
+    ds: xr.Dataset,
     by: Annotated[
         str | None, typer.Option(help="model coordinate (width, depth): CDS per model + trend")
     ] = None,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
-) -> None:
+    settings: AnalysisSettings = DEFAULTS,
+) -> tuple[Any, str]:
     """CDS by the grid rule and by a logistic fit in log size, with bootstrap intervals."""
-    ds = _open(store, where)
-    common = dict(
-        eps=eps,
-        aggregate=aggregate,
-        last_k=last_k,
-        n_resamples=resamples,
-        confidence=confidence,
-        seed=seed,
-        size_coord=size_coord,
-        chance_accuracy=chance_accuracy,
-    )
-    try:
-        result = cds_by_model(ds, by=by, **common) if by else cds_curve(ds, **common)
-    except ValueError as exc:
-        raise _fail(f"{exc}\n(select one configuration with --where KEY=VALUE)") from None
-    if as_json:
-        _emit(json.dumps(dataset_to_json(result.drop_dims("size_grid", errors="ignore"))), out)
-        return
-    conf = f"{confidence:.0%}"
+    result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
+    data = dataset_to_json(result.drop_dims("size_grid", errors="ignore"))
+    conf = f"{settings.confidence:.0%}"
+    size_coord = settings.size_coord
     if by:
         rows = [
             [
@@ -249,71 +294,28 @@ def cds(
         ]
         text = render_table([size_coord, f"mean accuracy [{conf}]", "runs", "fit"], rows)
         text += (
-            f"\n\nCDS (logistic fit in log {size_coord}, eps={eps:g}): "
+            f"\n\nCDS (logistic fit in log {size_coord}, eps={settings.eps:g}): "
             f"{interval(result, 'cds_glm')}"
             f"{'  (extrapolated)' if bool(result['extrapolated']) else ''}"
             f"\nCDS (grid rule): {interval(result, 'cds_grid')}"
-            f"\n{conf} bootstrap intervals, {resamples} resamples over "
+            f"\n{conf} bootstrap intervals, {settings.n_resamples} resamples over "
             f"{fmt(result['n_runs_total'])} runs ({fmt(result['n_failed_resamples'])} failed fits)"
         )
-    text += "\n" + _settings_line(result, ("aggregate", "last_k", "chance_accuracy", "seed"))
-    _emit(text, out)
+    return data, f"{text}\n{_settings_text(result.attrs)}"
 
 
 @app.command()
+@settings_options(DecaySettings, DecaySettings.field_names(), param="decay_settings")
+@settings_options(AnalysisSettings, DECAY_OPTIONS)
+@analysis_command()
 def decay(
-    store: StoreArg,
-    model: Annotated[str, typer.Option(help="exponential (log-linear OLS) or asymptote")] = (
-        "exponential"
-    ),
-    window: Annotated[
-        str, typer.Option(help="auto (memorisation to generalisation) or START:END steps")
-    ] = "auto",
-    norm: Annotated[str, typer.Option(help="total or a parameter group")] = "total",
-    eps: EpsOpt = 0.9,
-    memorisation_threshold: Annotated[
-        float, typer.Option(help="train accuracy that counts as memorised")
-    ] = 0.99,
-    w_star: Annotated[
-        float | None, typer.Option(help="norm at generalisation (default: each run's own)")
-    ] = None,
-    cov_type: Annotated[str, typer.Option(help="HAC (Newey-West) or nonrobust")] = "HAC",
-    confidence: ConfidenceOpt = 0.9,
-    resamples: ResamplesOpt = 2000,
-    seed: SeedOpt = 0,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
-) -> None:
+    ds: xr.Dataset,
+    settings: AnalysisSettings = DEFAULTS,
+    decay_settings: DecaySettings = DEFAULT_DECAY,
+) -> tuple[Any, str]:
     """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation."""
-    ds = _open(store, where)
-    if window != "auto":
-        start, sep, end = window.partition(":")
-        if not sep or not start.isdigit() or not end.isdigit():
-            raise _fail(f"--window {window!r}: expected 'auto' or START:END (steps, e.g. 200:800)")
-        window_value: Any = (int(start), int(end))
-    else:
-        window_value = "auto"
-    try:
-        res = fit_decay(
-            ds,
-            model=model,
-            window=window_value,
-            norm=norm,
-            memorisation_threshold=(memorisation_threshold),
-            eps=eps,
-            w_star=w_star,
-            confidence=confidence,
-            cov_type=cov_type,
-            n_resamples=resamples,
-            seed=seed,  # type: ignore[arg-type]
-        )
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        _emit(json.dumps(dataset_to_json(res)), out)
-        return
-    conf = f"{confidence:.0%}"
+    res = fit_decay(ds, settings, decay_settings)
+    conf = f"{settings.confidence:.0%}"
     rows = []
     for i in range(res.sizes["run"]):
         size = res["n_samples"].values[i] if "n_samples" in res.coords else "-"
@@ -345,66 +347,43 @@ def decay(
         ],
         rows,
     )
+    decay_echo = {k[len("decay_") :]: v for k, v in res.attrs.items() if k.startswith("decay_")}
     text += (
         f"\n\nmean over {fmt(res['n_fitted'])} fitted runs: gamma = {interval(res, 'gamma_mean')}"
         f" per step, gamma/(lr*wd) = {interval(res, 'ratio_mean')} ({conf} bootstrap over runs)"
-        f"\n"
-        + _settings_line(res, ("model", "window", "norm", "cov_type", "hac_maxlags", "w_star"))
+        f"\n{_settings_text(res.attrs)}\n"
+        + "\n".join(settings_lines(DecaySettings.from_attrs(decay_echo).to_dict(), "Decay"))
     )
-    _emit(text, out)
+    return dataset_to_json(res), text
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--thresholds must be comma-separated numbers, got {text!r}") from None
 
 
 @app.command()
+@settings_options(AnalysisSettings, STEPWISE_OPTIONS)
+@analysis_command()
 def stepwise(
-    store: StoreArg,
+    ds: xr.Dataset,
     thresholds: Annotated[
         str, typer.Option(help="comma-separated thresholds (paper: 0.1..0.9; model-wise 0.5..0.85)")
     ] = ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS),
-    metric: Annotated[str, typer.Option(help="per-step variable")] = "test_accuracy",
-    smoothing: Annotated[str, typer.Option(help="none, ema (causal) or gaussian (non-causal)")] = (
-        "none"
-    ),
-    smoothing_width: Annotated[
-        float, typer.Option(help="EMA span / Gaussian sigma, in measurements")
-    ] = (DEFAULT_SMOOTHING_WIDTH),
-    sustain: Annotated[int, typer.Option(help="consecutive measurements needed")] = 1,
-    size_coord: SizeOpt = "n_samples",
-    resamples: ResamplesOpt = 2000,
-    confidence: ConfidenceOpt = 0.9,
-    seed: SeedOpt = 0,
-    where: WhereOpt = None,
-    as_json: JsonOpt = False,
-    out: OutOpt = None,
-) -> None:
+    metric: Annotated[str, typer.Option(help="per-step variable")] = DEFAULT_METRIC,
+    settings: AnalysisSettings = DEFAULTS,
+) -> tuple[Any, str]:
     """First step reaching each threshold: median [min-max] (reached/runs) per data size."""
-    ds = _open(store, where)
-    try:
-        values = [float(t) for t in thresholds.split(",") if t.strip()]
-        est = StepwiseAnalysis(
-            values,
-            metric,
-            smoothing,
-            smoothing_width,
-            sustain,
-            size_coord,
-            resamples,
-            confidence,
-            seed,
-        ).fit(ds)
-    except ValueError as exc:
-        raise _fail(f"--thresholds/--smoothing/...: {exc}") from None
+    params = settings.to_dict()
+    est = StepwiseAnalysis(thresholds=_thresholds(thresholds), metric=metric, **params).fit(ds)
     by_size = est.by_size_
-    if as_json:
-        _emit(
-            json.dumps(
-                {
-                    "runs": dataset_to_json(est.first_step_.to_dataset()),
-                    "by_size": dataset_to_json(by_size),
-                }
-            ),
-            out,
-        )
-        return
+    data = {
+        "runs": dataset_to_json(est.first_step_.to_dataset()),
+        "by_size": dataset_to_json(by_size),
+    }
+    size_coord = settings.size_coord
     rows = []
     for i, size in enumerate(by_size[size_coord].values):
         row = [fmt(size)]
@@ -418,29 +397,24 @@ def stepwise(
     text = render_table(headers, rows)
     text += (
         f"\n\nfirst step with {metric} >= threshold: median [min-max] (reached/done runs); "
-        f"smoothing={smoothing}, sustain={sustain}; never reached = '-', not 0"
+        "never reached = '-', not 0"
+        f"\n{_settings_text(by_size.attrs)}"
     )
-    _emit(text, out)
+    return data, text
 
 
 @app.command()
+@settings_options(AnalysisSettings, AnalysisSettings.field_names())
 def plot(
     store: StoreArg,
     kind: Annotated[str, typer.Option(help=f"one of {', '.join(KINDS)}")],
     out: Annotated[Path, typer.Option("--out", help="output path stem: writes STEM.png, STEM.pdf")],
-    eps: EpsOpt = 0.9,
-    aggregate: AggOpt = DEFAULT_AGGREGATE,
-    last_k: LastKOpt = DEFAULT_LAST_K,
-    by: Annotated[str, typer.Option(help="model coordinate for landscape / trend")] = "width",
-    size_coord: SizeOpt = "n_samples",
+    by: Annotated[str, typer.Option(help="model coordinate for landscape / trend")] = DEFAULT_BY,
     group: Annotated[str, typer.Option(help="histogram group")] = "embedding",
     run: Annotated[int, typer.Option(help="run index for --kind histogram")] = 0,
-    smoothing: Annotated[str, typer.Option(help="stepwise: none, ema, gaussian")] = "none",
-    resamples: ResamplesOpt = 2000,
-    confidence: ConfidenceOpt = 0.9,
-    seed: SeedOpt = 0,
     where: WhereOpt = None,
     as_json: JsonOpt = False,
+    settings: AnalysisSettings = DEFAULTS,
 ) -> None:
     """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram or cds."""
     if kind not in KINDS:
@@ -455,30 +429,21 @@ def plot(
     from cdsanalysis.plots import trend as p_trend
     from cdsanalysis.plots.common import save_figure
 
-    acc = dict(aggregate=aggregate, last_k=last_k)
-    boot = dict(n_resamples=resamples, confidence=confidence, seed=seed)
     try:
         if kind == "stepwise":
-            by_size = (
-                StepwiseAnalysis(smoothing=smoothing, size_coord=size_coord, **boot)
-                .fit(ds)
-                .by_size_
-            )
+            by_size = StepwiseAnalysis(**settings.to_dict()).fit(ds).by_size_
             fig = p_step.plot_stepwise(by_size)
         elif kind == "curves":
-            rules = RegimeRules(eps=eps, aggregate=aggregate, last_k=last_k)  # type: ignore[arg-type]
-            fig = p_curves.plot_curves(ds, rules)
+            fig = p_curves.plot_curves(ds, settings)
         elif kind == "landscape":
-            land = accuracy_landscape(ds, by, size_coord, **acc)  # type: ignore[arg-type]
-            cds_m = cds_by_model(ds, by=by, eps=eps, size_coord=size_coord, **acc, **boot)
-            fig = p_land.plot_landscape(land, cds_m, eps)
+            land = accuracy_landscape(ds, by, settings)
+            fig = p_land.plot_landscape(land, cds_by_model(ds, by, settings), settings.eps)
         elif kind == "trend":
-            fig = p_trend.plot_trend(accuracy_trend(ds, by, size_coord, **acc))  # type: ignore[arg-type]
+            fig = p_trend.plot_trend(accuracy_trend(ds, by, settings))
         elif kind == "histogram":
             fig = p_hist.plot_histogram(ds, group, run)
         else:
-            curve = cds_curve(ds, eps=eps, size_coord=size_coord, **acc, **boot)  # type: ignore[arg-type]
-            fig = p_cds.plot_cds_curve(curve)
+            fig = p_cds.plot_cds_curve(cds_curve(ds, settings))
     except ValueError as exc:
         raise _fail(str(exc)) from None
     paths = [str(p) for p in save_figure(fig, out)]

@@ -36,8 +36,8 @@ decay was exponential; a ``w*`` from other runs (or theory) makes it a real pred
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, get_args
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 import xarray as xr
@@ -46,12 +46,90 @@ from scipy.optimize import curve_fit
 
 from cdsanalysis.cds import as_strings, bootstrap_group_means, percentile_interval
 from cdsanalysis.events import generalisation_step, memorisation_step
+from cdsanalysis.settings import AnalysisSettings, SettingsBase
 
 DecayModel = Literal["exponential", "asymptote"]
 DECAY_MODELS: tuple[str, ...] = get_args(DecayModel)
 CovType = Literal["HAC", "nonrobust"]
-#: Fewest steps in a window for a fit to be attempted.
-DEFAULT_MIN_POINTS = 20
+COV_TYPES: tuple[str, ...] = get_args(CovType)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecaySettings(SettingsBase):
+    """The settings of the decay fit itself (see the module docstring); the thresholds that
+    place its window and the bootstrap of the means come from
+    :class:`~cdsanalysis.settings.AnalysisSettings` (``memorisation_threshold``, ``eps``,
+    ``confidence``, ``n_resamples``, ``seed``).
+
+    Parameters
+    ----------
+    model
+        ``"exponential"`` (log-linear OLS) or ``"asymptote"`` (non-linear, with a floor).
+        Default ``'exponential'``.
+    window
+        ``"auto"`` (memorisation to generalisation step) or ``(start_step, end_step)``,
+        inclusive, in steps (also accepted as the text ``"START:END"``). Default ``'auto'``.
+    norm
+        ``"total"`` (``param_norm_total``) or a parameter group of ``param_norm``. Default
+        ``'total'``.
+    w_star
+        Norm at which the model generalises (L2 norm units); ``None``: each run's norm at its
+        own generalisation step. Default ``None``.
+    cov_type
+        Covariance of the exponential OLS fit: ``"HAC"`` (Newey-West, robust to the strong
+        autocorrelation of a training curve's residuals) or ``"nonrobust"`` (the textbook OLS
+        interval, far too narrow on such data). Default ``'HAC'``.
+    hac_maxlags
+        Lags of the HAC covariance; ``None``: ``ceil(sqrt(n_points))``. Default ``None``.
+    min_points
+        Fewest steps in the window for a fit (fewer: NaN, ``fit_status = "window too
+        short"``); at least 3. Default ``20``.
+    """
+
+    model: DecayModel = "exponential"
+    window: str | tuple[int, int] = "auto"
+    norm: str = "total"
+    w_star: float | None = None
+    cov_type: CovType = "HAC"
+    hac_maxlags: int | None = None
+    min_points: int = 20
+
+    def __post_init__(self) -> None:
+        if self.model not in DECAY_MODELS:
+            raise ValueError(f"model must be one of {list(DECAY_MODELS)}, got {self.model!r}")
+        if self.cov_type not in COV_TYPES:
+            raise ValueError(f"cov_type must be one of {list(COV_TYPES)}, got {self.cov_type!r}")
+        object.__setattr__(self, "window", _parse_window(self.window))
+        if self.w_star is not None and not self.w_star > 0:
+            raise ValueError(f"w_star must be a positive norm, got {self.w_star!r}")
+        if self.hac_maxlags is not None and not self.hac_maxlags >= 0:
+            raise ValueError(f"hac_maxlags must be >= 0 lags, got {self.hac_maxlags!r}")
+        if not self.min_points >= 3:
+            raise ValueError(f"min_points must be >= 3 steps, got {self.min_points!r}")
+
+
+def _parse_window(window: Any) -> str | tuple[int, int]:
+    if window == "auto":
+        return "auto"
+    if isinstance(window, str):
+        start, sep, end = window.partition(":")
+        if sep and start.strip().isdigit() and end.strip().isdigit():
+            window = (int(start), int(end))
+    if (
+        isinstance(window, str)
+        or len(window) != 2
+        or not all(float(w).is_integer() for w in window)
+        or not window[0] < window[1]
+    ):
+        raise ValueError(
+            "window must be 'auto' or (start_step, end_step) with start < end (text: "
+            f"'START:END', e.g. '200:800'), got {window!r}"
+        )
+    return int(window[0]), int(window[1])
+
+
+#: The default decay settings (a frozen instance, safe as a default argument).
+DEFAULT_DECAY = DecaySettings()
 
 
 def norm_curve(ds: xr.Dataset, norm: str = "total") -> xr.DataArray:
@@ -120,18 +198,9 @@ def _time_to(w0, w_inf, w_star, gamma):
 
 def fit_decay(
     ds: xr.Dataset,
-    model: DecayModel = "exponential",
-    window: Literal["auto"] | Sequence[int] = "auto",
-    norm: str = "total",
-    memorisation_threshold: float = 0.99,
-    eps: float = 0.9,
-    w_star: float | None = None,
-    confidence: float = 0.9,
-    cov_type: CovType = "HAC",
-    hac_maxlags: int | None = None,
-    min_points: int = DEFAULT_MIN_POINTS,
-    n_resamples: int = 2000,
-    seed: int = 0,
+    settings: AnalysisSettings | None = None,
+    decay: DecaySettings | None = None,
+    **overrides: Any,
 ) -> xr.Dataset:
     """Fit the decay model to every run of ``ds`` (see the module docstring).
 
@@ -140,29 +209,15 @@ def fit_decay(
     ds
         A run store (needs ``param_norm_total`` or ``param_norm``, ``train_accuracy``,
         ``test_accuracy``, and the ``lr`` / ``weight_decay`` run coordinates for the ratio).
-    model
-        ``"exponential"`` (log-linear OLS) or ``"asymptote"`` (non-linear, with a floor).
-    window
-        ``"auto"`` (memorisation to generalisation step) or ``(start_step, end_step)``,
-        inclusive, in steps.
-    norm
-        ``"total"`` (``param_norm_total``) or a parameter group of ``param_norm``.
-    memorisation_threshold, eps
-        Train / test accuracy (fractions) that define the memorisation and generalisation
-        steps (automatic window, ``w*`` and the observed generalisation step).
-    w_star
-        Norm at which the model generalises (L2 norm units); ``None``: each run's norm at its
-        own generalisation step.
-    confidence
-        Central coverage of the intervals.
-    cov_type, hac_maxlags
-        Covariance of the exponential OLS fit: ``"HAC"`` (Newey-West, default, with
-        ``hac_maxlags`` lags, default ``ceil(sqrt(n_points))``) or ``"nonrobust"``.
-    min_points
-        Fewest steps in the window for a fit (fewer: NaN, ``fit_status = "window too short"``).
-    n_resamples, seed
-        Bootstrap over runs of the mean ``gamma`` and mean ratio (runs resampled with
-        replacement; percentile interval).
+    settings
+        :class:`~cdsanalysis.settings.AnalysisSettings`. Used here: ``memorisation_threshold``
+        and ``eps`` (the memorisation and generalisation steps: automatic window, ``w*`` and
+        the observed generalisation step), ``confidence`` (every interval), ``n_resamples`` and
+        ``seed`` (bootstrap over runs of the mean ``gamma`` and mean ratio).
+    decay
+        :class:`DecaySettings`: model, window, norm, ``w*``, covariance, fewest points.
+    **overrides
+        Fields of either to change, e.g. ``fit_decay(ds, window=(51, 500), eps=0.8)``.
 
     Returns
     -------
@@ -175,30 +230,23 @@ def fit_decay(
         ``fit_status`` (``"ok"``, ``"not memorised"``, ``"generalised before memorising"``,
         ``"window too short"``, ``"no norm measured"``, ``"fit failed"``). Scalars over the
         fitted runs: ``gamma_mean`` and ``ratio_mean`` with bootstrap intervals, and ``n_fitted``.
-        ``attrs`` record every setting.
+        ``attrs`` echo both settings (the decay ones prefixed ``decay_``).
     """
-    if model not in DECAY_MODELS:
-        raise ValueError(f"model must be one of {list(DECAY_MODELS)}, got {model!r}")
-    if cov_type not in ("HAC", "nonrobust"):
-        raise ValueError(f"cov_type must be 'HAC' or 'nonrobust', got {cov_type!r}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if window != "auto" and (
-        isinstance(window, str) or len(window) != 2 or not window[0] < window[1]
-    ):
-        raise ValueError(
-            f"window must be 'auto' or (start_step, end_step) with start < end, got {window!r}"
-        )
-    if w_star is not None and not w_star > 0:
-        raise ValueError(f"w_star must be a positive norm, got {w_star!r}")
-    if min_points < 3:
-        raise ValueError(f"min_points must be >= 3, got {min_points}")
+    own = set(DecaySettings.field_names())
+    decay = (decay if decay is not None else DEFAULT_DECAY).replace(
+        **{k: v for k, v in overrides.items() if k in own}
+    )
+    settings = AnalysisSettings.resolve(
+        settings, **{k: v for k, v in overrides.items() if k not in own}
+    )
+    model, window, norm, w_star = decay.model, decay.window, decay.norm, decay.w_star
+    confidence, eps = settings.confidence, settings.eps
 
     norms = norm_curve(ds, norm).astype("float64")
     events = xr.Dataset(
         {
             "norm": norms,
-            "mem": memorisation_step(ds, memorisation_threshold),
+            "mem": memorisation_step(ds, settings.memorisation_threshold),
             "gen": generalisation_step(ds, eps),
         }
     ).compute()
@@ -230,12 +278,12 @@ def fit_decay(
         if end <= start:
             fit_status[i] = "generalised before memorising"
             continue
-        if sel.sum() < min_points:
+        if sel.sum() < decay.min_points:
             fit_status[i] = "window too short"
             continue
         t, y = steps[sel] - start, curve[sel]
         try:
-            fit = _fit_exponential(t, y, confidence, cov_type, hac_maxlags)
+            fit = _fit_exponential(t, y, confidence, decay.cov_type, decay.hac_maxlags)
             if model == "asymptote":
                 fit = _fit_asymptote(t, y, confidence, fit)
         except (RuntimeError, ValueError, np.linalg.LinAlgError):
@@ -282,20 +330,10 @@ def fit_decay(
         },
         coords={k: v for k, v in ds.coords.items() if v.dims == ("run",)},
     )
-    _add_means(res, n_resamples, confidence, seed)
+    _add_means(res, settings.n_resamples, confidence, settings.seed)
     res.attrs = {
-        "model": model,
-        "window": window if window == "auto" else f"{int(window[0])}-{int(window[1])}",
-        "norm": norm,
-        "memorisation_threshold": memorisation_threshold,
-        "eps": eps,
-        "w_star": "per run (norm at its generalisation step)" if w_star is None else w_star,
-        "confidence": confidence,
-        "cov_type": cov_type if model == "exponential" else "curve_fit covariance, t quantiles",
-        "hac_maxlags": "ceil(sqrt(n_points))" if hac_maxlags is None else hac_maxlags,
-        "min_points": min_points,
-        "n_resamples": n_resamples,
-        "seed": seed,
+        **settings.as_attrs(),
+        **{f"decay_{k}": v for k, v in decay.as_attrs().items()},
     }
     return res
 

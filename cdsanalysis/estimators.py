@@ -1,10 +1,16 @@
 """scikit-learn-style estimators over run stores.
 
 Conventions (scikit-learn's): the constructor only stores its parameters (no validation, no
-work); ``fit(ds)`` does the work on a run store (:func:`cdsanalysis.open_runs`) and returns the
-estimator; learned values end in ``_``; ``get_params()`` returns the constructor parameters.
-Every result is an ``xarray`` object whose ``attrs`` record the settings. The estimators are thin:
-the work is done by the functions they name, which can be called directly.
+work); ``fit(ds)`` does the work on a run store (:func:`cdsanalysis.open_runs`), validates the
+parameters and returns the estimator; learned values end in ``_``; ``get_params()`` returns the
+constructor parameters and ``type(est)(**est.get_params())`` is an unfitted copy.
+
+Every estimator takes every field of :class:`~cdsanalysis.settings.AnalysisSettings` as a
+keyword parameter, with the same default (the fields are copied from it, so a setting is added
+in one place); :class:`DecayFit` also takes those of :class:`~cdsanalysis.decay.DecaySettings`.
+``fit`` builds the settings object from them (``settings_``) and passes it to the function the
+estimator names, which can be called directly; a field an estimator does not use has no effect
+on it (it is echoed in the results' ``attrs`` all the same).
 
 >>> est = CDSEstimator(eps=0.9).fit(ds)          # doctest: +SKIP
 >>> est.cds_, est.cds_low_, est.cds_high_, est.n_runs_  # doctest: +SKIP
@@ -13,23 +19,43 @@ the work is done by the functions they name, which can be called directly.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import xarray as xr
 
-from cdsanalysis.aggregate import DEFAULT_AGGREGATE, DEFAULT_LAST_K
 from cdsanalysis.cds_curve import cds_curve
-from cdsanalysis.decay import fit_decay
-from cdsanalysis.modelwise import cds_by_model
-from cdsanalysis.regimes import DEFAULT_RULES, RegimeRules, classify_data_sizes, classify_runs
-from cdsanalysis.smoothing import DEFAULT_SMOOTHING_WIDTH
-from cdsanalysis.stepwise import DEFAULT_THRESHOLDS, stepwise_by_size, stepwise_steps
+from cdsanalysis.decay import DecaySettings, fit_decay
+from cdsanalysis.modelwise import DEFAULT_BY, cds_by_model
+from cdsanalysis.regimes import classify_data_sizes, classify_runs
+from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.stepwise import (
+    DEFAULT_METRIC,
+    DEFAULT_THRESHOLDS,
+    stepwise_by_size,
+    stepwise_steps,
+)
 
 
-class _Estimator:
-    """``get_params`` / ``set_params`` / ``repr`` from the constructor's signature."""
+def _parameters(*sources: type) -> type:
+    """A keyword-only dataclass whose fields are those of the frozen settings classes
+    ``sources`` (same names, types and defaults), to be the estimators' constructor
+    parameters: mutable, so that ``set_params`` works, and unvalidated until ``fit``."""
+    specs = [
+        (f.name, f.type, dataclasses.field(default=f.default))
+        for source in sources
+        for f in dataclasses.fields(source)
+    ]
+    name = "".join(source.__name__ for source in sources) + "Parameters"
+    return dataclasses.make_dataclass(name, specs, kw_only=True, eq=False, repr=False)
+
+
+class _Estimator(_parameters(AnalysisSettings)):  # type: ignore[misc]
+    """``get_params`` / ``set_params`` / ``repr`` from the constructor's signature, and the
+    settings objects built from the parameters."""
 
     def get_params(self) -> dict[str, Any]:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
@@ -49,31 +75,30 @@ class _Estimator:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def _build(self, cls: type) -> Any:
+        """The settings object ``cls`` from this estimator's parameters (validated here)."""
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
 
+
+@dataclass(kw_only=True, eq=False, repr=False)
 class CDSEstimator(_Estimator):
     """Critical data size of one configuration (see :mod:`cdsanalysis.cds_curve`).
 
     Parameters
     ----------
-    eps
-        Test-accuracy threshold (fraction).
     method
         Which estimate ``cds_`` reports: ``"glm"`` (logistic fit in log size, inverted at
         ``eps``; default, its interval can be honest) or ``"grid"`` (smallest tested size whose
         mean passes; discrete). Both are in ``result_``.
-    aggregate, last_k
-        Reduction of each run's test-accuracy curve.
-    n_resamples, confidence, seed
-        Bootstrap (runs resampled within each size).
-    size_coord
-        ``"n_samples"`` or ``"data_fraction"``.
-    chance_accuracy
-        Floor of the logistic model (fraction).
-    require_all_larger, allow_varying
-        See :func:`cdsanalysis.cds.estimate_cds`.
+    **settings
+        The fields of :class:`~cdsanalysis.settings.AnalysisSettings` (used:
+        ``eps``, ``aggregate``, ``last_k``, ``size_coord``, ``chance_accuracy``,
+        ``require_all_larger``, ``allow_varying``, ``n_resamples``, ``confidence``, ``seed``).
 
     Attributes
     ----------
+    settings_ : AnalysisSettings
+        The settings used.
     result_ : xarray.Dataset
         The full :func:`cdsanalysis.cds_curve.cds_curve` result.
     cds_, cds_low_, cds_high_ : float
@@ -84,38 +109,13 @@ class CDSEstimator(_Estimator):
         Mean accuracy per size with its interval and run count.
     """
 
-    def __init__(
-        self,
-        eps: float = 0.9,
-        method: Literal["glm", "grid"] = "glm",
-        aggregate: str = DEFAULT_AGGREGATE,
-        last_k: int = DEFAULT_LAST_K,
-        n_resamples: int = 2000,
-        confidence: float = 0.9,
-        seed: int = 0,
-        size_coord: str = "n_samples",
-        chance_accuracy: float = 0.0,
-        require_all_larger: bool = False,
-        allow_varying: Sequence[str] = ("seed",),
-    ) -> None:
-        self.eps = eps
-        self.method = method
-        self.aggregate = aggregate
-        self.last_k = last_k
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-        self.size_coord = size_coord
-        self.chance_accuracy = chance_accuracy
-        self.require_all_larger = require_all_larger
-        self.allow_varying = allow_varying
+    method: Literal["glm", "grid"] = "glm"
 
     def fit(self, ds: xr.Dataset) -> CDSEstimator:
         if self.method not in ("glm", "grid"):
             raise ValueError(f"method must be 'glm' or 'grid', got {self.method!r}")
-        params = self.get_params()
-        params.pop("method")
-        self.result_ = cds_curve(ds, **params)
+        self.settings_ = self._build(AnalysisSettings)
+        self.result_ = cds_curve(ds, self.settings_)
         prefix = f"cds_{self.method}"
         self.cds_ = float(self.result_[prefix])
         self.cds_low_ = float(self.result_[f"{prefix}_low"])
@@ -127,11 +127,22 @@ class CDSEstimator(_Estimator):
         return self
 
 
-class DecayFit(_Estimator):
-    """Per-run fit of the weight-norm decay (see :mod:`cdsanalysis.decay` for the parameters).
+@dataclass(kw_only=True, eq=False, repr=False)
+class DecayFit(_Estimator, _parameters(DecaySettings)):  # type: ignore[misc]
+    """Per-run fit of the weight-norm decay (:func:`cdsanalysis.decay.fit_decay`).
+
+    Parameters
+    ----------
+    **settings
+        The fields of :class:`~cdsanalysis.decay.DecaySettings` (model, window, norm,
+        ``w_star``, covariance, fewest points) and of
+        :class:`~cdsanalysis.settings.AnalysisSettings` (used: ``memorisation_threshold``,
+        ``eps``, ``n_resamples``, ``confidence``, ``seed``).
 
     Attributes
     ----------
+    settings_, decay_settings_ : AnalysisSettings, DecaySettings
+        The settings used.
     result_ : xarray.Dataset
         The full :func:`cdsanalysis.decay.fit_decay` result (over ``run``).
     gamma_, gamma_low_, gamma_high_ : xarray.DataArray
@@ -142,36 +153,10 @@ class DecayFit(_Estimator):
         Mean over fitted runs with its bootstrap interval; ``n_fitted_`` runs.
     """
 
-    def __init__(
-        self,
-        model: str = "exponential",
-        window: str | Sequence[int] = "auto",
-        norm: str = "total",
-        memorisation_threshold: float = 0.99,
-        eps: float = 0.9,
-        w_star: float | None = None,
-        confidence: float = 0.9,
-        cov_type: str = "HAC",
-        hac_maxlags: int | None = None,
-        min_points: int = 20,
-        n_resamples: int = 2000,
-        seed: int = 0,
-    ) -> None:
-        self.model = model
-        self.window = window
-        self.norm = norm
-        self.memorisation_threshold = memorisation_threshold
-        self.eps = eps
-        self.w_star = w_star
-        self.confidence = confidence
-        self.cov_type = cov_type
-        self.hac_maxlags = hac_maxlags
-        self.min_points = min_points
-        self.n_resamples = n_resamples
-        self.seed = seed
-
     def fit(self, ds: xr.Dataset) -> DecayFit:
-        self.result_ = fit_decay(ds, **self.get_params())
+        self.settings_ = self._build(AnalysisSettings)
+        self.decay_settings_ = self._build(DecaySettings)
+        self.result_ = fit_decay(ds, self.settings_, self.decay_settings_)
         self.gamma_ = self.result_["gamma"]
         self.gamma_low_ = self.result_["gamma_low"]
         self.gamma_high_ = self.result_["gamma_high"]
@@ -183,88 +168,87 @@ class DecayFit(_Estimator):
         return self
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class StepwiseAnalysis(_Estimator):
     """First step reaching each threshold, per run and per data size (:mod:`cdsanalysis.stepwise`).
 
+    Parameters
+    ----------
+    thresholds
+        Values to reach, in the metric's units (fractions); default 0.1, 0.2, ..., 0.9.
+    metric
+        The per-step variable read (default ``"test_accuracy"``).
+    **settings
+        The fields of :class:`~cdsanalysis.settings.AnalysisSettings` (used: ``smoothing``,
+        ``smoothing_width``, ``sustain``, ``size_coord``, ``n_resamples``, ``confidence``,
+        ``seed``).
+
     Attributes
     ----------
+    settings_ : AnalysisSettings
+        The settings used.
     first_step_ : xarray.DataArray
         Over ``(run, threshold)``, steps (NaN = never reached).
     by_size_ : xarray.Dataset
         Over ``(size_coord, threshold)``: counts reached and step statistics with intervals.
     """
 
-    def __init__(
-        self,
-        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-        metric: str = "test_accuracy",
-        smoothing: str = "none",
-        smoothing_width: float = DEFAULT_SMOOTHING_WIDTH,
-        sustain: int = 1,
-        size_coord: str = "n_samples",
-        n_resamples: int = 2000,
-        confidence: float = 0.9,
-        seed: int = 0,
-    ) -> None:
-        self.thresholds = thresholds
-        self.metric = metric
-        self.smoothing = smoothing
-        self.smoothing_width = smoothing_width
-        self.sustain = sustain
-        self.size_coord = size_coord
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    metric: str = DEFAULT_METRIC
 
     def fit(self, ds: xr.Dataset) -> StepwiseAnalysis:
+        self.settings_ = self._build(AnalysisSettings)
         self.first_step_ = stepwise_steps(
-            ds,
-            self.thresholds,
-            self.metric,
-            self.smoothing,  # type: ignore[arg-type]
-            self.smoothing_width,
-            self.sustain,
+            ds, self.settings_, thresholds=self.thresholds, metric=self.metric
         )
-        self.by_size_ = stepwise_by_size(
-            self.first_step_, self.size_coord, self.n_resamples, self.confidence, self.seed
-        )
+        self.by_size_ = stepwise_by_size(self.first_step_, self.settings_)
         return self
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class RegimeClassifier(_Estimator):
-    """Regimes per run and per data size (rules: :class:`cdsanalysis.regimes.RegimeRules`).
+    """Regimes per run and per data size (rules: :mod:`cdsanalysis.regimes`).
+
+    Parameters
+    ----------
+    **settings
+        The fields of :class:`~cdsanalysis.settings.AnalysisSettings` (used: the thresholds,
+        reduction, smoothing, ``sustain``, the two ``surplus_max_delay_*`` rules,
+        ``allow_varying`` and the bootstrap).
 
     Attributes
     ----------
+    settings_ : AnalysisSettings
+        The settings used.
     runs_ : xarray.Dataset
         :func:`cdsanalysis.regimes.classify_runs` (over ``run``).
     sizes_ : xarray.Dataset
         :func:`cdsanalysis.regimes.classify_data_sizes` (over ``n_samples``).
     """
 
-    def __init__(
-        self,
-        rules: RegimeRules = DEFAULT_RULES,
-        n_resamples: int = 2000,
-        confidence: float = 0.9,
-        seed: int = 0,
-    ) -> None:
-        self.rules = rules
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-
     def fit(self, ds: xr.Dataset) -> RegimeClassifier:
-        self.runs_ = classify_runs(ds, self.rules)
-        self.sizes_ = classify_data_sizes(self.runs_, self.n_resamples, self.confidence, self.seed)
+        self.settings_ = self._build(AnalysisSettings)
+        self.runs_ = classify_runs(ds, self.settings_)
+        self.sizes_ = classify_data_sizes(self.runs_, self.settings_)
         return self
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class ModelwiseCDS(_Estimator):
     """CDS per model size with a trend test (:func:`cdsanalysis.modelwise.cds_by_model`).
 
+    Parameters
+    ----------
+    by
+        The model coordinate (default ``"width"``: hidden size).
+    **settings
+        The fields of :class:`~cdsanalysis.settings.AnalysisSettings`, as for
+        :class:`CDSEstimator`.
+
     Attributes
     ----------
+    settings_ : AnalysisSettings
+        The settings used.
     result_ : xarray.Dataset
         Over ``by``: both CDS estimates with intervals and run counts; trend scalars.
     cds_ : xarray.DataArray
@@ -273,32 +257,11 @@ class ModelwiseCDS(_Estimator):
         d log CDS / d log ``by`` and the two-sided p-value of slope 0.
     """
 
-    def __init__(
-        self,
-        by: str = "width",
-        eps: float = 0.9,
-        aggregate: str = DEFAULT_AGGREGATE,
-        last_k: int = DEFAULT_LAST_K,
-        n_resamples: int = 2000,
-        confidence: float = 0.9,
-        seed: int = 0,
-        size_coord: str = "n_samples",
-        chance_accuracy: float = 0.0,
-        allow_varying: Sequence[str] = ("seed",),
-    ) -> None:
-        self.by = by
-        self.eps = eps
-        self.aggregate = aggregate
-        self.last_k = last_k
-        self.n_resamples = n_resamples
-        self.confidence = confidence
-        self.seed = seed
-        self.size_coord = size_coord
-        self.chance_accuracy = chance_accuracy
-        self.allow_varying = allow_varying
+    by: str = DEFAULT_BY
 
     def fit(self, ds: xr.Dataset) -> ModelwiseCDS:
-        self.result_ = cds_by_model(ds, **self.get_params())
+        self.settings_ = self._build(AnalysisSettings)
+        self.result_ = cds_by_model(ds, self.by, self.settings_)
         self.cds_ = self.result_["cds_glm"]
         self.trend_slope_ = float(self.result_["trend_slope"])
         self.trend_p_value_ = float(self.result_["trend_p_value"])

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from cdsanalysis.aggregate import at_precision
+from cdsanalysis.settings import DEFAULTS
 
 
 def first_step_reaching(curve: xr.DataArray, threshold: float) -> xr.DataArray:
@@ -57,7 +58,9 @@ def first_step_reaching(curve: xr.DataArray, threshold: float) -> xr.DataArray:
     return out
 
 
-def memorisation_step(ds: xr.Dataset, threshold: float = 0.99) -> xr.DataArray:
+def memorisation_step(
+    ds: xr.Dataset, threshold: float = DEFAULTS.memorisation_threshold
+) -> xr.DataArray:
     """First step at which the training accuracy reaches ``threshold``, per run.
 
     Parameters
@@ -80,7 +83,7 @@ def memorisation_step(ds: xr.Dataset, threshold: float = 0.99) -> xr.DataArray:
     return out
 
 
-def generalisation_step(ds: xr.Dataset, eps: float = 0.9) -> xr.DataArray:
+def generalisation_step(ds: xr.Dataset, eps: float = DEFAULTS.eps) -> xr.DataArray:
     """First evaluated step at which the test accuracy reaches ``eps``, per run.
 
     Parameters
@@ -103,7 +106,9 @@ def generalisation_step(ds: xr.Dataset, eps: float = 0.9) -> xr.DataArray:
     return out
 
 
-def first_step_sustained(curve: xr.DataArray, threshold: float, sustain: int = 1) -> xr.DataArray:
+def first_step_sustained(
+    curve: xr.DataArray, threshold: float, sustain: int = DEFAULTS.sustain
+) -> xr.DataArray:
     """The first ``step`` from which ``curve >= threshold`` for ``sustain`` measurements in a row.
 
     A noisy or oscillating curve can touch a threshold once long before it stays above it; with

@@ -13,21 +13,25 @@ the model coordinate (``"width"``: hidden size, ``"depth"``: layers, or any per-
   missing fitted CDS are left out of the trend (and counted).
 - :func:`accuracy_landscape`: mean aggregate accuracy per (model, size) and the runs behind it.
 - :func:`accuracy_trend`: accuracy averaged over sizes per model, with an OLS trend against
-  ``by`` and its 95 % confidence band (statsmodels), as in the paper's Fig. 4B.
+  ``by`` and its confidence band (statsmodels), as in the paper's Fig. 4B.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy import stats
 
-from cdsanalysis.aggregate import DEFAULT_AGGREGATE, DEFAULT_LAST_K, Aggregate, aggregate_curve
-from cdsanalysis.cds import check_size_coord, done_runs
+from cdsanalysis.aggregate import aggregate_curve
+from cdsanalysis.cds import SIZE_UNITS, check_size_coord, done_runs
 from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.settings import AnalysisSettings
+
+#: The default model coordinate: the hidden size.
+DEFAULT_BY = "width"
 
 _CDS_FIELDS = (
     "cds_glm",
@@ -48,21 +52,22 @@ def _check_by(ds: xr.Dataset, by: str) -> np.ndarray:
 
 def cds_by_model(
     ds: xr.Dataset,
-    by: str = "width",
-    eps: float = 0.9,
-    aggregate: Aggregate = DEFAULT_AGGREGATE,
-    last_k: int = DEFAULT_LAST_K,
-    n_resamples: int = 2000,
-    confidence: float = 0.9,
-    seed: int = 0,
-    size_coord: str = "n_samples",
-    chance_accuracy: float = 0.0,
-    allow_varying: Sequence[str] = ("seed",),
+    by: str = DEFAULT_BY,
+    settings: AnalysisSettings | None = None,
+    **overrides: Any,
 ) -> xr.Dataset:
     """CDS per value of the model coordinate ``by``, with intervals and a trend test.
 
-    Parameters are those of :func:`cdsanalysis.cds_curve.cds_curve`, plus ``by`` (the model
-    coordinate, default ``"width"``: hidden size).
+    Parameters
+    ----------
+    ds
+        A run store sweeping ``by`` and the data size.
+    by
+        The model coordinate (default ``"width"``: hidden size).
+    settings, **overrides
+        :class:`~cdsanalysis.settings.AnalysisSettings` and keyword changes of its fields, as
+        for :func:`cdsanalysis.cds_curve.cds_curve` (run on each model's runs); ``confidence``
+        is also the level of the trend's interval.
 
     Returns
     -------
@@ -71,35 +76,25 @@ def cds_by_model(
         (units of ``size_coord``), ``n_runs``. Scalars: ``trend_slope`` (d log CDS / d log
         ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
         ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
-        trend). ``attrs`` record every setting.
+        trend). ``attrs`` echo ``by`` and the settings.
     """
+    settings = AnalysisSettings.resolve(settings, **overrides)
     values = _check_by(ds, by)
-    check_size_coord(ds, size_coord)
+    check_size_coord(ds, settings.size_coord)
     rows = {k: [] for k in (*_CDS_FIELDS, "n_runs")}
     for value in values:
         sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
-        curve = cds_curve(
-            sub,
-            eps=eps,
-            aggregate=aggregate,
-            last_k=last_k,
-            n_resamples=n_resamples,
-            confidence=confidence,
-            seed=seed,
-            size_coord=size_coord,
-            chance_accuracy=chance_accuracy,
-            allow_varying=allow_varying,
-        )
+        curve = cds_curve(sub, settings)
         for k in _CDS_FIELDS:
             rows[k].append(float(curve[k]))
         rows["n_runs"].append(int(curve["n_runs_total"]))
-    unit = {"units": "samples" if size_coord == "n_samples" else "fraction"}
+    unit = {"units": SIZE_UNITS[settings.size_coord]}
     out = xr.Dataset(
         {k: (by, np.array(v, dtype=np.float64), unit) for k, v in rows.items() if k != "n_runs"},
         coords={by: values},
     )
     out["n_runs"] = (by, np.array(rows["n_runs"], dtype=np.int64), {"units": "runs"})
-    slope, low, high, p_value, used = _trend(values, out, confidence)
+    slope, low, high, p_value, used = _trend(values, out, settings.confidence)
     out["trend_slope"] = ((), slope, {"description": f"d log(cds_glm) / d log({by})"})
     out["trend_slope_low"] = ((), low)
     out["trend_slope_high"] = ((), high)
@@ -107,14 +102,7 @@ def cds_by_model(
     out["trend_n_models"] = ((), used, {"units": "models"})
     out.attrs = {
         "by": by,
-        "eps": eps,
-        "aggregate": aggregate,
-        "last_k": last_k,
-        "n_resamples": n_resamples,
-        "confidence": confidence,
-        "seed": seed,
-        "size_coord": size_coord,
-        "chance_accuracy": chance_accuracy,
+        **settings.as_attrs(),
         "trend": "WLS of log cds_glm on log by, inverse-variance weights from the intervals",
     }
     return out
@@ -137,34 +125,39 @@ def _trend(by_values, out, confidence):
     return float(res.params[1]), float(lo), float(hi), float(res.pvalues[1]), int(ok.sum())
 
 
-def _run_table(ds, by, size_coord, aggregate, last_k):
+def _run_table(ds, by, settings):
     done = done_runs(ds)
-    final = aggregate_curve(done["test_accuracy"], aggregate, last_k).compute().values
+    final = aggregate_curve(done["test_accuracy"], settings.aggregate, settings.last_k)
+    final = final.compute().values
     keep = np.isfinite(final)
     return (
         np.asarray(done[by].values)[keep],
-        np.asarray(done[size_coord].values)[keep],
+        np.asarray(done[settings.size_coord].values)[keep],
         np.asarray(final, dtype=np.float64)[keep],
     )
 
 
 def accuracy_landscape(
     ds: xr.Dataset,
-    by: str = "width",
-    size_coord: str = "n_samples",
-    aggregate: Aggregate = DEFAULT_AGGREGATE,
-    last_k: int = DEFAULT_LAST_K,
+    by: str = DEFAULT_BY,
+    settings: AnalysisSettings | None = None,
+    **overrides: Any,
 ) -> xr.Dataset:
     """Mean aggregate test accuracy per (model ``by``, data size), over done runs.
+
+    ``settings`` (and keyword ``overrides``): ``aggregate`` / ``last_k`` reduce each run's
+    curve; ``size_coord`` is the data size.
 
     Returns
     -------
     xarray.Dataset
         Over ``(by, size_coord)``: ``mean_accuracy`` (fraction; NaN where no run) and ``n_runs``.
     """
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    size_coord = settings.size_coord
     _check_by(ds, by)
     check_size_coord(ds, size_coord)
-    models, sizes, final = _run_table(ds, by, size_coord, aggregate, last_k)
+    models, sizes, final = _run_table(ds, by, settings)
     mlabels, slabels = np.unique(models), np.unique(sizes)
     mean = np.full((mlabels.size, slabels.size), np.nan)
     count = np.zeros(mean.shape, dtype=np.int64)
@@ -181,24 +174,22 @@ def accuracy_landscape(
         },
         coords={by: mlabels, size_coord: slabels},
     )
-    out.attrs = {"by": by, "size_coord": size_coord, "aggregate": aggregate, "last_k": last_k}
+    out.attrs = {"by": by, **settings.as_attrs()}
     return out
 
 
 def accuracy_trend(
     ds: xr.Dataset,
-    by: str = "width",
-    size_coord: str = "n_samples",
-    aggregate: Aggregate = DEFAULT_AGGREGATE,
-    last_k: int = DEFAULT_LAST_K,
-    confidence: float = 0.95,
+    by: str = DEFAULT_BY,
+    settings: AnalysisSettings | None = None,
+    **overrides: Any,
 ) -> xr.Dataset:
     """Accuracy averaged over data sizes per model, with an OLS trend and its band (Fig. 4B).
 
     Each model's average is the mean over its sizes of the per-size mean accuracy (every size
     counts once, however many runs it has); its interval is a Student-t interval over those
     per-size means. The trend is OLS of the per-model averages on ``by`` (statsmodels), with
-    the ``confidence`` band of the fitted mean.
+    the ``confidence`` band of the fitted mean (``settings.confidence``; the paper drew 95 %).
 
     Returns
     -------
@@ -209,7 +200,9 @@ def accuracy_trend(
     """
     import statsmodels.api as sm
 
-    land = accuracy_landscape(ds, by, size_coord, aggregate, last_k)
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    confidence = settings.confidence
+    land = accuracy_landscape(ds, by, settings)
     means = land["mean_accuracy"].values
     n_sizes = np.isfinite(means).sum(axis=1)
     avg = np.nanmean(np.where(np.isfinite(means), means, np.nan), axis=1)
@@ -243,5 +236,5 @@ def accuracy_trend(
         },
         coords={by: land[by].values, "by_grid": grid},
     )
-    out.attrs = {**land.attrs, "confidence": confidence}
+    out.attrs = land.attrs
     return out

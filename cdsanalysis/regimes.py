@@ -1,26 +1,68 @@
 """Data-efficiency regimes (insufficiency, sufficiency, surplus) per run and per data size.
 
-The rules are stated once, in the docstring of :class:`RegimeRules`.
+This docstring is the one place where the rules are described; their thresholds are fields of
+:class:`~cdsanalysis.settings.AnalysisSettings` (named in ``code`` below, with their defaults
+there).
+
+Per run (:func:`classify_runs`). Steps follow the store convention (step ``k`` = before
+update ``k``, so step 1 is the initialisation).
+
+- *curves*: the train and test accuracy curves, smoothed by ``smoothing`` (``"ema"`` is causal,
+  ``"gaussian"`` looks ahead, see :mod:`cdsanalysis.smoothing`) before the events below are
+  read off them.
+- *reaching* a threshold: ``sustain`` consecutive measured values at or above it. On noisy or
+  oscillating curves, ``sustain > 1`` (and/or smoothing) keeps a brief excursion above a
+  threshold from counting as the event; the event step is the first step of the sustained
+  stretch.
+- *memorisation step*: the first step with train accuracy ``>= memorisation_threshold`` (NaN
+  if never); the run is **memorised** when it is finite.
+- *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if never);
+  *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate`` and ``last_k``
+  (read off the raw, unsmoothed curve: the aggregate already chooses how spikes are treated).
+  The run is **generalised** when the final test accuracy is ``>= eps`` *and* the
+  generalisation step is finite (a run that reached ``eps`` and fell back below it for good is
+  not generalised).
+- The regime, first matching rule wins:
+
+  1. ``incomplete``: status is not ``'done'`` (pending, running, failed, diverged);
+  2. ``undetermined``: not memorised (the training was too short to tell), or no test
+     accuracy was ever measured;
+  3. ``insufficiency``: memorised, not generalised;
+  4. ``sufficiency`` (grokking): memorised and generalised, with
+     ``generalisation_step > surplus_max_delay_ratio * memorisation_step`` and a gap
+     ``generalisation_step - memorisation_step > surplus_max_delay_steps``;
+  5. ``surplus``: memorised and generalised, with
+     ``generalisation_step <= surplus_max_delay_ratio * memorisation_step`` or a gap
+     ``<= surplus_max_delay_steps`` (this includes generalising before memorising, since the
+     ratio is at least 1).
+
+Per data size ``n`` (:func:`classify_data_sizes`), over the runs at ``n`` whose status is
+``'done'``:
+
+- regime: the most common run regime; ties go to the regime listed first in
+  ``undetermined, insufficiency, sufficiency, surplus``, i.e. towards the longer delay
+  (insufficiency = never generalises) and, before that, towards "cannot tell", so a tie never
+  overstates generalisation. ``incomplete`` when no run at ``n`` is done;
+- agreement: the fraction of done runs whose regime is the chosen one;
+- step statistics (median, min, max) are over the done runs that reached the threshold,
+  reported with the count that did (never-reached runs are not treated as 0 or as the last
+  step);
+- final test accuracy: the mean over done runs with a measured value, with a percentile
+  bootstrap interval (``n_resamples`` resamples of the runs with replacement within ``n``, as
+  for the CDS; ``confidence``, ``seed``).
+
+Thresholds are compared with ``>=`` at the metrics' storage precision (float32).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import (
-    DEFAULT_AGGREGATE,
-    DEFAULT_LAST_K,
-    Aggregate,
-    aggregate_curve,
-    aggregate_label,
-    at_precision,
-    check_aggregate,
-)
+from cdsanalysis.aggregate import aggregate_curve, aggregate_label, at_precision
 from cdsanalysis.blockwise import run_events
 from cdsanalysis.cds import (
     as_strings,
@@ -29,143 +71,20 @@ from cdsanalysis.cds import (
     percentile_interval,
 )
 from cdsanalysis.events import first_step_sustained, generalisation_step, memorisation_step
-from cdsanalysis.smoothing import (
-    DEFAULT_SMOOTHING_WIDTH,
-    Smoothing,
-    check_smoothing,
-    smooth_curve,
-)
+from cdsanalysis.settings import DEFAULTS, AnalysisSettings
+from cdsanalysis.smoothing import smooth_curve
 
-#: Regime names, in the order used to break ties (first wins), see :class:`RegimeRules`.
+#: Regime names, in the order used to break ties (first wins), see the module docstring.
 REGIMES: tuple[str, ...] = ("undetermined", "insufficiency", "sufficiency", "surplus")
 #: Label of runs that are not finished (status other than 'done'), and of data sizes without any
 #: finished run.
 INCOMPLETE = "incomplete"
 
 
-@dataclass(frozen=True)
-class RegimeRules:
-    """Thresholds and rules that classify runs and data sizes into regimes.
-
-    This docstring is the one place where the rules are described.
-
-    Per run (:func:`classify_runs`). Steps follow the store convention (step ``k`` = before
-    update ``k``, so step 1 is the initialisation).
-
-    - *curves*: the train and test accuracy curves, smoothed by ``smoothing`` (default
-      ``"none"``; ``"ema"`` is causal, ``"gaussian"`` looks ahead, see
-      :mod:`cdsanalysis.smoothing`) before the events below are read off them.
-    - *reaching* a threshold: ``sustain`` consecutive measured values at or above it (default
-      1: a single value). On noisy or oscillating curves, ``sustain > 1`` (and/or smoothing)
-      keeps a brief excursion above a threshold from counting as the event; the event step is
-      the first step of the sustained stretch.
-    - *memorisation step*: the first step with train accuracy ``>= memorisation_threshold``
-      (NaN if never); the run is **memorised** when it is finite.
-    - *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if
-      never); *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate``
-      (default ``"median_last"`` over the last ``last_k = 100`` measured values, robust to the
-      brief loss spikes of full-batch AdamW, see :data:`cdsanalysis.aggregate.DEFAULT_AGGREGATE`;
-      ``"final"``: the last measured value; ``"max"``; ``"mean_last"``). The run is
-      **generalised** when the final test accuracy is ``>= eps`` *and* the generalisation
-      step is finite (a run that reached ``eps`` and fell back below it for good is not
-      generalised).
-    - The regime, first matching rule wins:
-
-      1. ``incomplete``: status is not ``'done'`` (pending, running, failed, diverged);
-      2. ``undetermined``: not memorised (the training was too short to tell), or no test
-         accuracy was ever measured;
-      3. ``insufficiency``: memorised, not generalised;
-      4. ``sufficiency`` (grokking): memorised and generalised, with
-         ``generalisation_step > surplus_max_delay_ratio * memorisation_step`` and a gap
-         ``generalisation_step - memorisation_step > surplus_max_delay_steps``;
-      5. ``surplus``: memorised and generalised, with
-         ``generalisation_step <= surplus_max_delay_ratio * memorisation_step`` or a gap
-         ``<= surplus_max_delay_steps`` (this includes generalising before memorising, since
-         the ratio is at least 1).
-
-      The *final test accuracy* is read off the raw (unsmoothed) curve: the aggregate already
-      chooses how spikes are treated.
-
-    Per data size ``n`` (:func:`classify_data_sizes`), over the runs at ``n`` whose status is
-    ``'done'``:
-
-    - regime: the most common run regime; ties go to the regime listed first in
-      ``undetermined, insufficiency, sufficiency, surplus``, i.e. towards the longer delay
-      (insufficiency = never generalises) and, before that, towards "cannot tell", so a tie
-      never overstates generalisation. ``incomplete`` when no run at ``n`` is done;
-    - agreement: the fraction of done runs whose regime is the chosen one;
-    - step statistics (median, min, max) are over the done runs that reached the threshold,
-      reported with the count that did (never-reached runs are not treated as 0 or as the
-      last step);
-    - final test accuracy: the mean over done runs with a measured value, with a percentile
-      bootstrap interval (runs resampled with replacement within ``n``, as for the CDS).
-
-    Thresholds are compared with ``>=`` at the metrics' storage precision (float32).
-
-    Attributes
-    ----------
-    memorisation_threshold
-        Train accuracy (fraction) that counts as memorised.
-    eps
-        Test accuracy (fraction) that counts as generalised; also the CDS threshold.
-    aggregate
-        Reduction of the test-accuracy curve: ``"median_last"`` (default), ``"mean_last"``,
-        ``"final"`` or ``"max"``.
-    last_k
-        Measured values reduced by ``"median_last"`` / ``"mean_last"`` (default 100; taken as 1
-        by the other reductions).
-    surplus_max_delay_ratio
-        Largest ``generalisation_step / memorisation_step`` still counted as "memorisation
-        and generalisation together" (surplus); larger ratios are grokking (sufficiency).
-        Dimensionless, >= 1. Generalisation steps are only resolved to ``eval_every``.
-    surplus_max_delay_steps
-        Largest gap (generalisation minus memorisation step, in steps) still counted as
-        surplus whatever the ratio (default 0: only the ratio decides). Useful when both
-        events come early, where a ratio of small numbers is noisy.
-    smoothing, smoothing_width
-        Smoothing of both accuracy curves before the events (default ``"none"``; width in
-        measurements).
-    sustain
-        Consecutive measured values that must reach a threshold (default 1).
-    """
-
-    memorisation_threshold: float = 0.99
-    eps: float = 0.9
-    aggregate: Aggregate = DEFAULT_AGGREGATE
-    last_k: int = DEFAULT_LAST_K
-    surplus_max_delay_ratio: float = 2.0
-    surplus_max_delay_steps: float = 0.0
-    smoothing: Smoothing = "none"
-    smoothing_width: float = DEFAULT_SMOOTHING_WIDTH
-    sustain: int = 1
-
-    def __post_init__(self) -> None:
-        # frozen dataclass: store the last_k the aggregate really uses (1 for final / max)
-        object.__setattr__(self, "last_k", check_aggregate(self.aggregate, self.last_k))
-        for name in ("memorisation_threshold", "eps"):
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must lie in (0, 1] (a fraction), got {value}")
-        if not self.surplus_max_delay_ratio >= 1.0:
-            raise ValueError(
-                "surplus_max_delay_ratio must be >= 1 (generalising no later than "
-                f"memorising is always 'together'), got {self.surplus_max_delay_ratio}"
-            )
-        if not self.surplus_max_delay_steps >= 0:
-            raise ValueError(
-                f"surplus_max_delay_steps must be >= 0 steps, got {self.surplus_max_delay_steps}"
-            )
-        check_smoothing(self.smoothing, self.smoothing_width)
-        if not isinstance(self.sustain, int) or isinstance(self.sustain, bool) or self.sustain < 1:
-            raise ValueError(f"sustain must be a positive integer, got {self.sustain!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The thresholds as a JSON-ready dictionary."""
-        return asdict(self)
-
-
-#: The default rules (a frozen instance, safe as a default argument).
-DEFAULT_RULES = RegimeRules()
+#: The regime rules' thresholds are fields of the one settings object; ``RegimeRules`` and
+#: ``DEFAULT_RULES`` are its former names, kept so that existing code keeps working.
+RegimeRules = AnalysisSettings
+DEFAULT_RULES = DEFAULTS
 
 
 def _regime_of(
@@ -173,7 +92,7 @@ def _regime_of(
     mem: np.ndarray,
     gen: np.ndarray,
     final: np.ndarray,
-    rules: RegimeRules,
+    rules: AnalysisSettings,
     final_threshold: float,
 ) -> np.ndarray:
     memorised = np.isfinite(mem)
@@ -193,17 +112,23 @@ def _regime_of(
 
 
 def classify_runs(
-    ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES, lazy: bool = False
+    ds: xr.Dataset,
+    settings: AnalysisSettings | None = None,
+    lazy: bool = False,
+    **overrides: Any,
 ) -> xr.Dataset:
-    """Classify every run of ``ds`` into a regime (rules: :class:`RegimeRules`).
+    """Classify every run of ``ds`` into a regime (rules: the module docstring).
 
     Parameters
     ----------
     ds
         A run store opened with :func:`cdsanalysis.open_runs` (needs ``train_accuracy``,
         ``test_accuracy`` and the decoded ``status`` coordinate).
-    rules
-        Thresholds; default ``RegimeRules()``.
+    settings, **overrides
+        :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults) and keyword
+        changes of its fields. Used here: ``memorisation_threshold``, ``eps``, ``aggregate`` /
+        ``last_k``, ``smoothing`` / ``smoothing_width``, ``sustain``,
+        ``surplus_max_delay_ratio``, ``surplus_max_delay_steps``.
     lazy
         Compute the events with the lazy xarray definitions
         (:func:`~cdsanalysis.events.first_step_reaching`,
@@ -219,8 +144,9 @@ def classify_runs(
         ``delay_steps`` (generalisation minus memorisation step; may be negative),
         ``final_test_accuracy`` (the aggregate, fraction) and ``regime`` (str). Steps and
         accuracies are given for every run, finished or not; only the regime depends on the
-        status. The rules are stored in ``attrs``.
+        status. ``attrs`` echo the settings.
     """
+    rules = AnalysisSettings.resolve(settings, **overrides)
     if rules.smoothing == "none" and rules.sustain == 1 and not lazy:
         out = _blockwise_events(ds, rules)
     else:
@@ -251,15 +177,15 @@ def classify_runs(
         rules,
         at_precision(rules.eps, ds["test_accuracy"].dtype),
     )
-    out["regime"] = ("run", regime, {"description": "see cdsanalysis.regimes.RegimeRules"})
-    out.attrs = {f"rules_{k}": v for k, v in rules.to_dict().items()}
+    out["regime"] = ("run", regime, {"description": "rules: see cdsanalysis.regimes"})
+    out.attrs = rules.as_attrs()
     return out
 
 
-def _blockwise_events(ds: xr.Dataset, rules: RegimeRules) -> xr.Dataset:
+def _blockwise_events(ds: xr.Dataset, rules: AnalysisSettings) -> xr.Dataset:
     """The unsmoothed events and aggregate of every run, read in blocks of runs, with the
     attributes the lazy definitions give them."""
-    out = run_events(ds, rules.memorisation_threshold, rules.eps, rules.aggregate, rules.last_k)
+    out = run_events(ds, rules)
     for name, metric, threshold in (
         ("memorisation_step", "train accuracy", rules.memorisation_threshold),
         ("generalisation_step", "test accuracy", rules.eps),
@@ -282,7 +208,7 @@ def _blockwise_events(ds: xr.Dataset, rules: RegimeRules) -> xr.Dataset:
     return out
 
 
-def _robust_events(ds: xr.Dataset, rules: RegimeRules) -> tuple[xr.DataArray, xr.DataArray]:
+def _robust_events(ds: xr.Dataset, rules: AnalysisSettings) -> tuple[xr.DataArray, xr.DataArray]:
     """Memorisation and generalisation steps on smoothed curves with a sustain requirement."""
     out = []
     for name, threshold, label in (
@@ -319,28 +245,20 @@ def _step_stats(steps: np.ndarray) -> tuple[float, float, float, int]:
 
 
 def classify_data_sizes(
-    run_regimes: xr.Dataset,
-    n_resamples: int = 2000,
-    confidence: float = 0.9,
-    seed: int = 0,
-    allow_varying: Sequence[str] = ("seed",),
+    run_regimes: xr.Dataset, settings: AnalysisSettings | None = None, **overrides: Any
 ) -> xr.Dataset:
-    """Summarise :func:`classify_runs` per data size ``n`` (rules: :class:`RegimeRules`).
+    """Summarise :func:`classify_runs` per data size ``n`` (rules: the module docstring).
 
     Parameters
     ----------
     run_regimes
         The output of :func:`classify_runs` (over ``run``, with ``n_samples`` and ``status``).
-    n_resamples
-        Bootstrap resamples for the interval of the mean final test accuracy (runs resampled
-        with replacement within each ``n``, as for the CDS).
-    confidence
-        Central coverage of that interval, in (0, 1).
-    seed
-        Seed of the bootstrap generator.
-    allow_varying
-        Run coordinates besides ``n_samples`` that may differ among the pooled runs
-        (see :func:`cdsanalysis.cds.check_single_configuration`).
+    settings, **overrides
+        :class:`~cdsanalysis.settings.AnalysisSettings` (default: the settings ``run_regimes``
+        echoes, those it was classified with) and keyword changes of its fields. Used here:
+        ``allow_varying`` (run coordinates besides ``n_samples`` that may differ among the
+        pooled runs) and the bootstrap of the mean final test accuracy (``n_resamples``,
+        ``confidence``, ``seed``).
 
     Returns
     -------
@@ -351,11 +269,16 @@ def classify_data_sizes(
         ``<name>_median``, ``<name>_min``, ``<name>_max`` (steps, over done runs that reached
         the threshold) and ``<name>_reached`` (that count); ``final_test_accuracy_mean`` and
         its bootstrap interval ``final_test_accuracy_low`` / ``_high`` (fraction, over done runs
-        with a measured value) and ``final_test_accuracy_n`` (that count).
+        with a measured value) and ``final_test_accuracy_n`` (that count). ``attrs`` echo the
+        settings.
     """
+    if settings is None:
+        settings = AnalysisSettings.from_attrs(run_regimes.attrs)
+    settings = settings.replace(**overrides)
+    confidence = settings.confidence
     status = as_strings(run_regimes["status"].values)
     done = status == "done"
-    check_single_configuration(run_regimes.isel(run=np.flatnonzero(done)), allow_varying)
+    check_single_configuration(run_regimes.isel(run=np.flatnonzero(done)), settings.allow_varying)
     n_of_run = np.asarray(run_regimes["n_samples"].values)
     regime = as_strings(run_regimes["regime"].values)
     labels = np.unique(n_of_run)
@@ -395,7 +318,7 @@ def classify_data_sizes(
     acc_n = np.zeros(len(labels), dtype=np.int64)
     if usable.any():
         boot_labels, boot_means, counts = bootstrap_group_means(
-            final[usable], n_of_run[usable], n_resamples, seed
+            final[usable], n_of_run[usable], settings.n_resamples, settings.seed
         )
         low, high = percentile_interval(boot_means, confidence, axis=0)
         where = np.searchsorted(labels, boot_labels)
@@ -409,7 +332,7 @@ def classify_data_sizes(
         "regime": (
             "n_samples",
             np.array(data["regime"], dtype=object),
-            {"description": "most common regime of the done runs (see RegimeRules)"},
+            {"description": "most common regime of the done runs (see cdsanalysis.regimes)"},
         ),
         "agreement": (
             "n_samples",
@@ -445,6 +368,5 @@ def classify_data_sizes(
         variables,
         coords={"n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"})},
     )
-    out.attrs = dict(run_regimes.attrs)
-    out.attrs.update({"n_resamples": n_resamples, "confidence": confidence, "seed": seed})
+    out.attrs = settings.as_attrs()
     return out

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,15 @@ import xarray as xr
 
 from cdsanalysis.aggregate import aggregate_label
 from cdsanalysis.cds import as_strings, estimate_cds, json_number
-from cdsanalysis.regimes import DEFAULT_RULES, RegimeRules, classify_data_sizes, classify_runs
+from cdsanalysis.regimes import classify_data_sizes, classify_runs
+from cdsanalysis.settings import AnalysisSettings
 
 REPORT_KIND = "cds-regimes-report"
-REPORT_VERSION = 1
+#: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
+#: ``cds``).
+REPORT_VERSION = 2
+#: Width of the wrapped settings lines of the text reports, in characters.
+SETTINGS_WIDTH = 100
 
 _STEP_VARIABLES = ("memorisation_step", "generalisation_step", "delay_steps")
 
@@ -75,13 +81,7 @@ def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
 
 
 def regimes_report(
-    ds: xr.Dataset,
-    rules: RegimeRules = DEFAULT_RULES,
-    n_resamples: int = 2000,
-    confidence: float = 0.9,
-    seed: int = 0,
-    require_all_larger: bool = False,
-    allow_varying: Sequence[str] = ("seed",),
+    ds: xr.Dataset, settings: AnalysisSettings | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """Classify the runs and data sizes of ``ds`` and estimate its CDS, as one dictionary.
 
@@ -90,46 +90,29 @@ def regimes_report(
     ds
         A run store opened with :func:`cdsanalysis.open_runs`, holding one configuration
         swept over ``n_samples`` (and replicate coordinates in ``allow_varying``).
-    rules
-        Regime thresholds (:class:`~cdsanalysis.regimes.RegimeRules`; its ``eps``,
-        ``aggregate`` and ``last_k`` also define the CDS); default ``RegimeRules()``.
-    n_resamples, confidence, seed
-        Bootstrap settings shared by the CDS interval and the accuracy intervals per ``n``.
-    require_all_larger
-        CDS variant (see :func:`cdsanalysis.cds.estimate_cds`).
-    allow_varying
-        Run coordinates besides ``n_samples`` that may differ among the pooled runs.
+    settings, **overrides
+        :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults) and keyword
+        changes of its fields: the regime rules, the CDS (same ``eps``, ``aggregate`` and
+        ``last_k``) and the bootstrap shared by the CDS interval and the accuracy intervals per
+        ``n``.
 
     Returns
     -------
     dict
         JSON-serialisable (NaN -> ``None``, infinities -> ``"inf"`` / ``"-inf"``): ``kind``,
-        ``version``, ``store`` (grid name, run counts by status), ``rules``, ``bootstrap``,
-        ``cds`` (:meth:`CDSResult.to_dict`), ``data_sizes`` (one row per ``n``, see
+        ``version``, ``store`` (grid name, run counts by status), ``settings``
+        (:meth:`AnalysisSettings.to_dict`), ``cds`` (:meth:`CDSResult.to_dict` less its
+        settings), ``data_sizes`` (one row per ``n``, see
         :func:`~cdsanalysis.regimes.classify_data_sizes`) and ``runs`` (one row per run, see
         :func:`~cdsanalysis.regimes.classify_runs`). Steps are in steps (store convention),
         accuracies are fractions, data sizes are in samples.
     """
-    runs = classify_runs(ds, rules)
-    sizes = classify_data_sizes(
-        runs,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-        allow_varying=allow_varying,
-    )
-    cds = estimate_cds(
-        ds,
-        eps=rules.eps,
-        aggregate=rules.aggregate,
-        last_k=rules.last_k,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-        require_all_larger=require_all_larger,
-        allow_varying=allow_varying,
-        final_accuracy=runs["final_test_accuracy"],  # already computed: read the store once
-    )
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    runs = classify_runs(ds, settings)
+    sizes = classify_data_sizes(runs, settings)
+    # final_accuracy: already computed, so the store is read once.
+    cds = estimate_cds(ds, settings, final_accuracy=runs["final_test_accuracy"]).to_dict()
+    del cds["settings"]  # stated once, at the top of the report
     status = as_strings(ds["status"].values)
     names, counts = np.unique(status, return_counts=True)
     report = {
@@ -140,9 +123,8 @@ def regimes_report(
             "n_runs": int(ds.sizes["run"]),
             "status_counts": dict(zip(names.tolist(), counts.tolist(), strict=True)),
         },
-        "rules": rules.to_dict(),
-        "bootstrap": {"n_resamples": n_resamples, "confidence": confidence, "seed": seed},
-        "cds": cds.to_dict(),
+        "settings": settings.to_dict(),
+        "cds": cds,
         "data_sizes": _sizes_rows(sizes),
         "runs": _runs_rows(runs),
     }
@@ -207,19 +189,20 @@ def _acc_cell(acc: dict[str, Any]) -> str:
 
 
 def _cds_line(report: dict[str, Any]) -> str:
-    cds = report["cds"]
-    label = aggregate_label(cds["aggregate"], cds["last_k"])
-    variant = ", every larger n passing too" if cds["require_all_larger"] else ""
+    cds, settings = report["cds"], report["settings"]
+    label = aggregate_label(settings["aggregate"], settings["last_k"])
+    variant = ", every larger n passing too" if settings["require_all_larger"] else ""
     head = (
-        f"CDS (eps={cds['eps']:.2f}, mean {label} test accuracy{variant}, "
-        f"{cds['n_resamples']} bootstrap resamples over {cds['n_runs']} runs)"
+        f"CDS (eps={settings['eps']:.2f}, mean {label} test accuracy{variant}, "
+        f"{settings['n_resamples']} bootstrap resamples over {cds['n_runs']} runs)"
     )
     value = _num(cds["cds"])
     if math.isnan(value):
         return f"{head}: not estimated (no finished run with a measured test accuracy)"
     tested = [row["n_samples"] for row in cds["per_n"]]
     interval = (
-        f"{cds['confidence']:.0%} interval [{_fmt_n(cds['cds_low'])}, {_fmt_n(cds['cds_high'])}]"
+        f"{settings['confidence']:.0%} interval "
+        f"[{_fmt_n(cds['cds_low'])}, {_fmt_n(cds['cds_high'])}]"
     )
     if math.isinf(value):
         note = f"  (no tested n reaches eps; largest tested n = {max(tested)})"
@@ -232,7 +215,7 @@ def _cds_line(report: dict[str, Any]) -> str:
 
 
 def _rules_line(report: dict[str, Any]) -> str:
-    r = report["rules"]
+    r = report["settings"]
     label = aggregate_label(r["aggregate"], r["last_k"])
     return (
         f"Rules: memorised = train accuracy >= {r['memorisation_threshold']:g}; "
@@ -247,12 +230,12 @@ def render_regimes_table(report: dict[str, Any]) -> str:
 
     One row per data size ``n``: runs (done/all), majority regime (agreeing/done runs),
     memorisation and generalisation steps as median [min-max] (reached/done), and the mean
-    final test accuracy with its bootstrap interval. Below the table: the CDS line and the
-    rule thresholds used. Works on the dictionary after a ``json.dumps``/``json.loads`` round
-    trip as well.
+    final test accuracy with its bootstrap interval. Below the table: the CDS line, the rules
+    in words, and every setting used. Works on the dictionary after a
+    ``json.dumps``/``json.loads`` round trip as well.
     """
-    confidence = report["bootstrap"]["confidence"]
-    label = aggregate_label(report["rules"]["aggregate"], report["rules"]["last_k"])
+    confidence = report["settings"]["confidence"]
+    label = aggregate_label(report["settings"]["aggregate"], report["settings"]["last_k"])
     headers = [
         ("n", ""),
         ("runs", "done/all"),
@@ -292,6 +275,29 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     if not rows:
         out.append("(no runs)")
     out.append("")
+    # What the table means, one statement a line: the CDS, the rules, the settings.
     out.append(_cds_line(report))
     out.append(_rules_line(report))
+    out.extend(settings_lines(report["settings"]))
     return "\n".join(out) + "\n"
+
+
+def settings_lines(values: Mapping[str, Any], title: str = "Settings") -> list[str]:
+    """``Settings: eps=0.9, aggregate=median_last, ...``, wrapped at :data:`SETTINGS_WIDTH`
+    characters (continuation lines indented): the settings a text report was made with."""
+    text = ", ".join(f"{k}={_fmt_setting(v)}" for k, v in values.items())
+    return textwrap.wrap(
+        f"{title}: {text}",
+        SETTINGS_WIDTH,
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _fmt_setting(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_fmt_setting(v) for v in value) or "(none)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

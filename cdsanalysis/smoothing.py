@@ -2,7 +2,7 @@
 
 Three methods, named by :data:`SMOOTHINGS`:
 
-- ``"none"``: the raw curve (the default everywhere in this package).
+- ``"none"``: the raw curve (the default, :class:`~cdsanalysis.settings.AnalysisSettings`).
 - ``"ema"``: causal exponential moving average. The value at a step uses only measurements at or
   before it, so an event read off the smoothed curve is never earlier than the data allow; it is
   *later* than on the raw curve by roughly ``width`` measurements on a sharp rise.
@@ -19,29 +19,15 @@ Unmeasured steps stay NaN in the output, so events and aggregates behave as on r
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import numpy as np
 import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import lfilter
 
-#: The smoothing methods :func:`smooth_curve` knows.
-Smoothing = Literal["none", "ema", "gaussian"]
-SMOOTHINGS: tuple[str, ...] = get_args(Smoothing)
+from cdsanalysis.settings import DEFAULTS, SMOOTHINGS, Smoothing, check_smoothing
 
-#: Default smoothing width, in measurements (EMA span, Gaussian standard deviation).
-DEFAULT_SMOOTHING_WIDTH = 5.0
-
-
-def check_smoothing(method: str, width: float) -> None:
-    """Raise :class:`ValueError` naming the field when ``method`` or ``width`` is invalid."""
-    if method not in SMOOTHINGS:
-        raise ValueError(f"smoothing must be one of {list(SMOOTHINGS)}, got {method!r}")
-    if method != "none" and not (np.isfinite(width) and width > 0):
-        raise ValueError(
-            f"smoothing_width must be a positive number of measurements, got {width!r}"
-        )
+#: The vocabulary is stated in :mod:`cdsanalysis.settings`; re-exported here for callers.
+__all__ = ["SMOOTHINGS", "Smoothing", "ema", "smooth_curve"]
 
 
 def ema(values: np.ndarray, width: float) -> np.ndarray:
@@ -73,7 +59,9 @@ def _smooth_row(row: np.ndarray, method: str, width: float) -> np.ndarray:
 
 
 def smooth_curve(
-    curve: xr.DataArray, method: Smoothing = "none", width: float = DEFAULT_SMOOTHING_WIDTH
+    curve: xr.DataArray,
+    method: Smoothing = DEFAULTS.smoothing,
+    width: float = DEFAULTS.smoothing_width,
 ) -> xr.DataArray:
     """Smooth ``curve`` along ``step`` (see the module docstring for the methods).
 

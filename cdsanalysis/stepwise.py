@@ -11,6 +11,7 @@ that did.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -22,12 +23,15 @@ from cdsanalysis.cds import (
     percentile_interval,
 )
 from cdsanalysis.events import first_step_sustained
-from cdsanalysis.smoothing import DEFAULT_SMOOTHING_WIDTH, Smoothing, smooth_curve
+from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.smoothing import smooth_curve
 
 #: The paper's sample-wise thresholds: 0.1, 0.2, ..., 0.9 (fractions).
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 2) for k in range(1, 10))
 #: The paper's model-wise thresholds: 0.5, 0.55, ..., 0.85 (fractions).
 MODELWISE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(8))
+#: The default curve the thresholds are read on.
+DEFAULT_METRIC = "test_accuracy"
 
 
 def check_thresholds(thresholds: Sequence[float]) -> np.ndarray:
@@ -42,11 +46,11 @@ def check_thresholds(thresholds: Sequence[float]) -> np.ndarray:
 
 def stepwise_steps(
     ds: xr.Dataset,
+    settings: AnalysisSettings | None = None,
+    *,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    metric: str = "test_accuracy",
-    smoothing: Smoothing = "none",
-    smoothing_width: float = DEFAULT_SMOOTHING_WIDTH,
-    sustain: int = 1,
+    metric: str = DEFAULT_METRIC,
+    **overrides: Any,
 ) -> xr.DataArray:
     """First step at which each run's ``metric`` reaches each threshold.
 
@@ -54,29 +58,30 @@ def stepwise_steps(
     ----------
     ds
         A run store opened with :func:`cdsanalysis.open_runs` (or a selection of its runs).
+    settings, **overrides
+        :class:`~cdsanalysis.settings.AnalysisSettings` and keyword changes of its fields. Used
+        here: ``smoothing`` / ``smoothing_width`` (smoothing of the curve before the events
+        are read, see :func:`smooth_curve`) and ``sustain`` (consecutive measurements that
+        must reach a threshold, see :func:`cdsanalysis.events.first_step_sustained`).
     thresholds
         Values to reach, in the metric's units (fractions for accuracies); default 0.1..0.9.
     metric
         A per-step variable of ``ds`` (default ``"test_accuracy"``).
-    smoothing, smoothing_width
-        Smoothing of the curve before the events are read (see :func:`smooth_curve`); width in
-        measurements.
-    sustain
-        Consecutive measurements that must reach a threshold (see
-        :func:`cdsanalysis.events.first_step_sustained`); 1 = a single value suffices.
 
     Returns
     -------
     xarray.DataArray
         ``first_step`` over ``(run, threshold)``, float64 steps (store convention, 1-based),
         NaN where never reached; the run coordinates of ``ds`` are kept. ``attrs`` record
-        ``metric``, ``smoothing``, ``smoothing_width`` and ``sustain``.
+        ``metric`` and echo the settings.
     """
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    smoothing, sustain = settings.smoothing, settings.sustain
     values = check_thresholds(thresholds)
     if metric not in ds.data_vars or "step" not in ds[metric].dims:
         per_step = sorted(str(k) for k, v in ds.data_vars.items() if "step" in v.dims)
         raise ValueError(f"metric must be a per-step variable, one of {per_step}; got {metric!r}")
-    curve = smooth_curve(ds[metric], smoothing, smoothing_width)
+    curve = smooth_curve(ds[metric], smoothing, settings.smoothing_width)
     if smoothing == "none" and sustain > 1:
         curve = curve.compute()  # read once for all thresholds
     steps = [first_step_sustained(curve, float(t), sustain) for t in values]
@@ -87,9 +92,7 @@ def stepwise_steps(
     out.attrs = {
         "units": "steps",
         "metric": metric,
-        "smoothing": smoothing,
-        "smoothing_width": float(smoothing_width) if smoothing != "none" else 0.0,
-        "sustain": sustain,
+        **settings.as_attrs(),
         "description": f"first step at which {metric} >= threshold; NaN if never reached",
     }
     return out
@@ -97,11 +100,10 @@ def stepwise_steps(
 
 def stepwise_by_size(
     first_step: xr.DataArray,
-    size_coord: str = "n_samples",
-    n_resamples: int = 2000,
-    confidence: float = 0.9,
-    seed: int = 0,
+    settings: AnalysisSettings | None = None,
+    *,
     only_done: bool = True,
+    **overrides: Any,
 ) -> xr.Dataset:
     """Summarise :func:`stepwise_steps` per data size and threshold.
 
@@ -109,12 +111,12 @@ def stepwise_by_size(
     ----------
     first_step
         The output of :func:`stepwise_steps` (over ``run, threshold``).
-    size_coord
-        Run coordinate that holds the data size: ``"n_samples"`` (samples, default) or
-        ``"data_fraction"`` (fraction of the task's train split) where the store has it.
-    n_resamples, confidence, seed
-        Bootstrap of the mean step over the runs that reached a threshold (runs resampled with
-        replacement within each size; percentile interval).
+    settings, **overrides
+        :class:`~cdsanalysis.settings.AnalysisSettings` (default: the settings ``first_step``
+        echoes) and keyword changes of its fields. Used here: ``size_coord`` (the data size)
+        and the bootstrap of the mean step over the runs that reached a threshold
+        (``n_resamples``, ``confidence``, ``seed``; runs resampled with replacement within
+        each size; percentile interval).
     only_done
         Use only runs whose ``status`` is ``'done'`` (default), as the CDS does.
 
@@ -124,8 +126,13 @@ def stepwise_by_size(
         Over ``(size_coord, threshold)``: ``n_runs`` (runs used), ``n_reached`` (of them, runs
         that reached the threshold), ``median_step``, ``min_step``, ``max_step``,
         ``mean_step`` and its bootstrap interval ``mean_step_low`` / ``mean_step_high``
-        (steps, over the runs that reached it; NaN when none did).
+        (steps, over the runs that reached it; NaN when none did). ``attrs`` echo the
+        settings and ``metric``.
     """
+    if settings is None:
+        settings = AnalysisSettings.from_attrs(first_step.attrs)
+    settings = settings.replace(**overrides)
+    size_coord, confidence = settings.size_coord, settings.confidence
     check_size_coord(first_step, size_coord)
     runs = first_step
     if only_done and "status" in runs.coords:
@@ -142,7 +149,9 @@ def stepwise_by_size(
         ok = np.isfinite(steps)
         if not ok.any():
             continue
-        found, boot, counts = bootstrap_group_means(steps[ok], sizes[ok], n_resamples, seed)
+        found, boot, counts = bootstrap_group_means(
+            steps[ok], sizes[ok], settings.n_resamples, settings.seed
+        )
         low, high = percentile_interval(boot, confidence, axis=0)
         where = np.searchsorted(labels, found)
         n_reached[where, j] = counts
@@ -176,11 +185,8 @@ def stepwise_by_size(
         coords={size_coord: labels, "threshold": thresholds},
     )
     out.attrs = {
-        **first_step.attrs,
-        "size_coord": size_coord,
-        "n_resamples": n_resamples,
-        "confidence": confidence,
-        "seed": seed,
+        "metric": first_step.attrs.get("metric", ""),
+        **settings.as_attrs(),
         "only_done": int(only_done),
     }
     return out

@@ -7,7 +7,8 @@ import numpy as np
 import xarray as xr
 
 from cdsanalysis.plots.common import FULL_WIDTH, figure, styled
-from cdsanalysis.regimes import DEFAULT_RULES, RegimeRules, classify_runs
+from cdsanalysis.regimes import classify_runs
+from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 
 #: Most runs drawn in one figure (more become unreadable); select runs first.
 MAX_RUNS = 8
@@ -22,12 +23,12 @@ def _label(ds: xr.Dataset, i: int) -> str:
 
 
 @styled
-def plot_curves(ds: xr.Dataset, rules: RegimeRules = DEFAULT_RULES):
+def plot_curves(ds: xr.Dataset, rules: AnalysisSettings = DEFAULTS):
     """Train/test accuracy, train/test loss and total parameter norm over steps.
 
     Each run has one colour; train curves are dashed, test curves solid. A dotted vertical line
     marks the run's memorisation step and a dashed one its generalisation step (rules:
-    :class:`~cdsanalysis.regimes.RegimeRules`); the legend gives each run's regime. Test
+    :mod:`cdsanalysis.regimes`, thresholds from ``rules``); the legend gives each run's regime. Test
     metrics are drawn at their evaluated steps only.
     """
     if ds.sizes["run"] > MAX_RUNS:

@@ -83,7 +83,7 @@ def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
     ax.set_yticks(np.arange(models.size), [str(m) for m in models])
     ax.set_xlabel(size_label(size_coord))
     ax.set_ylabel(by)
-    conf = cds.attrs.get("confidence", 0.9)
+    conf = cds.attrs["confidence"]
     ax.set_title(
         f"dashed contour: accuracy = {eps:g}\n"
         f"diamonds: CDS per {by} ({conf:.0%} interval; hollow: off-grid)",

@@ -14,7 +14,7 @@ def plot_trend(trend: xr.Dataset):
     ``trend`` is :func:`cdsanalysis.modelwise.accuracy_trend` output.
     """
     by = trend.attrs["by"]
-    conf = trend.attrs.get("confidence", 0.95)
+    conf = trend.attrs["confidence"]
     x = trend[by].values
     mean = trend["mean_accuracy"].values
     fig, ax = figure(COLUMN_WIDTH, 2.3)

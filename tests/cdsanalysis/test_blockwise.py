@@ -8,7 +8,8 @@ import xarray as xr
 
 from cdsanalysis.aggregate import AGGREGATES
 from cdsanalysis.blockwise import run_events
-from cdsanalysis.regimes import RegimeRules, classify_runs
+from cdsanalysis.regimes import classify_runs
+from cdsanalysis.settings import AnalysisSettings
 from tests.cdsanalysis.conftest import Planted
 
 
@@ -45,8 +46,8 @@ def noisy_ds(tmp_path_factory):
 @pytest.mark.parametrize("aggregate", AGGREGATES)
 @pytest.mark.parametrize("block_runs", [1, 5, 64])
 def test_blockwise_equals_lazy_definitions(noisy_ds, aggregate, block_runs):
-    rules = RegimeRules(eps=0.9, memorisation_threshold=0.99, aggregate=aggregate, last_k=7)
-    fast = run_events(noisy_ds, 0.99, 0.9, aggregate, rules.last_k, block_runs=block_runs)
+    rules = AnalysisSettings(eps=0.9, memorisation_threshold=0.99, aggregate=aggregate, last_k=7)
+    fast = run_events(noisy_ds, rules, block_runs=block_runs)
     lazy = classify_runs(noisy_ds, rules, lazy=True)
     for name in ("memorisation_step", "generalisation_step"):
         np.testing.assert_array_equal(fast[name].values, lazy[name].values)
@@ -60,7 +61,7 @@ def test_blockwise_equals_lazy_definitions(noisy_ds, aggregate, block_runs):
 @pytest.mark.parametrize("aggregate", ["median_last", "final"])
 def test_classify_runs_default_equals_lazy(noisy_ds, three_regime_ds, aggregate):
     for ds in (noisy_ds, three_regime_ds):
-        rules = RegimeRules(aggregate=aggregate)
+        rules = AnalysisSettings(aggregate=aggregate)
         fast, lazy = classify_runs(ds, rules), classify_runs(ds, rules, lazy=True)
         xr.testing.assert_allclose(fast, lazy, rtol=1e-12)
         assert fast.attrs == lazy.attrs

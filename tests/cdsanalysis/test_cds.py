@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -214,15 +213,3 @@ def test_discrete_interval_never_interpolates_to_inf():
     assert (low, high) == (100.0, 100.0)
     low, high = percentile_interval(np.r_[samples[:-6], [np.inf] * 6], 0.9, discrete=True)
     assert (low, high) == (100.0, np.inf)
-
-
-def test_bootstrap_is_fast():
-    rng = np.random.default_rng(0)
-    n_values = np.repeat(np.arange(1, 21) * 100, 5)
-    values = rng.uniform(0.0, 1.0, n_values.size)
-    start = time.perf_counter()
-    labels, means, _ = bootstrap_group_means(values, n_values, 10_000, seed=0)
-    cds = first_passing(means >= 0.6, labels, require_all_larger=True)
-    percentile_interval(cds, 0.9, discrete=True)
-    percentile_interval(means, 0.9)
-    assert time.perf_counter() - start < 0.5

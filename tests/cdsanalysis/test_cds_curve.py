@@ -18,6 +18,7 @@ from cdsanalysis.cds_curve import (
     quantile_with_inf,
 )
 from cdsanalysis.estimators import CDSEstimator
+from cdsanalysis.settings import AnalysisSettings
 
 STEPS = 30
 SIZES = np.array([200, 300, 450, 700, 1000, 1500, 2200, 3000], dtype=np.float64)
@@ -86,9 +87,7 @@ def test_chance_accuracy_floor():
     sizes = np.repeat(SIZES, 4)
     mu = 0.5 + 0.5 * _mean_accuracy(sizes, 1000.0, eps=0.8)  # crosses 0.9 at n = 1000
     values = 0.5 + 0.5 * _draw(rng, (mu - 0.5) / 0.5, 0.005)
-    kwargs = dict(threshold=0.9, eps=0.9, n_resamples=500, confidence=0.9, seed=0)
-    common = dict(size_coord="n_samples", require_all_larger=False, attrs={})
-    floor = cds_curve_arrays(values, sizes, chance_accuracy=0.5, **kwargs, **common)
+    floor = cds_curve_arrays(values, sizes, eps=0.9, n_resamples=500, chance_accuracy=0.5)
     assert float(floor.cds_glm) == pytest.approx(1000.0, rel=0.08)
     assert float(floor.curve_accuracy.min()) > 0.5
 
@@ -110,19 +109,7 @@ def test_ten_thousand_resamples_are_vectorised(make_store, curves):
     rng = np.random.default_rng(3)
     sizes = np.repeat(SIZES, 5)
     values = _draw(rng, _mean_accuracy(sizes, 1000.0))
-    res = cds_curve_arrays(
-        values,
-        sizes,
-        threshold=0.9,
-        eps=0.9,
-        n_resamples=10_000,
-        confidence=0.9,
-        seed=0,
-        size_coord="n_samples",
-        chance_accuracy=0.0,
-        require_all_larger=False,
-        attrs={},
-    )
+    res = cds_curve_arrays(values, sizes, AnalysisSettings(eps=0.9, n_resamples=10_000))
     assert float(res.cds_glm_low) < float(res.cds_glm) < float(res.cds_glm_high)
     assert int(res.n_failed_resamples) == 0
 
@@ -143,18 +130,6 @@ def test_nominal_90_percent_interval_covers_the_planted_cds():
     mu = _mean_accuracy(sizes, 1000.0)
     experiments, covered = 300, 0
     for e in range(experiments):
-        res = cds_curve_arrays(
-            _draw(rng, mu),
-            sizes,
-            threshold=0.9,
-            eps=0.9,
-            n_resamples=500,
-            confidence=0.9,
-            seed=e,
-            size_coord="n_samples",
-            chance_accuracy=0.0,
-            require_all_larger=False,
-            attrs={},
-        )
+        res = cds_curve_arrays(_draw(rng, mu), sizes, eps=0.9, n_resamples=500, seed=e)
         covered += float(res.cds_glm_low) <= 1000.0 <= float(res.cds_glm_high)
     assert covered / experiments >= 0.85

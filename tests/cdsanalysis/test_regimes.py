@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from cdsanalysis.cds import estimate_cds
-from cdsanalysis.regimes import RegimeRules, classify_data_sizes, classify_runs
+from cdsanalysis.regimes import classify_data_sizes, classify_runs
+from cdsanalysis.settings import AnalysisSettings
 
 # The planted curves are short (20 evaluations): judge them by their last value, not by the
 # default median over the last 100 evaluations (tested on its own below).
-LAST_VALUE = RegimeRules(aggregate="final", last_k=1)
+LAST_VALUE = AnalysisSettings(aggregate="final", last_k=1)
 
 STEPS = 200
 
@@ -64,13 +65,13 @@ def test_each_kind_of_run_is_classified(make_store, curves):
     assert gen[(400, 1)] == 61.0
     final = _by_key(runs, "final_test_accuracy")
     assert final[(400, 1)] == pytest.approx(0.6, abs=1e-6)
-    assert runs.attrs["rules_eps"] == 0.9
+    assert runs.attrs["eps"] == 0.9
 
 
 def test_delay_ratio_moves_the_sufficiency_surplus_boundary(make_store, curves):
     ds = make_store({(200, 0): curves.run(STEPS, mem_at=21, gen_at=61)}, STEPS)  # ratio 2.9
     assert classify_runs(ds, LAST_VALUE).regime.values.tolist() == ["sufficiency"]
-    relaxed = RegimeRules(surplus_max_delay_ratio=3.0)
+    relaxed = AnalysisSettings(surplus_max_delay_ratio=3.0)
     assert classify_runs(ds, relaxed).regime.values.tolist() == ["surplus"]
 
 
@@ -79,20 +80,20 @@ def test_aggregate_rule_changes_generalised(make_store, curves):
     test = curves.evaluated(np.r_[np.full(50, 0.1), np.full(50, 0.95), np.full(100, 0.85)])
     ds = make_store({(100, 0): curves.Planted(curves.jump(STEPS, 21, 0.1, 1.0), test)}, STEPS)
     assert classify_runs(ds, LAST_VALUE).regime.values.tolist() == ["insufficiency"]
-    by_max = RegimeRules(aggregate="max")
+    by_max = AnalysisSettings(aggregate="max")
     assert classify_runs(ds, by_max).regime.values.tolist() == ["sufficiency"]
 
 
 def test_rules_are_validated():
     with pytest.raises(ValueError, match="surplus_max_delay_ratio"):
-        RegimeRules(surplus_max_delay_ratio=0.5)
+        AnalysisSettings(surplus_max_delay_ratio=0.5)
     with pytest.raises(ValueError, match="eps"):
-        RegimeRules(eps=90)
+        AnalysisSettings(eps=90)
     with pytest.raises(ValueError, match="last_k"):
-        RegimeRules(last_k=0)
-    assert RegimeRules(aggregate="mean_last", last_k=4).last_k == 4
-    assert RegimeRules(aggregate="final").last_k == 1  # the default 100 means nothing there
-    assert (RegimeRules().aggregate, RegimeRules().last_k) == ("median_last", 100)
+        AnalysisSettings(last_k=0)
+    assert AnalysisSettings(aggregate="mean_last", last_k=4).last_k == 4
+    assert AnalysisSettings(aggregate="final").last_k == 1  # the default 100 means nothing there
+    assert (AnalysisSettings().aggregate, AnalysisSettings().last_k) == ("median_last", 100)
 
 
 def test_data_sizes_on_three_regime_store(three_regime_ds):

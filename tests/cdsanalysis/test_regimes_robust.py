@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cdsanalysis.regimes import RegimeRules, classify_runs
+from cdsanalysis.regimes import classify_runs
+from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.store import open_runs
 
 from .conftest import EVAL_EVERY, Curves, Planted, write_store
@@ -18,7 +19,7 @@ from .conftest import EVAL_EVERY, Curves, Planted, write_store
 STEPS = 400
 #: Robust rules: an event needs 3 consecutive measurements; the final accuracy is the median of
 #: the last 10 evaluations (the planted curves have 40).
-ROBUST = RegimeRules(aggregate="median_last", last_k=10, sustain=3)
+ROBUST = AnalysisSettings(aggregate="median_last", last_k=10, sustain=3)
 
 
 def _planted(
@@ -81,7 +82,7 @@ def test_known_regimes_are_recovered_from_noisy_oscillating_curves(
 def test_a_single_early_excursion_fools_the_default_but_not_the_sustained_rule(make_store):
     rng = np.random.default_rng(0)
     ds = make_store({(100, 0): _planted("sufficiency", rng, 40, 0.05, 0.0, True, False)}, STEPS)
-    fooled = classify_runs(ds, RegimeRules(aggregate="median_last", last_k=10))
+    fooled = classify_runs(ds, AnalysisSettings(aggregate="median_last", last_k=10))
     assert fooled.regime.values.tolist() == ["surplus"]  # the spike at step 61 counts: 61 <= 2 x 40
     robust = classify_runs(ds, ROBUST)
     assert robust.regime.values.tolist() == ["sufficiency"]
@@ -91,12 +92,12 @@ def test_a_single_early_excursion_fools_the_default_but_not_the_sustained_rule(m
 def test_absolute_gap_rule_and_its_validation(make_store, curves):
     ds = make_store({(100, 0): curves.run(STEPS, mem_at=21, gen_at=71)}, STEPS)  # gap 50, ratio 3.4
     rules = dict(aggregate="final", last_k=1)
-    assert classify_runs(ds, RegimeRules(**rules)).regime.values.tolist() == ["sufficiency"]
-    gap = RegimeRules(**rules, surplus_max_delay_steps=50)
+    assert classify_runs(ds, AnalysisSettings(**rules)).regime.values.tolist() == ["sufficiency"]
+    gap = AnalysisSettings(**rules, surplus_max_delay_steps=50)
     assert classify_runs(ds, gap).regime.values.tolist() == ["surplus"]
     with pytest.raises(ValueError, match="surplus_max_delay_steps"):
-        RegimeRules(surplus_max_delay_steps=-1)
+        AnalysisSettings(surplus_max_delay_steps=-1)
     with pytest.raises(ValueError, match="sustain"):
-        RegimeRules(sustain=0)
+        AnalysisSettings(sustain=0)
     with pytest.raises(ValueError, match="smoothing"):
-        RegimeRules(smoothing="loess")
+        AnalysisSettings(smoothing="loess")

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from cdsanalysis.regimes import RegimeRules
 from cdsanalysis.report import regimes_report, render_regimes_table
+from cdsanalysis.settings import AnalysisSettings
 
 # The planted curves are short: judge them by their last measured value.
-LAST_VALUE = RegimeRules(aggregate="final", last_k=1)
+LAST_VALUE = AnalysisSettings(aggregate="final", last_k=1)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,8 @@ def test_report_round_trips_through_json(report):
     assert report["kind"] == "cds-regimes-report"
     assert report["store"]["n_runs"] == 12
     assert report["store"]["status_counts"] == {"done": 10, "pending": 1, "running": 1}
-    assert report["rules"] == LAST_VALUE.to_dict()
+    assert report["settings"] == LAST_VALUE.replace(n_resamples=300).to_dict()
+    assert report["settings"]["aggregate"] == "final" and report["settings"]["n_resamples"] == 300
     assert report["cds"]["cds"] == 300
     assert report["cds"]["n_runs"] == 10
     rows = {row["n_samples"]: row for row in report["data_sizes"]}
@@ -63,6 +64,10 @@ def test_table_lists_the_three_regimes_cds_and_rules(report):
     assert "90% interval [300, 300]" in cds_line
     assert "the threshold lies in (200, 300]" in cds_line
     assert any(line.startswith("Rules:") and "0.99" in line for line in lines)
+    settings_at = next(i for i, line in enumerate(lines) if line.startswith("Settings: "))
+    settings = " ".join(lines[settings_at:])  # the last lines, wrapped
+    for echoed in ("eps=0.9,", "aggregate=final,", "last_k=1,", "n_resamples=300,", "seed=0"):
+        assert echoed in settings
     # rows of the table are aligned: every data row starts its regime column at one offset
     data_rows = [line for line in lines if line[:6].strip().isdigit()]
     offsets = {

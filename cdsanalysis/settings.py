@@ -1,0 +1,286 @@
+"""The analysis settings: every choice that changes a number, with its default, stated once.
+
+:class:`AnalysisSettings` is the one place where the analysis parameters (thresholds, the
+reduction of a curve to one number, smoothing, the regime rules, how runs are pooled, the
+bootstrap) are declared, documented, given their defaults and validated. The functions of
+:mod:`cdsanalysis` take it (``estimate_cds(ds, settings)``, or keyword overrides of
+:data:`DEFAULTS`: ``estimate_cds(ds, eps=0.8)``); the estimators take its fields as
+constructor parameters; ``cds-analyze`` builds its options from it (defaults and help text);
+results echo it (:meth:`AnalysisSettings.as_attrs` in ``attrs``, :meth:`~AnalysisSettings.to_dict`
+in JSON). Adding a setting is one field here, with its docstring entry.
+
+The vocabularies of the reductions and smoothings live here too, so that this module depends on
+nothing else in the package (:mod:`cdsanalysis.aggregate` and :mod:`cdsanalysis.smoothing`
+compute them and take their defaults from here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+#: The reductions of a curve to one number (:func:`cdsanalysis.aggregate.aggregate_curve`).
+Aggregate = Literal["final", "max", "mean_last", "median_last"]
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+#: Reductions over the last ``last_k`` measured values.
+WINDOWED = ("mean_last", "median_last")
+
+#: The smoothing methods (:func:`cdsanalysis.smoothing.smooth_curve`).
+Smoothing = Literal["none", "ema", "gaussian"]
+SMOOTHINGS: tuple[str, ...] = get_args(Smoothing)
+
+#: Run coordinates that measure the data size (either may be the ``size_coord``; the other one
+#: is then derived from it, so neither counts as a second configuration axis).
+SIZE_COORDS = ("n_samples", "data_fraction")
+
+
+def check_aggregate(how: str, last_k: int) -> int:
+    """Validate a reduction and return the ``last_k`` it really uses.
+
+    ``last_k`` only means something for ``"mean_last"`` and ``"median_last"``; the other
+    reductions use one value (``"final"``) or all of them (``"max"``), so for them it is taken
+    as 1, whatever was passed (so that ``--aggregate final`` works without ``--last-k 1``).
+    """
+    if how not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {how!r}")
+    if not _is_count(last_k):
+        raise ValueError(f"last_k must be a positive integer (measurements), got {last_k!r}")
+    return last_k if how in WINDOWED else 1
+
+
+def check_smoothing(method: str, width: float) -> None:
+    """Raise :class:`ValueError` naming the field when ``method`` or ``width`` is invalid."""
+    if method not in SMOOTHINGS:
+        raise ValueError(f"smoothing must be one of {list(SMOOTHINGS)}, got {method!r}")
+    if method != "none" and not (np.isfinite(width) and width > 0):
+        raise ValueError(
+            f"smoothing_width must be a positive number of measurements, got {width!r}"
+        )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _fraction(name: str, value: float, low_open: bool = True, high_open: bool = False) -> None:
+    low_ok = value > 0.0 if low_open else value >= 0.0
+    high_ok = value < 1.0 if high_open else value <= 1.0
+    if not (low_ok and high_ok):
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {interval} (a fraction), got {value!r}")
+
+
+class SettingsBase:
+    """What every frozen settings class of the package shares: field listing, documented
+    fields, ``replace`` with errors that name the field, and the echo into results."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Each field's entry of the class docstring's ``Parameters`` section, as one line."""
+        doc = cls.__doc__ or ""
+        section = doc.split("Parameters\n    ----------\n", 1)[-1]
+        docs: dict[str, str] = {}
+        name = None
+        for line in section.splitlines():
+            if re.fullmatch(r"    \w+", line):
+                name = line.strip()
+                docs[name] = ""
+            elif name and line.startswith("        "):
+                docs[name] = f"{docs[name]} {line.strip()}".strip()
+            elif line.strip():
+                name = None
+        return docs
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with ``changes`` applied (validated again); unknown names are refused."""
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no field {unknown[0]!r}; "
+                f"the fields are {list(self.field_names())}"
+            )
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dictionary (sequences as lists)."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()  # type: ignore[call-overload]
+        }
+
+    def as_attrs(self) -> dict[str, Any]:
+        """The settings as attributes of a result (``xarray`` ``attrs``), storable in Zarr and
+        netCDF: booleans as 0/1, ``None`` as ``"none"``, a sequence of names as one
+        comma-separated string, one of numbers as a list."""
+        out = {}
+        for name, value in self.to_dict().items():
+            if isinstance(value, bool):
+                value = int(value)
+            elif value is None:
+                value = "none"
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = ",".join(value)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Any:
+        """The settings a result echoed with :meth:`as_attrs` (other keys are ignored; a
+        missing field takes its default)."""
+        values = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in attrs:
+                continue
+            value = attrs[f.name]
+            if isinstance(f.default, bool):
+                value = bool(value)
+            elif isinstance(f.default, tuple) and isinstance(value, str):
+                value = tuple(v for v in value.split(",") if v)
+            elif isinstance(value, (list, np.ndarray)):
+                value = tuple(np.asarray(value).tolist())
+            elif isinstance(value, str) and value == "none" and f.default is None:
+                value = None
+            values[f.name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisSettings(SettingsBase):
+    """The settings of every analysis: thresholds, reductions, smoothing, rules, bootstrap.
+
+    Each field is described here once (meaning, units, default); the regime rules that use
+    them are stated in :mod:`cdsanalysis.regimes`. Fields that an analysis does not use have no
+    effect on it (the CDS ignores ``smoothing``, for example) but are echoed all the same, so
+    a result always records the complete settings it was made with. Invalid values raise
+    :class:`ValueError` naming the field.
+
+    Parameters
+    ----------
+    eps
+        Test accuracy (fraction of the test split) that counts as generalised: the
+        generalisation step is the first evaluated step at or above it, and the CDS is the
+        smallest data size whose mean final test accuracy reaches it. In (0, 1]. Default
+        ``0.9``.
+    memorisation_threshold
+        Train accuracy (fraction of the training subset) that counts as memorised: the
+        memorisation step is the first step at or above it. In (0, 1]. Default ``0.99``.
+    aggregate
+        Reduction of a run's test-accuracy curve to its final test accuracy: ``"median_last"``
+        (the median of the last ``last_k`` measured values), ``"mean_last"``, ``"final"`` (the
+        last measured value) or ``"max"`` (an optimistic selection on the test curve).
+        Full-batch AdamW runs show brief loss spikes after memorising (accuracy collapses for
+        1-15 steps, then recovers); the last value alone can land in one and misread a
+        generalised run, while a median over a window ignores spikes shorter than half of it
+        and still follows a real late trend. Default ``'median_last'``.
+    last_k
+        Measured values reduced by ``"median_last"`` / ``"mean_last"`` (measurements, not
+        steps: with a test evaluation every 10 steps, 100 values span the last 1,000 steps).
+        Stored as 1 for ``"final"`` and ``"max"``, which use one or all values. Default
+        ``100``.
+    smoothing
+        Smoothing of the accuracy curves before events (memorisation, generalisation,
+        step-wise thresholds) are read off them: ``"none"``, ``"ema"`` (causal) or
+        ``"gaussian"`` (looks ahead, see :mod:`cdsanalysis.smoothing`). The final test accuracy
+        is always read off the raw curve. Default ``'none'``.
+    smoothing_width
+        EMA span or Gaussian standard deviation, in measurements. Ignored when ``smoothing``
+        is ``"none"``. Default ``5.0``.
+    sustain
+        Consecutive measured values that must be at or above a threshold for it to count as
+        reached (the event is the first step of that stretch); 1 = a single value. Default
+        ``1``.
+    surplus_max_delay_ratio
+        Largest ``generalisation_step / memorisation_step`` still counted as memorising and
+        generalising together (surplus); larger ratios are grokking (sufficiency).
+        Dimensionless, >= 1. Default ``2.0``.
+    surplus_max_delay_steps
+        Largest gap (generalisation minus memorisation step, in steps) still counted as
+        surplus whatever the ratio; 0 = only the ratio decides. Useful when both events come
+        early, where a ratio of small numbers is noisy. Default ``0.0``.
+    size_coord
+        Run coordinate that holds the data size: ``"n_samples"`` (samples) or
+        ``"data_fraction"`` (fraction of the task's train split); a CDS is in its units.
+        Default ``'n_samples'``.
+    chance_accuracy
+        Accuracy (fraction) the logistic fit of the CDS curve starts from, in [0, 1); e.g. 0.5
+        for balanced binary classification. Default ``0.0``.
+    require_all_larger
+        Grid-rule CDS variant: a tested size counts only if every larger tested size passes
+        too (robust to a lucky small size below a failing one). Default ``False``.
+    allow_varying
+        Run coordinates besides the data size that may differ among the runs pooled per size
+        (replicates); any other difference is refused, because a CDS and a regime are defined
+        for one configuration. Default ``('seed',)``.
+    n_resamples
+        Bootstrap resamples behind every interval (runs resampled with replacement within
+        each data size). Default ``2000``.
+    confidence
+        Central coverage of every interval, in (0, 1). Default ``0.9``.
+    seed
+        Seed of the bootstrap generator (same data and seed: same intervals). Default ``0``.
+    """
+
+    eps: float = 0.9
+    memorisation_threshold: float = 0.99
+    aggregate: Aggregate = "median_last"
+    last_k: int = 100
+    smoothing: Smoothing = "none"
+    smoothing_width: float = 5.0
+    sustain: int = 1
+    surplus_max_delay_ratio: float = 2.0
+    surplus_max_delay_steps: float = 0.0
+    size_coord: str = "n_samples"
+    chance_accuracy: float = 0.0
+    require_all_larger: bool = False
+    allow_varying: tuple[str, ...] = ("seed",)
+    n_resamples: int = 2000
+    confidence: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Frozen: normalised values are set with object.__setattr__.
+        object.__setattr__(self, "last_k", check_aggregate(self.aggregate, self.last_k))
+        _fraction("eps", self.eps)
+        _fraction("memorisation_threshold", self.memorisation_threshold)
+        check_smoothing(self.smoothing, self.smoothing_width)
+        if not _is_count(self.sustain):
+            raise ValueError(f"sustain must be a positive integer, got {self.sustain!r}")
+        if not self.surplus_max_delay_ratio >= 1.0:
+            raise ValueError(
+                "surplus_max_delay_ratio must be >= 1 (generalising no later than memorising "
+                f"is always 'together'), got {self.surplus_max_delay_ratio!r}"
+            )
+        if not self.surplus_max_delay_steps >= 0:
+            raise ValueError(
+                f"surplus_max_delay_steps must be >= 0 steps, got {self.surplus_max_delay_steps!r}"
+            )
+        if self.size_coord not in SIZE_COORDS:
+            raise ValueError(
+                f"size_coord must be one of {list(SIZE_COORDS)}, got {self.size_coord!r}"
+            )
+        _fraction("chance_accuracy", self.chance_accuracy, low_open=False, high_open=True)
+        if isinstance(self.allow_varying, str):  # a lone name, not its letters
+            object.__setattr__(self, "allow_varying", (self.allow_varying,))
+        object.__setattr__(self, "allow_varying", tuple(str(n) for n in self.allow_varying))
+        if not _is_count(self.n_resamples):
+            raise ValueError(f"n_resamples must be >= 1, got {self.n_resamples!r}")
+        _fraction("confidence", self.confidence, high_open=True)
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def resolve(cls, settings: AnalysisSettings | None, **overrides: Any) -> AnalysisSettings:
+        """``settings`` (default :data:`DEFAULTS`) with keyword ``overrides`` of its fields."""
+        return (settings if settings is not None else DEFAULTS).replace(**overrides)
+
+
+#: The default settings (a frozen instance, safe as a default argument).
+DEFAULTS = AnalysisSettings()

@@ -1,0 +1,199 @@
+"""``cds-analyze cds``, ``decay`` and ``stepwise`` on real stores: the numbers they print (as text
+and as ``--json``) and the settings they echo."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cdsanalysis.cli import app
+from cdsanalysis.settings import AnalysisSettings
+from tests.cdsanalysis.conftest import Curves, Planted, write_store
+
+#: Planted final test accuracy of each run, per size (three seeds): the mean passes 0.9 from
+#: n = 300 on.
+ACCURACY = {
+    100: [0.20, 0.30, 0.25],
+    200: [0.60, 0.70, 0.65],
+    300: [0.92, 0.94, 0.96],
+    400: [0.97, 0.98, 0.99],
+}
+STEPS = 40
+
+
+def _cli(*args: str, code: int = 0):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def _settings(text: str) -> str:
+    """The wrapped ``Settings:`` lines of a text report, joined."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Settings: "))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), None)
+    return " ".join(line.strip() for line in lines[start:end])
+
+
+def _var(data: dict, name: str) -> np.ndarray:
+    return np.array(data["data_vars"][name]["data"], dtype=float)
+
+
+@pytest.fixture(scope="module")
+def flat_store(tmp_path_factory):
+    c = Curves()
+    runs = {
+        (n, seed): c.flat(STEPS, acc)
+        for n, accs in ACCURACY.items()
+        for seed, acc in enumerate(accs)
+    }
+    return write_store(tmp_path_factory.mktemp("cli") / "flat.zarr", runs, STEPS)
+
+
+def test_cds_json_has_every_size_with_its_runs_mean_and_interval(flat_store):
+    out = _cli("cds", flat_store, "--json", "--resamples", "300", "--aggregate", "final")
+    data = json.loads(out.stdout)
+    assert data["coords"]["n_samples"]["data"] == [100, 200, 300, 400]
+    assert _var(data, "n_runs").tolist() == [3, 3, 3, 3]
+    planted = [np.mean(np.float32(accs)) for accs in ACCURACY.values()]
+    mean, low, high = (
+        _var(data, k) for k in ("mean_accuracy", "mean_accuracy_low", "mean_accuracy_high")
+    )
+    np.testing.assert_allclose(mean, planted, rtol=1e-6)
+    assert (low <= mean).all() and (mean <= high).all() and (low < high).all()
+    scalar = {k: v["data"] for k, v in data["data_vars"].items() if not v["dims"]}
+    assert scalar["cds_grid"] == 300 and scalar["n_runs_total"] == 12
+    # the fitted curve crosses 0.9 between the last failing and the first passing size
+    assert 200 < scalar["cds_glm"] < 300
+    assert scalar["cds_glm_low"] <= scalar["cds_glm"] <= scalar["cds_glm_high"]
+    echoed = AnalysisSettings.from_attrs(data["attrs"])
+    assert echoed == AnalysisSettings(aggregate="final", n_resamples=300)
+
+
+def test_cds_text_rows_estimates_and_settings(flat_store):
+    text = _cli("cds", flat_store, "--resamples", "300", "--aggregate", "final", "--eps", "0.6")
+    lines = text.stdout.splitlines()
+    rows = {int(line.split()[0]): line for line in lines if re.match(r"\d+ ", line)}
+    assert sorted(rows) == [100, 200, 300, 400]
+    assert all(row.split()[-2] == "3" for row in rows.values())  # runs per size
+    # eps 0.6: the grid CDS is the first size whose mean passes 0.6
+    assert re.search(r"^CDS \(grid rule\): 200 \[", text.stdout, re.M)
+    assert "eps=0.6)" in text.stdout and "300 resamples over 12 runs" in text.stdout
+    settings = _settings(text.stdout)
+    for echoed in ("eps=0.6,", "aggregate=final,", "last_k=1,", "n_resamples=300,", "seed=0"):
+        assert echoed in settings
+
+
+def test_regimes_takes_every_rule_as_an_option(flat_store):
+    args = ("regimes", flat_store, "--json", "--aggregate", "final", "--resamples", "100")
+    report = json.loads(_cli(*args, "--sustain", "2", "--allow-varying", "seed").stdout)
+    assert (
+        report["settings"]
+        == AnalysisSettings(aggregate="final", n_resamples=100, sustain=2).to_dict()
+    )
+    assert report["cds"]["cds"] == 300 and report["cds"]["n_runs"] == 12
+    assert [row["n_runs"] for row in report["data_sizes"]] == [3, 3, 3, 3]
+
+
+def test_cds_refuses_a_bad_setting_naming_it(flat_store):
+    bad = _cli("cds", flat_store, "--confidence", "1.5", code=2)
+    assert "confidence must lie in (0, 1)" in bad.output
+
+
+GAMMA = 0.01  # planted decay rate per step (lr * wd of the written grid is 1e-3)
+
+
+@pytest.fixture(scope="module")
+def decay_store(tmp_path_factory):
+    c = Curves()
+    t = np.arange(1, 201, dtype=np.float64)
+    runs = {}
+    for seed, (mem, gen) in enumerate(((21, 151), (31, 171))):
+        norm = np.where(t < mem, 30.0, 30.0 * np.exp(-GAMMA * (t - mem)))
+        norm *= np.exp(np.random.default_rng(seed).normal(0.0, 0.002, t.size))
+        planted = c.run(200, mem, gen)
+        runs[(100, seed)] = Planted(planted.train_accuracy, planted.test_accuracy, norm=norm)
+    return write_store(tmp_path_factory.mktemp("cli") / "decay.zarr", runs, 200)
+
+
+def test_decay_json_recovers_the_planted_rate_with_intervals(decay_store):
+    data = json.loads(_cli("decay", decay_store, "--json", "--resamples", "200").stdout)
+    gamma = _var(data, "gamma")
+    np.testing.assert_allclose(gamma, GAMMA, rtol=0.05)
+    assert (_var(data, "gamma_low") < GAMMA).all() and (_var(data, "gamma_high") > GAMMA).all()
+    assert data["data_vars"]["fit_status"]["data"] == ["ok", "ok"]
+    assert _var(data, "window_start_step").tolist() == [21.0, 31.0]  # memorisation steps
+    assert _var(data, "window_end_step").tolist() == [151.0, 171.0]  # generalisation steps
+    mean = {
+        k: data["data_vars"][k]["data"]
+        for k in ("gamma_mean", "gamma_mean_low", "gamma_mean_high", "n_fitted")
+    }
+    assert mean["n_fitted"] == 2
+    assert mean["gamma_mean_low"] <= mean["gamma_mean"] <= mean["gamma_mean_high"]
+    assert mean["gamma_mean"] == pytest.approx(gamma.mean())
+    assert data["attrs"]["decay_model"] == "exponential" and data["attrs"]["decay_window"] == "auto"
+    assert AnalysisSettings.from_attrs(data["attrs"]) == AnalysisSettings(n_resamples=200)
+
+
+def test_decay_text_with_a_fixed_window(decay_store):
+    text = _cli("decay", decay_store, "--window", "41:140", "--resamples", "200").stdout
+    run_rows = [line for line in text.splitlines() if re.match(r"\w{8}  100 ", line)]
+    assert len(run_rows) == 2 and all(" 41-140 " in row and row.endswith("ok") for row in run_rows)
+    assert "mean over 2 fitted runs" in text
+    assert re.search(r"^Decay: model=exponential, window=41,140, ", text, re.M)
+    assert "n_resamples=200," in _settings(text)
+    bad = _cli("decay", decay_store, "--window", "140:41", code=2)
+    assert "window must be 'auto' or (start_step, end_step)" in bad.output
+
+
+@pytest.fixture(scope="module")
+def ramp_store(tmp_path_factory):
+    """Test accuracy rises 0.02 per step up to 0.75 (n = 100) or 0.04 per step up to 0.95
+    (n = 200), evaluated every 10 steps; two seeds each."""
+    c = Curves()
+    runs = {}
+    for n, rate, top in ((100, 0.02, 0.75), (200, 0.04, 0.95)):
+        ramp = np.clip(np.arange(STEPS * 2) * rate, 0, top).astype(np.float32)
+        for seed in (0, 1):
+            runs[(n, seed)] = Planted(c.jump(STEPS * 2, 5, 0.1, 1.0), c.evaluated(ramp))
+    return write_store(tmp_path_factory.mktemp("cli") / "ramp.zarr", runs, STEPS * 2)
+
+
+def test_stepwise_json_counts_and_steps_per_size(ramp_store):
+    args = ("stepwise", ramp_store, "--thresholds", "0.5,0.9", "--resamples", "200", "--json")
+    data = json.loads(_cli(*args).stdout)
+    by_size = data["by_size"]
+    assert by_size["coords"]["n_samples"]["data"] == [100, 200]
+    assert by_size["coords"]["threshold"]["data"] == [0.5, 0.9]
+    assert _var(by_size, "n_runs").tolist() == [2, 2]
+    # evaluated steps 1, 11, 21, ...: 0.5 is reached at step 31 (n = 100: ramp 0.6) and at
+    # step 21 (n = 200: 0.8); 0.9 only by n = 200, at step 31 (1.2 clipped to 0.95)
+    assert _var(by_size, "n_reached").tolist() == [[2, 0], [2, 2]]
+    median = _var(by_size, "median_step")
+    assert median[0, 0] == 31 and median[1].tolist() == [21, 31] and np.isnan(median[0, 1])
+    low, mean, high = (_var(by_size, k) for k in ("mean_step_low", "mean_step", "mean_step_high"))
+    reached = ~np.isnan(mean)
+    assert (low[reached] <= mean[reached]).all() and (mean[reached] <= high[reached]).all()
+    runs = data["runs"]["data_vars"]["first_step"]
+    assert runs["dims"] == ["run", "threshold"] and len(runs["data"]) == 4
+    echoed = AnalysisSettings.from_attrs(by_size["attrs"])
+    assert echoed == AnalysisSettings(n_resamples=200)
+    assert by_size["attrs"]["metric"] == "test_accuracy"
+
+
+def test_stepwise_text_cells_and_settings(ramp_store):
+    args = ("stepwise", ramp_store, "--thresholds", "0.5,0.9", "--sustain", "2")
+    text = _cli(*args, "--resamples", "200").stdout
+    rows = {int(line.split()[0]): line for line in text.splitlines() if re.match(r"\d+ ", line)}
+    # sustain 2: the event is the first of two evaluations in a row at or above the threshold
+    # (the ramp only rises, so the same steps)
+    assert "31 [31-31] (2/2)" in rows[100] and "- (0/2)" in rows[100]
+    assert "21 [21-21] (2/2)" in rows[200] and "31 [31-31] (2/2)" in rows[200]
+    assert "never reached = '-', not 0" in text
+    assert "sustain=2," in _settings(text) and "n_resamples=200," in _settings(text)
+    bad = _cli("stepwise", ramp_store, "--thresholds", "0.5,high", code=2)
+    assert "--thresholds must be comma-separated numbers" in bad.output
