@@ -16,8 +16,10 @@ straight into it (chunks never span two runs, so no two workers write the same c
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -201,12 +203,13 @@ class ProcessExecutor(Executor):
 # -- Dask distributed -------------------------------------------------------------------------
 def _dask_train(job: Job, index: int, stop_name: str) -> RunOutcome:
     """A Dask task: train one run, stopping when the driver sets the named Event."""
-    import threading
-
-    from distributed import Event
+    from distributed import Event, get_client
 
     stop = StopRequest()
-    event = Event(stop_name)
+    # The client is taken here, in the task's thread: an Event left to find its own client
+    # looks for it in the calling thread, and the watcher thread below is not a task's thread
+    # (every wait then raised "not properly initialized", so a stop never reached the run).
+    event = Event(stop_name, client=get_client())
     finished = threading.Event()
 
     def watch() -> None:
@@ -218,12 +221,43 @@ def _dask_train(job: Job, index: int, stop_name: str) -> RunOutcome:
             except Exception:  # scheduler unreachable: keep training, the run stays safe
                 time.sleep(1.0)
 
+    with contextlib.suppress(Exception):  # scheduler unreachable: the watcher keeps asking
+        if event.is_set():  # asked before this task began: start no run (the watcher is late)
+            stop.set()
     watcher = threading.Thread(target=watch, name=f"cds-stop-{index}", daemon=True)
     watcher.start()
     try:
         return train_one(job, index, stop)
     finally:
         finished.set()
+
+
+def _leave_ctrl_c_to_the_driver() -> None:
+    """In a LocalCluster worker process: ignore SIGINT.
+
+    A terminal's Ctrl-C reaches every process of its process group, the LocalCluster's workers
+    included; there it would stop the worker's event loop under its running task, which then
+    never reports back (the driver waited for it forever) and never sees the stop. The driver
+    relays the stop to every task through a Dask Event instead, so each run flushes and ends
+    ``interrupted``.
+    """
+    if threading.current_thread() is threading.main_thread():  # only there can it be set
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ctrl_c_plugin() -> Any:
+    """A worker plugin that calls :func:`_leave_ctrl_c_to_the_driver` in every worker, those that
+    start later (after one died) included. Built here so that distributed is imported only by
+    the Dask executor."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class LeaveCtrlCToTheDriver(WorkerPlugin):
+        name = "cds-leave-ctrl-c-to-the-driver"
+
+        def setup(self, worker: Any) -> None:
+            _leave_ctrl_c_to_the_driver()
+
+    return LeaveCtrlCToTheDriver()
 
 
 class DaskExecutor(Executor):
@@ -253,6 +287,7 @@ class DaskExecutor(Executor):
                 dashboard_address=None,
             )
             self.client = Client(self.cluster)
+            self.client.register_plugin(_ctrl_c_plugin())
         else:
             self.client = Client(address, timeout="30s")
         self.retries = retries

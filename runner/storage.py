@@ -3,8 +3,10 @@ the runner needs beside Zarr (checkpoints, leases, store creation).
 
 Local paths and ``file://`` URLs are both served by the local filesystem directly: that keeps the
 guarantees only a kernel gives (atomic ``rename``, ``flock`` released when its holder dies).
-Every other protocol (``memory://`` in tests; ``s3://`` with ``s3fs``, ``gs://`` with ``gcsfs``)
-goes through fsspec, where a single object write is atomic but there is no rename and no lock.
+Every other protocol (``memory://`` in tests; ``s3://`` with ``s3fs``, ``gs://`` with ``gcsfs``;
+``local://``, a local directory reached through fsspec, which tests use for a store that several
+processes share through timed leases) goes through fsspec, where a single object write is atomic
+but there is no rename and no lock.
 This module does not import torch.
 """
 
@@ -20,6 +22,11 @@ import fsspec
 
 #: Packages that provide the filesystems users ask for most; named in the error when missing.
 _PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
+
+#: Filesystem options per protocol. fsspec's own local filesystem (``local://``, a directory
+#: reached through fsspec rather than as a path) makes no parent directories unless asked, and
+#: every file the runner writes lives in one.
+_FS_OPTIONS: dict[str, dict[str, Any]] = {"local": {"auto_mkdir": True}}
 
 
 class LocationError(ValueError):
@@ -70,7 +77,9 @@ class StoreLocation:
             return self.root
         from zarr.storage import FsspecStore
 
-        return FsspecStore.from_url(self.url(), read_only=read_only)
+        return FsspecStore.from_url(
+            self.url(), storage_options=_FS_OPTIONS.get(self.protocol), read_only=read_only
+        )
 
     def url(self, *parts: str) -> str:
         """Full URL (or local path) of ``parts`` under the store root."""
@@ -144,7 +153,7 @@ def parse_location(text: str | os.PathLike) -> StoreLocation:
     if protocol == "file":
         return StoreLocation(text, str(Path(rest)), "file")
     try:
-        fs, root = fsspec.core.url_to_fs(text)
+        fs, root = fsspec.core.url_to_fs(text, **_FS_OPTIONS.get(protocol, {}))
     except ImportError as exc:
         package = _PROTOCOL_PACKAGES.get(protocol, f"the fsspec backend for {protocol}://")
         raise LocationError(

@@ -3,6 +3,8 @@ noise, dropout; every one resumes exactly."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -89,16 +91,22 @@ def test_minibatches_cover_each_sample_once_per_epoch_and_reshuffle():
     assert torch.equal(fresh(7)[0]["input_ids"], batches(7)[0]["input_ids"])
 
 
-def test_mse_loss_is_squared_error_of_the_softmax():
-    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+def test_mse_and_cross_entropy_losses_on_hand_computed_values():
+    # Logits chosen so the softmax is exact by hand: equal logits give (1/3, 1/3, 1/3), and
+    # (ln 2, 0, 0) gives (2/4, 1/4, 1/4).
+    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(2.0), 0.0, 0.0]], dtype=torch.float64)
     labels = torch.tensor([0, 2])
-    probs = logits.softmax(1)
-    expected = (((probs - torch.eye(3)[labels]) ** 2).sum(1)).mean()
-    torch.testing.assert_close(classification_loss("mse", logits, labels), expected)
-    torch.testing.assert_close(
-        classification_loss("cross_entropy", logits, labels),
-        torch.nn.functional.cross_entropy(logits, labels),
-    )
+    # Squared error to the one-hot target, summed over classes:
+    #   row 0: (1/3 - 1)^2 + (1/3)^2 + (1/3)^2 = 4/9 + 1/9 + 1/9 = 2/3
+    #   row 1: (1/2)^2 + (1/4)^2 + (1/4 - 1)^2 = 4/16 + 1/16 + 9/16 = 7/8
+    mse = {"mean": (2 / 3 + 7 / 8) / 2, "sum": 2 / 3 + 7 / 8}
+    # Cross-entropy -log p(label): row 0 -log(1/3) = log 3, row 1 -log(1/4) = log 4.
+    ce = {"mean": math.log(12.0) / 2, "sum": math.log(12.0)}
+    for reduction in ("mean", "sum"):
+        got_mse = classification_loss("mse", logits, labels, reduction=reduction)
+        got_ce = classification_loss("cross_entropy", logits, labels, reduction=reduction)
+        assert got_mse.item() == pytest.approx(mse[reduction], rel=1e-12), reduction
+        assert got_ce.item() == pytest.approx(ce[reduction], rel=1e-12), reduction
 
 
 def _interrupt_after_first_flush(store, index, settings):

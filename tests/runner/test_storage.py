@@ -48,6 +48,23 @@ def test_a_file_url_is_the_local_store(tiny_grid, run_cli, tmp_path):
     assert (tmp_path / "s.zarr" / "_state" / "locks").is_dir()  # flock, as for a path
 
 
+def test_a_local_url_is_a_url_store_with_timed_leases(tiny_grid, run_cli, tmp_path):
+    # fsspec's local filesystem: a directory that several processes share without flock (the
+    # lease takeover test needs one); its parent directories must be made on write.
+    grid = tiny_grid(n_samples="[40]", steps=20)
+    url = f"local://{tmp_path / 's.zarr'}"
+    run_cli("--grid", str(grid), "--out", url, "--quiet")
+    run_cli("--grid", str(grid), "--out", str(tmp_path / "path.zarr"), "--quiet")
+    validate_store(url, deep=True)
+    ds, reference = open_runs(url), open_runs(tmp_path / "path.zarr")
+    assert ds.status.values.tolist() == ["done"]
+    for name in METRICS:
+        np.testing.assert_array_equal(ds[name].values, reference[name].values, err_msg=name)
+    state = tmp_path / "s.zarr" / "_state"
+    assert (state / "leases").is_dir() and not (state / "locks").exists()
+    assert not list((state / "leases").iterdir())  # given back
+
+
 def test_unusable_urls_are_named_with_the_fix():
     with pytest.raises(LocationError, match="unknown storage protocol 'nosuch'"):
         parse_location("nosuch://bucket/x.zarr")
