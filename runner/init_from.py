@@ -22,9 +22,9 @@ class InitFromError(RuntimeError):
 
 
 def _final_checkpoint(store: RunStore, run_id: str, what: str) -> bytes:
-    if run_id not in store.run_ids:
+    index = store.index_of(run_id)  # an id from before the store was re-keyed is found too
+    if index is None:
         raise InitFromError(f"init_from: {what}: run {run_id} is not in store {store.path}")
-    index = store.run_ids.index(run_id)
     status, steps_done = store.state(index)
     if status != "done":
         raise InitFromError(
