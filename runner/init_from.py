@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from runner.migrate import renamed_checkpoint
 from runner.spec import RunSpec
 from runner.store import RunStore
 
@@ -55,7 +56,7 @@ def load_initial_weights(
         data = _final_checkpoint(store, parent.run_id, "parent")
         where = f"parent run {parent.run_id}"
     elif source.checkpoint is not None:
-        path = Path(source.checkpoint)
+        path = renamed_checkpoint(Path(source.checkpoint))  # its store may have been re-keyed
         if not path.is_file():
             raise InitFromError(
                 f"init_from.checkpoint: no such file {path} (relative paths are resolved against "

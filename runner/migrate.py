@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zarr
@@ -261,3 +262,16 @@ def old_to_new(loc: StoreLocation) -> dict[str, str]:
     if data is None:
         return {}
     return {r["old"]: r["new"] for r in json.loads(data)["runs"]}
+
+
+def renamed_checkpoint(path: Path) -> Path:
+    """Where a checkpoint file named by a run's old id went when its (local) store was re-keyed:
+    ``STORE/_state/checkpoints/<new>.pt`` for ``<old>.pt`` absent; ``path`` itself otherwise.
+    Keeps ``init_from: {checkpoint: ...}`` in grids written before the re-keying working."""
+    if path.exists() or path.parent.name != "checkpoints" or path.suffix != ".pt":
+        return path
+    record = path.parent.parent / RECORD_PARTS[-1]
+    if not record.is_file():
+        return path
+    new = {r["old"]: r["new"] for r in json.loads(record.read_text())["runs"]}.get(path.stem)
+    return path if new is None else path.with_name(f"{new}.pt")

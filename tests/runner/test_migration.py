@@ -273,3 +273,25 @@ def test_an_fsspec_legacy_store_is_rekeyed(tmp_path):
     assert train_run(store, 2, grid.settings) == "done"
     assert store.state(2) == ("done", 60)
     np.testing.assert_array_equal(store.array("train_loss")[2, :interrupted_at], flushed)
+
+
+def test_other_grids_naming_old_ids_still_find_their_weights(legacy, tmp_path):
+    """``init_from`` written before the re-keying, by old id: a run of the store, or its
+    checkpoint file."""
+    store = _copy(legacy, tmp_path)
+    parent_old = load_grid(legacy[1]).runs[0].legacy_run_id()
+    assert _cds_run(legacy[1], store).exit_code == 0  # re-keys
+    sources = {
+        "by_run": f"{{store: '{store}', run: {parent_old}}}",
+        "by_file": f"{{checkpoint: '{store}/_state/checkpoints/{parent_old}.pt'}}",
+    }
+    for name, source in sources.items():
+        grid = tmp_path / f"{name}.yaml"
+        grid.write_text(
+            GRID.replace("init_from:\n  parent: {n_samples: 80, steps: 40}\n", "")
+            .replace("[30, 40]", "30")
+            .replace("steps: 60", f"steps: 10\ninit_from: {source}")
+        )
+        result = _cds_run(grid, tmp_path / f"{name}.zarr")
+        assert result.exit_code == 0, result.output
+        assert open_runs(tmp_path / f"{name}.zarr").status.values.tolist() == ["done"]
