@@ -20,6 +20,7 @@ from runner.executors import Executor, make_executor
 from runner.grid import Grid, GridError, load_grid, parse_grid
 from runner.leases import DEFAULT_LEASE_TTL
 from runner.logs import configure_log_file
+from runner.migrate import RECORD_PARTS, RunIdMigration
 from runner.spec import StoreSettings
 from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
@@ -271,6 +272,8 @@ def run(
         logger.error("%s", exc)
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
+    if store.migration is not None:
+        _announce_migration(location, store.migration)
     job = Job(
         location=location.text,
         settings=grid.settings.model_dump(mode="json"),
@@ -302,6 +305,16 @@ def run(
         raise typer.Exit(stop.exit_code)
     if outcome["failed"]:
         raise typer.Exit(1)
+
+
+def _announce_migration(location: StoreLocation, migration: RunIdMigration) -> None:
+    err.print(
+        f"{location.text}: upgraded its run ids from scheme {migration.from_scheme} to "
+        f"{migration.to_scheme} ({len(migration.new_ids)} runs, {migration.checkpoints_moved} "
+        f"checkpoints renamed; old -> new ids in {location.join(*RECORD_PARTS)}). Nothing "
+        "trained was changed; the version that wrote the store can no longer open it.",
+        highlight=False,
+    )
 
 
 def _announce_stop(signum: int) -> None:

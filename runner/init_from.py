@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from runner.migrate import renamed_checkpoint
 from runner.spec import RunSpec
 from runner.store import RunStore
 
@@ -22,9 +23,9 @@ class InitFromError(RuntimeError):
 
 
 def _final_checkpoint(store: RunStore, run_id: str, what: str) -> bytes:
-    if run_id not in store.run_ids:
+    index = store.index_of(run_id)  # an id from before the store was re-keyed is found too
+    if index is None:
         raise InitFromError(f"init_from: {what}: run {run_id} is not in store {store.path}")
-    index = store.run_ids.index(run_id)
     status, steps_done = store.state(index)
     if status != "done":
         raise InitFromError(
@@ -55,7 +56,7 @@ def load_initial_weights(
         data = _final_checkpoint(store, parent.run_id, "parent")
         where = f"parent run {parent.run_id}"
     elif source.checkpoint is not None:
-        path = Path(source.checkpoint)
+        path = renamed_checkpoint(Path(source.checkpoint))  # its store may have been re-keyed
         if not path.is_file():
             raise InitFromError(
                 f"init_from.checkpoint: no such file {path} (relative paths are resolved against "

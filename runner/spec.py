@@ -1,15 +1,14 @@
 """Run and grid specifications: the typed form of a grid YAML file.
 
-A *run* is fully described by a :class:`RunSpec`; its id is a hash of the canonical JSON of that
-spec, so the same spec always maps to the same run (and the same numbers). Settings that must be
-shared by every run of a store (histogram cadence and edges, flush cadence, device) live in
-:class:`StoreSettings` and cannot be swept.
+A *run* is fully described by a :class:`RunSpec`; its id is a versioned hash of that spec without
+the fields at their defaults (:mod:`runner.run_identity`), so the same spec always maps to the same
+run (and the same numbers), and a field added later with a default leaves every id unchanged.
+Settings that must be shared by every run of a store (histogram cadence and edges, flush cadence,
+device) live in :class:`StoreSettings` and cannot be swept.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +20,7 @@ from pydantic import (
 )
 
 import schemas
+from runner import run_identity
 from runner.model_specs import (  # noqa: F401  (re-exported: grids and tests name them here)
     BERTModel,
     GPTModel,
@@ -228,11 +228,28 @@ class RunSpec(_Strict):
         return value
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Every field, defaults included, as compact sorted JSON: the store's ``spec_json``
+        (readable without knowing this version's defaults, and what ids are recomputed from)."""
+        return run_identity.canonical(self.model_dump(mode="json"))
+
+    def identity_json(self) -> str:
+        """What the run id hashes: the spec without the fields at their defaults.
+
+        ``init_from.parent`` is kept as written (overrides, not the parent's id): two specs that
+        differ anywhere keep different identities, so every store of scheme 1 re-keys one to one.
+        """
+        return run_identity.canonical(run_identity.without_defaults(self))
 
     @property
     def run_id(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+        """The run's id under the current scheme (``run_identity.RUN_ID_SCHEME``)."""
+        return run_identity.hash_identity(self.identity_json())
+
+    def legacy_run_id(self) -> str:
+        """The id scheme 1 gave this spec (the hash of :meth:`canonical_json`). Equal to the id a
+        scheme-1 store holds only while RunSpec has the fields it had then; to recognise a stored
+        run, hash its stored ``spec_json`` (``run_identity.legacy_hash``)."""
+        return run_identity.legacy_hash(self.canonical_json())
 
     def train_split_size(self) -> int:
         """Samples in the task's train split (text tasks read their labels to count them)."""

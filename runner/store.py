@@ -12,6 +12,7 @@ Layout on disk::
         checkpoints/<run>.pt   model + optimiser state at the last flushed step
         locks/<run>.lock       local stores: held (flock) by the process that trains the run
         leases/<run>.json      fsspec stores: holder and expiry of the run's timed lease
+        run_id_migration.json  stores re-keyed from an older run-id scheme: old id -> new id
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import numpy as np
 import zarr
 
 import schemas
+from runner import migrate
 from runner.leases import DEFAULT_LEASE_TTL, FlockLease, Lease, TimedLease
+from runner.run_identity import LEGACY_RUN_ID_SCHEME, RUN_ID_SCHEME, SCHEME_ATTRIBUTE
 from runner.spec import PARAM_GROUPS, RunSpec, StoreSettings
 from runner.storage import LocationError, StoreLocation, parse_location
 
@@ -133,31 +136,41 @@ class StoreLayout:
         return tuple(per_dim.get(d, sizes[d]) for d in dims)
 
 
+def _run_ids(runs: Sequence[RunSpec], id_scheme: int) -> list[str]:
+    if id_scheme == RUN_ID_SCHEME:
+        return [r.run_id for r in runs]
+    if id_scheme == LEGACY_RUN_ID_SCHEME:
+        return [r.legacy_run_id() for r in runs]
+    raise ValueError(f"id_scheme {id_scheme}: give {RUN_ID_SCHEME} or {LEGACY_RUN_ID_SCHEME}")
+
+
 def _write_new_store(
-    path: Path, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str
+    path: Path,
+    runs: Sequence[RunSpec],
+    settings: StoreSettings,
+    grid_text: str,
+    id_scheme: int = RUN_ID_SCHEME,
 ) -> None:
     import runner
 
     layout = StoreLayout.for_grid(runs, settings)
     schema = schemas.load_schema()
-    root = zarr.open_group(
-        str(path),
-        mode="w-",
-        zarr_format=3,
-        attributes={
-            "schema_name": schema["schema_name"],
-            "schema_version": schema["schema_version"],
-            "grid_yaml": grid_text,
-            "grid_name": settings.name,
-            "created_by": f"cds {runner.__version__}",
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+    attributes = {
+        "schema_name": schema["schema_name"],
+        "schema_version": schema["schema_version"],
+        "grid_yaml": grid_text,
+        "grid_name": settings.name,
+        "created_by": f"cds {runner.__version__}",
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if id_scheme != LEGACY_RUN_ID_SCHEME:  # scheme-1 stores predate the attribute
+        attributes[SCHEME_ATTRIBUTE] = id_scheme
+    root = zarr.open_group(str(path), mode="w-", zarr_format=3, attributes=attributes)
     sizes = layout.sizes()
     coords = [r.config_coordinates() for r in runs]
     values: dict[str, Any] = {
         "step": np.arange(1, layout.n_steps + 1, dtype=np.int64),
-        "run": np.array([r.run_id for r in runs], dtype=object),
+        "run": np.array(_run_ids(runs, id_scheme), dtype=object),
         "group": np.array(PARAM_GROUPS, dtype=object),
         "hist_step": layout.hist_steps,
         "hist_group": np.array(layout.hist_groups, dtype=object),
@@ -254,6 +267,10 @@ class RunStore:
                 f"writes version {schemas.CURRENT_VERSION}: write into a new store"
             )
         self._arrays: dict[str, zarr.Array] = {}
+        #: Run-id scheme of the ``run`` coordinate (``runner.run_identity``).
+        self.id_scheme: int = migrate.stored_scheme(attrs)
+        #: The re-keying :meth:`create_or_open` did when it opened the store, if any.
+        self.migration: migrate.RunIdMigration | None = None
         self.run_ids: list[str] = [str(r) for r in self.root["run"][...]]
         self.hist_steps: np.ndarray = self.root["hist_step"][...]
         self.hist_groups: list[str] = [str(g) for g in self.root["hist_group"][...]]
@@ -288,6 +305,7 @@ class RunStore:
         runs: Sequence[RunSpec],
         settings: StoreSettings,
         grid_text: str,
+        id_scheme: int = RUN_ID_SCHEME,
     ) -> RunStore:
         """Create the store for a grid, or open it if it already holds exactly this grid.
 
@@ -296,7 +314,11 @@ class RunStore:
         fsspec store is built in a local temporary directory and uploaded with its root
         ``zarr.json`` last, so that until the upload is complete there is no store to open.
         An existing store is validated against the schema first and refused, untouched, when
-        it does not follow it.
+        it does not follow it. An existing store of this grid written under an older run-id
+        scheme is re-keyed to the current one (:mod:`runner.migrate`; :attr:`migration` says so).
+
+        ``id_scheme`` other than the current one writes (and expects) the ids of that scheme and
+        never re-keys: it exists to reproduce stores written by earlier versions (tests, tools).
         """
         loc = location if isinstance(location, StoreLocation) else _parse(location)
         if loc.is_local and loc.path.exists() and not loc.path.is_dir():
@@ -306,25 +328,37 @@ class RunStore:
                 path = loc.path
                 tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
                 try:
-                    _write_new_store(tmp, runs, settings, grid_text)
+                    _write_new_store(tmp, runs, settings, grid_text, id_scheme)
                     # OSError: another process won the race; its store is used below.
                     with contextlib.suppress(OSError):
                         os.rename(tmp, path)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
             else:
-                _upload_new_store(loc, runs, settings, grid_text)
+                _upload_new_store(loc, runs, settings, grid_text, id_scheme)
         elif not loc.is_local:
             _wait_for_upload(loc)
         _validate_existing(loc)
+        migration = None
+        if id_scheme == RUN_ID_SCHEME:
+            try:
+                migration = migrate.upgrade_run_ids(loc, runs)
+            except migrate.RunIdError as exc:
+                raise StoreError(str(exc)) from None
         store = cls(loc)
-        store._check_matches(runs, settings)
+        store.migration = migration
+        store._check_matches(runs, settings, id_scheme)
         return store
 
-    def _check_matches(self, runs: Sequence[RunSpec], settings: StoreSettings) -> None:
-        wanted = [r.run_id for r in runs]
+    def _check_matches(
+        self, runs: Sequence[RunSpec], settings: StoreSettings, id_scheme: int = RUN_ID_SCHEME
+    ) -> None:
+        wanted = _run_ids(runs, id_scheme)
         if wanted != self.run_ids:
-            missing = len(set(wanted) - set(self.run_ids))
+            # A store of an older id scheme reaches here only when its specs are not this grid's.
+            missing = len(set(wanted) - set(self.run_ids)) if self.id_scheme == id_scheme else (
+                "all" if len(wanted) != len(self.run_ids) else "some"
+            )
             raise StoreError(
                 f"{self.location.text} already exists and was created from a different grid "
                 f"({missing} of this grid's {len(wanted)} runs are not in it, the store has "
@@ -340,6 +374,32 @@ class RunStore:
             raise StoreError(
                 f"{self.location.text} was created with other histogram settings; keep "
                 "'histogram' as it was when the store was created, or write to another --out"
+            )
+        if id_scheme == RUN_ID_SCHEME:
+            self._check_stored_specs(runs)
+
+    def _check_stored_specs(self, runs: Sequence[RunSpec]) -> None:
+        """Each stored spec, read by this version, must still hash to its run's id. It does not
+        when a default the run was trained with has changed since (the grid's id is unchanged,
+        as the field is left out at its default, but the run would resume with another value):
+        that is refused, naming the field, rather than mixed into one run."""
+        texts = [str(t) for t in self.array("spec_json")[...]]
+        for i, (text, run) in enumerate(zip(texts, runs, strict=True)):
+            if text == run.canonical_json():
+                continue  # the grid's own spec, every field as this version writes it
+            try:
+                stored = migrate.parse_stored_spec(text, i, self.location.text)
+            except migrate.RunIdError as exc:
+                raise StoreError(str(exc)) from None
+            if stored.run_id == self.run_ids[i]:
+                continue
+            changed = _differences(stored.model_dump(mode="json"), run.model_dump(mode="json"))
+            raise StoreError(
+                f"{self.location.text}: run {i} ({self.run_ids[i]}) was trained with "
+                f"{'; '.join(changed) or 'another spec'}, which this version of cds takes by "
+                "default (a changed default); resuming would mix two configurations under one "
+                "id: continue the store with the version that wrote it (its created_by "
+                "attribute), or write to another --out"
             )
 
     # -- writing ------------------------------------------------------------------------------
@@ -408,6 +468,21 @@ class RunStore:
     def spec(self, run_index: int) -> RunSpec:
         return RunSpec.model_validate_json(str(self.array("spec_json")[run_index]))
 
+    def index_of(self, run_id: str) -> int | None:
+        """The index of the run with id ``run_id`` under any scheme: its id in this store, the id
+        it had before the store was re-keyed (``init_from: {store, run}`` written then), or, in a
+        store not yet re-keyed, its current-scheme id. None when no run of the store has it."""
+        if run_id in self.run_ids:
+            return self.run_ids.index(run_id)
+        renamed = migrate.old_to_new(self.location)
+        if renamed.get(run_id) in self.run_ids:
+            return self.run_ids.index(renamed[run_id])
+        if self.id_scheme != RUN_ID_SCHEME:
+            current = [self.spec(i).run_id for i in range(len(self.run_ids))]
+            if run_id in current:
+                return current.index(run_id)
+        return None
+
     # -- files beside the arrays ----------------------------------------------------------------
     def checkpoint_path(self, run_index: int) -> Path:
         """Local file of the run's checkpoint (local stores only; see :meth:`read_checkpoint`)."""
@@ -447,6 +522,18 @@ class RunStore:
             lease.release()
 
 
+def _differences(stored: Any, now: Any, path: str = "") -> list[str]:
+    """``path = stored value (now: value)`` for every leaf where two spec dumps differ."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        keys = sorted(set(stored) | set(now))
+        return [
+            d
+            for k in keys
+            for d in _differences(stored.get(k), now.get(k), f"{path}.{k}" if path else k)
+        ]
+    return [] if stored == now else [f"{path} = {stored!r} (now {now!r})"]
+
+
 def _parse(location: str | os.PathLike) -> StoreLocation:
     try:
         return parse_location(location)
@@ -463,11 +550,15 @@ def _has_entries(loc: StoreLocation) -> bool:
 
 
 def _upload_new_store(
-    loc: StoreLocation, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str
+    loc: StoreLocation,
+    runs: Sequence[RunSpec],
+    settings: StoreSettings,
+    grid_text: str,
+    id_scheme: int = RUN_ID_SCHEME,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="cds-store-") as tmp:
         local = Path(tmp) / "store.zarr"
-        _write_new_store(local, runs, settings, grid_text)
+        _write_new_store(local, runs, settings, grid_text, id_scheme)
         files = sorted(p for p in local.rglob("*") if p.is_file())
         root_meta = local / "zarr.json"
         # The root metadata goes last: a store without it is not a store yet.

@@ -75,7 +75,10 @@ def extra_coordinates_table(schema: dict) -> str:
 
 
 def attributes_table(schema: dict) -> str:
-    rows = [[f"`{k}`", v["type"], v["description"]] for k, v in schema["attributes"].items()]
+    rows = [
+        [f"`{k}`" + (" *(optional)*" if v.get("optional") else ""), v["type"], v["description"]]
+        for k, v in schema["attributes"].items()
+    ]
     return _table(["attribute", "type", "meaning"], rows)
 
 

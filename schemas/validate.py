@@ -78,6 +78,8 @@ def _check_attributes(attrs: Mapping[str, Any], schema: dict) -> list[str]:
     types = {"str": str, "int": int}
     for name, spec in schema["attributes"].items():
         if name not in attrs:
+            if spec.get("optional", False):  # added later: absent in older stores
+                continue
             problems.append(f"attribute '{name}' is missing ({spec['description']})")
         elif not isinstance(attrs[name], types[spec["type"]]):
             problems.append(

@@ -47,7 +47,9 @@ class TokenizerSpec(Strict):
 
     @model_validator(mode="after")
     def _knobs_only_when_training(self) -> TokenizerSpec:
-        set_knobs = [k for k in TRAINING_KNOBS if k in self.model_fields_set]
+        # Knobs at their defaults are no error: a stored spec (spec_json) spells every field out.
+        fields = type(self).model_fields
+        set_knobs = [k for k in TRAINING_KNOBS if getattr(self, k) != fields[k].default]
         if self.source is not None and set_knobs:
             raise ValueError(
                 f"tokenizer.{set_knobs[0]} applies only to a tokenizer trained here, but "

@@ -17,7 +17,7 @@ from cdsanalysis import open_runs, validate_store
 from cdsanalysis.validate import StoreValidationError
 from runner.cli import app
 from runner.grid import load_grid
-from runner.store import RunStore
+from runner.store import RunStore, StoreError
 from runner.trainer import train_run
 
 from .conftest import TINY_GRID
@@ -149,3 +149,27 @@ def test_a_store_of_another_grid_is_refused_untouched(pristine, tmp_path, tiny_g
     result = CliRunner().invoke(app, ["--grid", str(other), "--out", str(copy)])
     assert result.exit_code == 2 and "created from a different grid" in result.output
     assert _snapshot(copy) == before
+
+
+def test_a_run_trained_under_a_default_since_changed_is_refused_by_name(tmp_path, tiny_grid):
+    """Ids leave defaults out, so a changed default keeps a run's id while changing what it
+    means: the store's own spec_json (every field written out) tells them apart."""
+    from pydantic import create_model
+
+    from runner.spec import RunSpec
+
+    grid = load_grid(tiny_grid())
+    # the version that wrote the store defaulted alpha_scope to "weights" (this one: "all")
+    before_change = create_model(
+        "RunSpecThen", __base__=RunSpec, alpha_scope=(str, "weights")
+    )
+    runs_then = [before_change.model_validate(r.model_dump(exclude={"alpha_scope"}))
+                 for r in grid.runs]  # fmt: skip
+    assert [r.run_id for r in runs_then] == [r.run_id for r in grid.runs]
+    store = tmp_path / "s.zarr"
+    RunStore.create_or_open(store, runs_then, grid.settings, grid.text)
+    before = _snapshot(store)
+    with pytest.raises(StoreError, match=r"run 0 \(\w{12}\) was trained with alpha_scope = "
+                       r"'weights' \(now 'all'\), which this version of cds takes by default"):
+        RunStore.create_or_open(store, grid.runs, grid.settings, grid.text)
+    assert _snapshot(store) == before
