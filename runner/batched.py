@@ -13,9 +13,13 @@ K. Each run keeps its own numbers:
 - optimiser: the grid's torch optimiser over the stacked tensors. AdamW, Adam and SGD update
   element by element (moments, bias correction from one shared step count, decoupled or L2
   decay), so a slice of the stacked update is the run's own update;
-- metrics, norms, histograms: per run, on its slice; written into each run's slot of the store
-  by the same flush order as :func:`runner.trainer.train_run` (metrics, checkpoint, steps_done),
-  with checkpoints in the sequential format, so a run may be resumed by either path.
+- metrics, norms, histograms: per run, on its slice, by the meters of :mod:`runner.measuring`
+  that the sequential trainer uses too, kept and flushed by the same
+  :class:`runner.recording.StepRecord` (metrics, checkpoint, steps_done, per run), with
+  checkpoints in the one format of :mod:`runner.recording`, so a run may be resumed by either
+  path. A run whose loss turns non-finite is marked ``diverged`` at that step, as alone; the
+  others of its group train on to their end (its slice of the stacked tensors is its own, so the
+  NaN reaches no other run's numbers).
 
 ``tests/runner/test_batched.py`` checks that batched training equals sequential training within
 float tolerance. What a batched group cannot do is refused by :func:`batch_problem` (the
@@ -24,27 +28,24 @@ executor then trains that run alone).
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
-from runner.models.gpt import tabled_answer_logits
-from runner.spec import PARAM_GROUPS, ModularAdditionTask, RunSpec, StoreSettings
-from runner.store import RunStore
-from runner.trainer import (
-    SCALARS,
-    RunInterrupted,
-    RunSetup,
-    _load_checkpoint,
-    build_run,
-    group_layout,
-    is_measured,
+from runner.measuring import (
+    HistogramMeter,
+    NormMeter,
+    classification_loss,
+    correct,
+    test_metrics,
 )
+from runner.models.gpt import tabled_answer_logits
+from runner.recording import StepRecord, checkpoint_bytes, load_checkpoint
+from runner.spec import ModularAdditionTask, RunSpec, StoreSettings
+from runner.store import RunStore
+from runner.trainer import RunInterrupted, RunSetup, build_run, make_optimizer
 
 
 def batch_problem(spec: RunSpec) -> str | None:
@@ -197,80 +198,6 @@ class PaddedData:
         self.sizes = torch.tensor(sizes, device=device, dtype=torch.float32)
 
 
-def per_sample_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss over the last axis of ``logits`` (any leading shape), as
-    :func:`runner.trainer.classification_loss` defines it before its reduction."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    flat_labels = labels.reshape(-1)
-    if kind == "cross_entropy":
-        out = F.cross_entropy(flat, flat_labels, reduction="none")
-    else:
-        target = F.one_hot(flat_labels, flat.shape[1]).to(flat.dtype)
-        out = ((flat.softmax(dim=1) - target) ** 2).sum(dim=1)
-    return out.view(labels.shape)
-
-
-@torch.no_grad()
-def evaluate_stacked(
-    stacked: StackedRuns, setup: RunSetup, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Test loss and accuracy of every run (K,), on the test split the runs share."""
-    n = len(setup.test_y)
-    inputs = setup.test["input_ids"]
-    loss_sum = torch.zeros(stacked.k, device=inputs.device)
-    correct = torch.zeros(stacked.k, device=inputs.device)
-    for start in range(0, n, batch_size):
-        rows = inputs[start : start + batch_size]
-        logits = stacked.logits_shared(rows, distinct(rows) if stacked.tables else None)
-        labels = setup.test_y[start : start + batch_size].expand(stacked.k, -1)
-        loss_sum += per_sample_loss(setup.spec.loss, logits, labels).sum(dim=1)
-        correct += (logits[..., : setup.n_classes].argmax(dim=-1) == labels).sum(dim=1)
-    return loss_sum / n, correct / n
-
-
-class StackedNorms:
-    """Per-group and total L2 norms of every run (K, groups) and (K,), without a host sync."""
-
-    def __init__(self, stacked: StackedRuns):
-        device = stacked.params[stacked.names[0]].device
-        self.stacked = stacked
-        self.group_index, self.absent = group_layout(stacked.template, stacked.names, device)
-
-    @torch.no_grad()
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        squares = torch.stack(
-            [p.flatten(1).float().pow(2).sum(dim=1) for p in self.stacked.tensors()]
-        )  # (params, K)
-        per_group = torch.zeros(len(PARAM_GROUPS), self.stacked.k, device=squares.device)
-        per_group.index_add_(0, self.group_index, squares)
-        group_norms = per_group.sqrt().T.masked_fill(self.absent, float("nan"))
-        return group_norms, squares.sum(dim=0).sqrt()
-
-
-class StackedHistograms:
-    """Weight histograms of every run, as :class:`runner.trainer.HistogramMeter` takes them."""
-
-    def __init__(self, stacked: StackedRuns, groups: list[str], edges: np.ndarray):
-        model = stacked.template
-        self.stacked = stacked
-        self.groups = [[n for n in stacked.names if model.parameter_group(n) == g] for g in groups]
-        self.low, self.high, self.bins = float(edges[0]), float(edges[-1]), len(edges) - 1
-
-    @torch.no_grad()
-    def __call__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        counts, outside = [], []
-        for names in self.groups:
-            if not names:
-                counts.append(torch.full((self.bins,), float("nan")))
-                outside.append(torch.tensor(float("nan")))
-                continue
-            flat = torch.cat([self.stacked.params[n][k].detach().flatten().float() for n in names])
-            hist = torch.histc(flat, bins=self.bins, min=self.low, max=self.high)
-            counts.append(hist.cpu())
-            outside.append(torch.tensor(float(flat.numel())) - hist.sum().cpu())
-        return torch.stack(counts), torch.stack(outside)
-
-
 def stack_optimizer_state(optimizer: torch.optim.Optimizer, setups: Sequence[RunSetup]) -> None:
     """Give the stacked optimiser the runs' own (checkpointed) states, stacked."""
     states = [s.optimizer.state_dict()["state"] for s in setups]
@@ -304,21 +231,6 @@ def unstacked_optimizer_state(optimizer: torch.optim.Optimizer, k: int, setup: R
     return {"state": state, "param_groups": own["param_groups"]}
 
 
-def _save(store: RunStore, run_index: int, setup: RunSetup, optimizer_state: dict, step: int):
-    buffer = io.BytesIO()  # the sequential format (runner.trainer._save_checkpoint)
-    torch.save(
-        {
-            "steps_done": step,
-            "model": setup.model.state_dict(),
-            "optimizer": optimizer_state,
-            "torch_rng": torch.get_rng_state(),
-            "noise_rng": None,
-        },
-        buffer,
-    )
-    store.write_checkpoint(run_index, buffer.getvalue())
-
-
 def train_group(
     store: RunStore,
     indices: Sequence[int],
@@ -347,117 +259,80 @@ def train_group(
     done = set()
     for index, setup in zip(indices, setups, strict=True):
         checkpoint = store.read_checkpoint(index)
-        done.add(_load_checkpoint(checkpoint, setup) if checkpoint is not None else 0)
+        if checkpoint is not None:
+            done.add(load_checkpoint(checkpoint, setup.model, setup.optimizer, setup.noise))
+        else:
+            done.add(0)
     if len(done) != 1:
         raise ValueError("a batched group must resume from one step; train these runs apart")
     first_step = done.pop() + 1
-    spec = specs[0]
+    spec, first = specs[0], setups[0]  # what the runs share: everything but seed and data
     for index in indices:
         store.set_state(index, "running", first_step - 1)
 
     stacked = StackedRuns(setups, distinct_rows)
-    optimizer = _make_stacked_optimizer(spec, stacked)
+    optimizer = make_optimizer(spec.optimizer, stacked.tensors())
     stack_optimizer_state(optimizer, setups)
     data = PaddedData(setups)
-    norms = StackedNorms(stacked)
-    histograms = StackedHistograms(stacked, store.hist_groups, store.bin_edges)
-    k, block = stacked.k, settings.flush_every
-    scalars = torch.full((block, k, len(SCALARS)), float("nan"), device=device)
-    group_norms = torch.full((block, k, len(PARAM_GROUPS)), float("nan"), device=device)
-    snapshots: list[tuple[int, int, list[tuple[torch.Tensor, torch.Tensor]]]] = []
-    hist_positions = {int(s): i for i, s in enumerate(store.hist_steps)}
-    active = list(range(k))  # slots still written (a diverged run stops being written)
-    status_of = {i: "running" for i in indices}
-    block_start = first_step
 
-    def flush(last_step: int) -> None:
-        nonlocal block_start
-        rows = last_step - block_start + 1
-        host = scalars[:rows].cpu().numpy()
-        host_norms = group_norms[:rows].cpu().numpy()
-        flushed = 0
-        for slot in list(active):
-            index, setup = indices[slot], setups[slot]
-            run_rows, run_last, status = rows, last_step, "running"
-            bad = np.flatnonzero(~np.isfinite(host[:, slot, 0]))
-            if len(bad):
-                run_rows, run_last, status = int(bad[0]) + 1, block_start + int(bad[0]), "diverged"
-            values = {name: host[:run_rows, slot, i] for i, name in enumerate(SCALARS)}
-            values["param_norm"] = host_norms[:run_rows, slot]
-            store.write_steps(index, block_start, values)
-            kept = [s for s in snapshots if s[0] <= run_last]
-            if kept:
-                store.write_histograms(
-                    index,
-                    np.array([s[1] for s in kept]),
-                    torch.stack([s[2][slot][0] for s in kept]).numpy(),
-                    torch.stack([s[2][slot][1] for s in kept]).numpy(),
-                )
-            if status == "running":
-                stacked.load_into(slot, setup)
-                state = unstacked_optimizer_state(optimizer, slot, setup)
-                _save(store, index, setup, state, run_last)
-            else:
-                active.remove(slot)
-            store.set_state(index, status, run_last)
-            status_of[index] = status
-            flushed += run_rows
-        snapshots.clear()
-        on_steps(flushed)
-        scalars.fill_(float("nan"))
-        block_start = last_step + 1
+    def test_logits(features: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = features["input_ids"]
+        return stacked.logits_shared(inputs, distinct(inputs) if stacked.tables else None)
+
+    record = StepRecord(
+        store,
+        indices,
+        settings.flush_every,
+        first_step,
+        spec.eval_every,
+        lambda: test_metrics(
+            test_logits,
+            first.test,
+            first.test_y,
+            spec.loss,
+            first.n_classes,
+            settings.eval_batch_size,
+            runs=stacked.k,
+        ),
+        NormMeter(stacked.template, stacked.params),
+        HistogramMeter(stacked.template, store.hist_groups, store.bin_edges, stacked.params),
+        device,
+    )
+    scalars, block = record.scalars, settings.flush_every
+
+    def save(slot: int, steps_done: int) -> bytes:
+        setup = setups[slot]
+        stacked.load_into(slot, setup)
+        state = unstacked_optimizer_state(optimizer, slot, setup)
+        return checkpoint_bytes(steps_done, setup.model.state_dict(), state, None)
 
     for step in range(first_step, spec.steps + 1):
-        row = step - block_start
-        with torch.no_grad():
-            if is_measured(step, spec.eval_every):
-                loss, accuracy = evaluate_stacked(stacked, setups[0], settings.eval_batch_size)
-                scalars[row, :, 2], scalars[row, :, 3] = loss, accuracy
-            group_norms[row], scalars[row, :, 4] = norms()
-            if step in hist_positions:
-                taken = [histograms(slot) for slot in range(k)]
-                snapshots.append((step, hist_positions[step], taken))
+        row = step - record.first_step
+        record.measure(step, row)  # the weights before update ``step``
         if stacked.tables is not None:  # each run on its own rows (no padding)
-            per_run = stacked.logits_ragged(data.ragged)
-            losses = torch.stack(
-                [
-                    per_sample_loss(spec.loss, logits, labels).mean()
-                    for logits, labels in zip(per_run, data.ragged_labels, strict=True)
-                ]
-            )
+            per_run = list(zip(stacked.logits_ragged(data.ragged), data.ragged_labels, strict=True))
+            losses = torch.stack([classification_loss(spec.loss, x, y) for x, y in per_run])
             with torch.no_grad():
                 scalars[row, :, 0] = losses.detach()
                 scalars[row, :, 1] = torch.stack(
-                    [
-                        (logits[:, : setups[0].n_classes].argmax(dim=1) == labels).float().mean()
-                        for logits, labels in zip(per_run, data.ragged_labels, strict=True)
-                    ]
+                    [correct(x, y, first.n_classes).float().mean() for x, y in per_run]
                 )
         else:  # one vmapped call on the padded rows, padding weighted 0
             logits = stacked.logits_each(data.inputs)
-            losses = (per_sample_loss(spec.loss, logits, data.labels) * data.weights).sum(dim=1)
+            per_sample = classification_loss(spec.loss, logits, data.labels, reduction="none")
+            losses = (per_sample * data.weights).sum(dim=1)
             with torch.no_grad():
                 scalars[row, :, 0] = losses.detach()
-                predicted = logits[..., : setups[0].n_classes].argmax(dim=-1)
-                hits = ((predicted == data.labels).float() * data.real).sum(dim=1)
-                scalars[row, :, 1] = hits / data.sizes
+                hits = correct(logits, data.labels, first.n_classes).float() * data.real
+                scalars[row, :, 1] = hits.sum(dim=1) / data.sizes
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()
         stopping = stop()
         if row + 1 == block or step == spec.steps or stopping:
-            flush(step)
-            if not active:
-                return status_of
+            on_steps(record.flush(step, save))
+            if not record.active:  # every run diverged
+                return record.finish(step)
             if stopping and step < spec.steps:
                 raise RunInterrupted(step)
-    for slot in active:
-        store.set_state(indices[slot], "done", spec.steps)
-        status_of[indices[slot]] = "done"
-    return status_of
-
-
-def _make_stacked_optimizer(spec: RunSpec, stacked: StackedRuns) -> torch.optim.Optimizer:
-    from runner.trainer import make_optimizer
-
-    return make_optimizer(spec.optimizer, stacked.tensors())
+    return record.finish(spec.steps)

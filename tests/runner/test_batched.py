@@ -54,12 +54,28 @@ def sequential(tmp_path_factory):
     return store
 
 
+#: Steps whose metrics must agree tightly: before Adam has amplified float-level differences.
+EARLY_STEPS = 16
+#: Tolerance (rtol, atol) of the metrics in the first ``EARLY_STEPS`` steps (measured: 6e-7).
+EARLY = (5e-6, 1e-6)
+#: Tolerance after: at lr 1e-2, Adam amplifies summation-order differences in float32 to a few
+#: 1e-4 relative by step 40 for run 1 of this grid. The sequential trainer's own two forwards of
+#: the same function (vocab_tables on and off) differ by 4.3e-4 (train loss) and 5.3e-4
+#: (group norms) there; batched against sequential by 2.6e-4 and 3.3e-4.
+LATE = (1e-3, 2e-5)
+
+
 def _assert_same_runs(a: RunStore, b: RunStore, indices) -> None:
     for name in METRICS:
         x, y = a.array(name)[...][indices], b.array(name)[...][indices]
         assert np.isfinite(x).any()
-        np.testing.assert_allclose(y, x, rtol=2e-4, atol=2e-5, equal_nan=True, err_msg=name)
-    hx, hy = a.array("weight_histogram")[...], b.array("weight_histogram")[...]
+        early, late = slice(0, EARLY_STEPS), slice(EARLY_STEPS, None)
+        for steps, (rtol, atol) in ((early, EARLY), (late, LATE)):
+            np.testing.assert_allclose(
+                y[:, steps], x[:, steps], rtol=rtol, atol=atol, equal_nan=True, err_msg=name
+            )
+    hx = a.array("weight_histogram")[...][indices]
+    hy = b.array("weight_histogram")[...][indices]
     # A weight within float error of a bin edge may fall either side: allow 0.1 % of them.
     assert 0 < np.nansum(np.abs(hx - hy)) / 2 <= 1e-3 * np.nansum(hx) or np.array_equal(
         np.nan_to_num(hx), np.nan_to_num(hy)
@@ -112,6 +128,33 @@ def test_interrupted_group_resumes_batched_or_alone(sequential, tmp_path):
     for index in (2, 3):  # or one by one, from the batched checkpoints
         assert train_run(store, index, grid.settings) == "done"
     _assert_same_runs(sequential, store, [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("distinct_rows", [True, False])
+def test_a_diverging_run_stops_alone_and_its_group_finishes(sequential, tmp_path, distinct_rows):
+    store, grid = _store(tmp_path / "runs.zarr")
+    calls = iter(range(1000))
+    with pytest.raises(RunInterrupted):  # stop after step 16, the first flush
+        train_group(store, [0, 1, 2, 3], grid.settings, stop=lambda: next(calls) == 15)
+    assert {store.state(i)[1] for i in range(4)} == {16}
+    # One inf in run 1's checkpointed weights (the file the runner wrote): from its next forward
+    # pass on, its loss is not finite. The group resumes together from step 17.
+    state = torch.load(io.BytesIO(store.read_checkpoint(1)))
+    state["model"]["lm.transformer.h.0.mlp.c_fc.weight"][0, 0] = float("inf")
+    planted = io.BytesIO()
+    torch.save(state, planted)
+    store.write_checkpoint(1, planted.getvalue())
+
+    statuses = train_group(store, [0, 1, 2, 3], grid.settings, distinct_rows=distinct_rows)
+    assert statuses == {0: "done", 1: "diverged", 2: "done", 3: "done"}
+    assert store.state(1) == ("diverged", 17)  # steps kept up to and including the first bad one
+    loss = store.array("train_loss")[1]
+    assert np.isfinite(loss[:16]).all()
+    assert not np.isfinite(loss[16])
+    assert np.isnan(loss[17:]).all()  # nothing recorded after the divergence
+    histograms = store.array("weight_histogram")[1]  # hist_step 1, 20, 40
+    assert np.isfinite(histograms[0]).all() and np.isnan(histograms[1:]).all()
+    _assert_same_runs(sequential, store, [0, 2, 3])  # the others: as if trained alone
 
 
 def test_unbatchable_runs_are_refused(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import schemas
 from cdsanalysis import open_runs, validate_store
 from runner.grid import load_grid
 from runner.store import RunStore
-from runner.trainer import build_run, rescale_, train_run
+from runner.trainer import RunInterrupted, build_run, rescale_, train_run
 
 #: Every per-step and histogram variable the runner writes.
 METRICS = (*schemas.variables_with_role("metric"), *schemas.variables_with_role("histogram"))
@@ -134,3 +136,37 @@ def test_vocab_tables_setting_changes_rounding_only(tiny_grid, tmp_path):
         )
     for name in ("train_accuracy", "test_accuracy"):
         np.testing.assert_array_equal(tabled[name].values, plain[name].values, err_msg=name)
+
+
+def _stopped_after_16_steps(tiny_grid, tmp_path, name):
+    grid = load_grid(tiny_grid(name=f"{name}.yaml", steps=40, n_samples="[40]"))
+    store = RunStore.create_or_open(tmp_path / f"{name}.zarr", grid.runs, grid.settings, grid.text)
+    calls = iter(range(1000))
+    with pytest.raises(RunInterrupted):
+        train_run(store, 0, grid.settings, stop=lambda: next(calls) == 15)
+    return store, grid
+
+
+def _rewrite_checkpoint(store, index, change):
+    state = torch.load(io.BytesIO(store.read_checkpoint(index)))
+    change(state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    store.write_checkpoint(index, buffer.getvalue())
+
+
+def test_a_checkpoint_from_before_its_format_field_resumes_exactly(tiny_grid, tmp_path):
+    store, grid = _stopped_after_16_steps(tiny_grid, tmp_path, "resumed")
+    _rewrite_checkpoint(store, 0, lambda state: state.pop("format"))  # as older runners wrote
+    assert train_run(store, 0, grid.settings) == "done"
+    _train(tiny_grid(name="clean.yaml", steps=40, n_samples="[40]"), tmp_path / "clean.zarr")
+    resumed, clean = open_runs(tmp_path / "resumed.zarr"), open_runs(tmp_path / "clean.zarr")
+    for name in METRICS:
+        np.testing.assert_array_equal(resumed[name].values, clean[name].values, err_msg=name)
+
+
+def test_a_checkpoint_of_another_format_is_refused_by_name(tiny_grid, tmp_path):
+    store, grid = _stopped_after_16_steps(tiny_grid, tmp_path, "future")
+    _rewrite_checkpoint(store, 0, lambda state: state.update(format=2))
+    with pytest.raises(ValueError, match="checkpoint format 2 is not the one this runner reads"):
+        train_run(store, 0, grid.settings)

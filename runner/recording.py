@@ -1,0 +1,176 @@
+"""What a training step records and how it reaches the store: one implementation for both paths.
+
+The sequential trainer (:func:`runner.trainer.train_run`) records one run, the batched one
+(:func:`runner.batched.train_group`) K runs at once; both keep their measurements in a
+:class:`StepRecord` (a run axis of size 1 or K) and flush it with :meth:`StepRecord.flush`, in
+the order that makes a crash at any point leave a prefix of steps that a resumed run continues
+without gap or duplicate: per run, its metrics block and histograms, then its checkpoint, then
+``steps_done``. A run whose training loss is not finite keeps its steps up to and including the
+first such step and is marked ``diverged``; the other runs of a group are not affected.
+
+Checkpoints have one format (:func:`checkpoint_bytes` writes it, :func:`load_checkpoint` reads
+it), so a run may be resumed by either path.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from runner.measuring import SCALARS, HistogramMeter, NormMeter, is_measured
+from runner.spec import PARAM_GROUPS
+from runner.store import RunStore
+
+#: Version of the checkpoint layout written by :func:`checkpoint_bytes`. Checkpoints written
+#: before the field existed have this layout too and are read as version 1.
+CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_bytes(
+    steps_done: int,
+    model_state: dict,
+    optimizer_state: dict,
+    noise: torch.Generator | None,
+) -> bytes:
+    """A run's checkpoint after ``steps_done`` steps: weights, optimiser state, torch's global
+    RNG state and the noise interventions' generator state (None without noise)."""
+    buffer = io.BytesIO()  # bytes, so the store writes them: local file or object store alike
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "steps_done": steps_done,
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "torch_rng": torch.get_rng_state(),
+            "noise_rng": noise.get_state() if noise is not None else None,
+        },
+        buffer,
+    )
+    return buffer.getvalue()
+
+
+def load_checkpoint(
+    data: bytes,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    noise: torch.Generator | None,
+) -> int:
+    """Restore what :func:`checkpoint_bytes` saved into ``model``, ``optimizer``, torch's RNG
+    and ``noise``; return the checkpoint's ``steps_done``."""
+    state = torch.load(io.BytesIO(data), map_location=next(model.parameters()).device)
+    version = state.get("format", 1)
+    if version != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint format {version} is not the one this runner reads ({CHECKPOINT_FORMAT});"
+            " resume it with the version of cds that wrote it"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if noise is not None:
+        noise.set_state(state["noise_rng"].cpu())
+    return int(state["steps_done"])
+
+
+#: ``checkpoint(slot, steps_done)``: the checkpoint bytes of the run in ``slot``.
+Checkpoint = Callable[[int, int], bytes]
+#: The test loss and accuracy of every run, scalars or (runs,).
+TestMetrics = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+class StepRecord:
+    """The measurements of up to ``flush_every`` steps of the runs ``indices`` of ``store``,
+    kept on the device until :meth:`flush`.
+
+    Row ``r`` of :attr:`scalars` (rows, runs, ``SCALARS``) and :attr:`param_norm` (rows, runs,
+    ``PARAM_GROUPS``) holds step ``first_step + r``; a column not measured at a step stays NaN.
+    The training loop writes the train loss and accuracy (columns 0 and 1); :meth:`measure`
+    writes the rest with the meters it was given.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        indices: Sequence[int],
+        flush_every: int,
+        first_step: int,
+        eval_every: int,
+        test: TestMetrics,
+        norms: NormMeter,
+        histograms: HistogramMeter,
+        device: torch.device,
+    ):
+        self.store, self.indices = store, list(indices)
+        self.eval_every, self.test = eval_every, test
+        self.norms, self.histograms = norms, histograms
+        runs = len(self.indices)
+        self.scalars = torch.full((flush_every, runs, len(SCALARS)), float("nan"), device=device)
+        self.param_norm = torch.full(
+            (flush_every, runs, len(PARAM_GROUPS)), float("nan"), device=device
+        )
+        self.first_step = first_step  # the step in row 0
+        self.hist_positions = {int(s): i for i, s in enumerate(store.hist_steps)}
+        # (step, position along hist_step, counts, outside) taken since the last flush
+        self.snapshots: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
+        self.active = list(range(runs))  # slots still recorded: a diverged run's are not
+        self.statuses = {i: "running" for i in self.indices}
+
+    @torch.no_grad()
+    def measure(self, step: int, row: int) -> None:
+        """Test metrics (on their cadence), norms and histograms (at a histogram step) of the
+        weights before update ``step``, into row ``row``."""
+        if is_measured(step, self.eval_every):
+            self.scalars[row, :, 2], self.scalars[row, :, 3] = self.test()
+        self.param_norm[row], self.scalars[row, :, 4] = self.norms()
+        if step in self.hist_positions:
+            self.snapshots.append((step, self.hist_positions[step], *self.histograms()))
+
+    def flush(self, last_step: int, checkpoint: Checkpoint) -> int:
+        """Write steps ``first_step..last_step`` of every active run into the store; return the
+        number of steps written (over all runs). Call it only once the measurements are in."""
+        rows = last_step - self.first_step + 1
+        scalars = self.scalars[:rows].cpu().numpy()
+        norms = self.param_norm[:rows].cpu().numpy()
+        written = 0
+        for slot in list(self.active):
+            index = self.indices[slot]
+            run_rows, run_last, status = rows, last_step, "running"
+            bad = np.flatnonzero(~np.isfinite(scalars[:, slot, 0]))
+            if len(bad):  # keep the steps up to and including the first non-finite loss
+                run_rows, status = int(bad[0]) + 1, "diverged"
+                run_last = self.first_step + run_rows - 1
+            values = {name: scalars[:run_rows, slot, i] for i, name in enumerate(SCALARS)}
+            values["param_norm"] = norms[:run_rows, slot]
+            self.store.write_steps(index, self.first_step, values)
+            kept = [s for s in self.snapshots if s[0] <= run_last]  # none after a divergence
+            if kept:
+                self.store.write_histograms(
+                    index,
+                    np.array([s[1] for s in kept]),
+                    torch.stack([s[2][slot] for s in kept]).numpy(),
+                    torch.stack([s[3][slot] for s in kept]).numpy(),
+                )
+            if status == "running":
+                # atomic: the old checkpoint or the new one
+                self.store.write_checkpoint(index, checkpoint(slot, run_last))
+            else:
+                self.active.remove(slot)
+            self.store.set_state(index, status, run_last)
+            self.statuses[index] = status
+            written += run_rows
+        self.snapshots.clear()
+        self.scalars.fill_(float("nan"))
+        self.first_step = last_step + 1
+        return written
+
+    def finish(self, steps: int) -> dict[int, str]:
+        """Mark the runs still active ``done`` after ``steps`` steps (all flushed); return every
+        run's final status. Their last checkpoint stays: it holds the final weights (for
+        continuing or ungrokking)."""
+        for slot in self.active:
+            self.store.set_state(self.indices[slot], "done", steps)
+            self.statuses[self.indices[slot]] = "done"
+        return dict(self.statuses)
