@@ -20,13 +20,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+import schemas
+
 from runner.measuring import SCALARS, HistogramMeter, NormMeter, is_measured
 from runner.spec import PARAM_GROUPS
 from runner.store import RunStore
 
-#: Version of the checkpoint layout written by :func:`checkpoint_bytes`. Checkpoints written
-#: before the field existed have this layout too and are read as version 1.
-CHECKPOINT_FORMAT = 1
+#: Version of the checkpoint layout written by :func:`checkpoint_bytes`, from the schema
+#: (``checkpoint.format_version``). Checkpoints written before the field existed have this
+#: layout too and are read as version 1.
+CHECKPOINT_FORMAT: int = schemas.checkpoint_format()["format_version"]
 
 
 def checkpoint_bytes(

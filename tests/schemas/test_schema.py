@@ -85,7 +85,7 @@ def test_a_checkpoint_holds_exactly_the_keys_the_schema_describes(tmp_path):
     state = torch.load(io.BytesIO(written.read_checkpoint(0)), weights_only=False)
     checkpoint = schemas.checkpoint_format()
     assert set(state) == set(checkpoint["keys"])
-    assert state["format_version"] == checkpoint["format_version"]
+    assert state["format"] == checkpoint["format_version"]
     assert state["steps_done"] == 12
     run_id = written.run_ids[0]
     assert checkpoint["path"].replace("<run>", run_id) == f"_state/checkpoints/{run_id}.pt"
