@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 import schemas
-
 from runner.measuring import SCALARS, HistogramMeter, NormMeter, is_measured
 from runner.spec import PARAM_GROUPS
 from runner.store import RunStore
