@@ -168,23 +168,28 @@ def competitors(kind: str, cores: list[int]) -> Iterator[None]:
             proc.wait()
 
 
-class SpinningThread:
-    """A thread of this process spinning in pure Python: it holds the GIL but for the switch
-    interval."""
+class _CompetitorThread:
+    """A daemon thread of this process that runs :meth:`_loop_once` until stopped; used as a
+    context manager, which returns once the thread runs and its ``native_id`` is known."""
+
+    name = "overlap-thread"
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.native_id: int | None = None
         self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._spin, name="overlap-gil-spin", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def _spin(self) -> None:
+    def _run(self) -> None:
         self.native_id = threading.get_native_id()
         self.ready.set()
         while not self.stop.is_set():
-            pass
+            self._loop_once()
 
-    def __enter__(self) -> SpinningThread:
+    def _loop_once(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
         self.thread.start()
         self.ready.wait()
         return self
@@ -194,25 +199,31 @@ class SpinningThread:
         self.thread.join()
 
 
-class GilProbe:
+class SpinningThread(_CompetitorThread):
+    """A thread of this process spinning in pure Python: it holds the GIL but for the switch
+    interval."""
+
+    name = "overlap-gil-spin"
+
+    def _loop_once(self) -> None:
+        pass
+
+
+class GilProbe(_CompetitorThread):
     """A thread that sleeps :data:`PROBE_SLEEP_SECONDS` at a time and records how late it wakes
     (a wake must take the GIL). ``busy_fraction()``: share of wakes later than
     :data:`PROBE_LATE_SECONDS` since the last ``reset()``."""
 
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.late: list[float] = []
-        self.native_id: int | None = None
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._probe, name="overlap-gil-probe", daemon=True)
+    name = "overlap-gil-probe"
 
-    def _probe(self) -> None:
-        self.native_id = threading.get_native_id()
-        self.ready.set()
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            time.sleep(PROBE_SLEEP_SECONDS)
-            self.late.append(time.perf_counter() - started - PROBE_SLEEP_SECONDS)
+    def __init__(self) -> None:
+        super().__init__()
+        self.late: list[float] = []
+
+    def _loop_once(self) -> None:
+        started = time.perf_counter()
+        time.sleep(PROBE_SLEEP_SECONDS)
+        self.late.append(time.perf_counter() - started - PROBE_SLEEP_SECONDS)
 
     def reset(self) -> None:
         self.late = []
@@ -220,15 +231,6 @@ class GilProbe:
     def busy_fraction(self) -> float:
         late = list(self.late)
         return sum(x > PROBE_LATE_SECONDS for x in late) / max(len(late), 1)
-
-    def __enter__(self) -> GilProbe:
-        self.thread.start()
-        self.ready.wait()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def measure(steps: int, flush_every: int, repeats: int, extra: dict) -> dict:

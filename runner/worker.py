@@ -68,8 +68,8 @@ class RunOutcome:
     ``not started`` (a stop was asked before it began).
     ``started_at`` is the number of steps already flushed when the attempt began: above 0, the
     attempt resumed a run that an earlier one (perhaps on a worker that died) had begun.
-    ``failure`` is what the store's ``failure`` variable now says of a failed or diverged run
-    (the full traceback of a failure); ``message`` is its one-line summary.
+    ``failure`` is why a failed or diverged run ended, as written to the store's ``failure``
+    variable (the full traceback of a failure); ``message`` is its one-line summary.
     """
 
     index: int
@@ -116,9 +116,10 @@ def _record_end(store: RunStore, index: int, status: str) -> str:
     return text
 
 
-def _record_failure(store: RunStore, index: int, exc: BaseException) -> str:
+def _record_failure(store: RunStore, index: int, exc: BaseException) -> tuple[str, str]:
     """Mark the run failed with its full traceback in the store and the log; return the
-    one-line message (which also says when the store refused the state or text)."""
+    one-line message (which also says when the store refused the state or text) and the
+    traceback text."""
     steps_done = -1  # unknown when the store cannot even be read
     with contextlib.suppress(Exception):
         steps_done = store.state(index)[1]
@@ -130,7 +131,7 @@ def _record_failure(store: RunStore, index: int, exc: BaseException) -> str:
         store.set_failure(index, text)
     except StoreError as state_exc:  # the store itself refuses writes
         message += f" (and the store could not record the failure: {state_exc})"
-    return message
+    return message, text
 
 
 _open_stores: dict[str, RunStore] = {}
@@ -218,19 +219,10 @@ def train_one(
             store.set_state(index, "pending", exc.steps_done)  # resumable, nothing lost
             return outcome("interrupted", f"stopped after step {exc.steps_done} (flushed)")
         except Exception as exc:  # one bad run must not stop the grid
-            message = _record_failure(store, index, exc)
-            return outcome("failed", message, failure_text_of(store, index))
+            return outcome("failed", *_record_failure(store, index, exc))
         return outcome(status, failure=_record_end(store, index, status))
     finally:
         lease.release()
-
-
-def failure_text_of(store: RunStore, index: int) -> str:
-    """The store's failure text of a run ('' when the store cannot be read)."""
-    try:
-        return store.failure(index)
-    except Exception:  # noqa: BLE001 - a broken store must not hide the original failure
-        return ""
 
 
 def train_batch(
@@ -305,8 +297,7 @@ def train_batch(
                 outcomes.append(outcome(index, "interrupted", message))
     except Exception as exc:  # the group failed: each of its runs is marked failed
         for index in mine:
-            message = _record_failure(store, index, exc)
-            outcomes.append(outcome(index, "failed", message, failure_text_of(store, index)))
+            outcomes.append(outcome(index, "failed", *_record_failure(store, index, exc)))
     finally:
         for lease in leases.values():
             lease.release()
