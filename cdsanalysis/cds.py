@@ -1,4 +1,5 @@
-"""Critical data size (CDS) with a run-level bootstrap interval.
+"""Critical data size (CDS) by the grid rule: the bracket of tested sizes, with its bootstrap
+support.
 
 Definition (Zhu et al. 2024, estimated on a grid of data sizes): the CDS is the smallest tested
 training-set size ``n`` whose *mean* aggregate test accuracy over its runs is ``>= eps`` (at the
@@ -11,13 +12,19 @@ and diverged runs are left out, and so are done runs whose aggregate test accura
 test evaluation was ever recorded). A data size with no usable run is not tested: it neither
 passes nor fails and does not appear in ``per_n``.
 
-Conventions for the numbers (units: samples, the store's ``n_samples``):
+What the rule locates is a bracket: the CDS lies above the next smaller tested size and at or
+below the smallest passing one, "(400, 900]". It is reported as such, with the share of
+bootstrap resamples (runs resampled with replacement within each size) that give the same
+bracket, and the bracket interval that holds the central ``confidence`` share of them. It is
+never printed as a one-point interval of the CDS: a CDS between grid points has no such
+interval.
 
-- ``inf``: no tested ``n`` passes (the CDS lies above the largest ``n`` tested). In the
-  bootstrap, a resample in which no ``n`` passes has CDS ``inf``; such resamples are kept, so
-  the upper bound is ``inf`` as soon as more than ``(1 - confidence) / 2`` of them have none.
-- A CDS equal to the smallest tested ``n`` means "at most that ``n``" (the grid does not
-  resolve anything below it).
+Conventions for the numbers (units of the size coordinate):
+
+- censored above (``cds`` = ``inf``): no tested ``n`` passes, the CDS lies above the largest
+  tested ``n``. Resamples in which no ``n`` passes are kept, so the bracket interval is open
+  above as soon as more than ``(1 - confidence) / 2`` of them have none.
+- censored below: the smallest tested ``n`` passes; the CDS is only known to be ``<=`` it.
 - ``NaN``: nothing to estimate (no usable run at all).
 
 Only ``n_samples`` (and the coordinates in ``allow_varying``, by default the ``seed``) may vary
@@ -237,49 +244,126 @@ def json_number(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class CDSResult:
-    """A critical-data-size estimate and its bootstrap interval.
+    """The grid rule's answer: the bracket of tested sizes the CDS lies in, and how often the
+    bootstrap puts it there.
+
+    The grid rule finds the smallest tested size whose mean aggregate test accuracy reaches
+    eps; what that locates is a *bracket*: the CDS lies above the next smaller tested size and
+    at or below that one. A bracket is reported as such ("the CDS lies in (400, 900]"), never
+    as a one-point interval of the CDS.
 
     Attributes
     ----------
-    cds, cds_low, cds_high
-        Point estimate and percentile-interval bounds, in samples (``n_samples`` units);
-        ``inf`` = no tested ``n`` passes, ``NaN`` = no usable run (see the module docstring).
+    cds
+        Upper end of the bracket: the smallest tested size that passes (units of
+        ``size_coord``); ``inf`` when none passes; ``NaN`` when there is no usable run.
+    bracket_low
+        Lower (exclusive) end of the bracket: the next smaller tested size; ``NaN`` when the
+        smallest tested size passes (the CDS is then only known to be ``<= cds``).
+    bracket_fraction
+        Fraction of bootstrap resamples whose grid rule gives the same bracket.
+    interval_low, interval_high
+        The bootstrap bracket interval: the CDS lies in ``(interval_low, interval_high]`` in the
+        central ``confidence`` share of resamples (the union of the brackets between the two
+        tail quantiles of the resampled grid rule). ``interval_low`` NaN: open below (``<=
+        interval_high``); ``interval_high`` inf: open above (``> interval_low``).
+    censoring
+        ``"none"``, ``"above"`` (no tested size passes: CDS > the largest), ``"below"`` (the
+        smallest passes: CDS <= it) or ``"no_data"``.
     n_runs
-        Number of runs used (status ``'done'`` with a measured aggregate), all ``n`` together.
+        Runs used (status ``'done'`` with a measured aggregate), all sizes together.
     settings
-        The settings used (threshold ``eps``, reduction, bootstrap, grid-rule variant).
+        The settings used.
     per_n
-        Dataset over ``n_samples`` (tested ``n`` only): ``mean_accuracy`` (mean aggregate test
-        accuracy, fraction), ``mean_accuracy_low`` / ``mean_accuracy_high`` (its bootstrap
-        interval), ``n_runs``, ``passes`` (on the full data) and ``pass_fraction`` (fraction of
-        resamples in which the ``n`` passes).
+        Dataset over the size coordinate: ``mean_accuracy`` with its bootstrap interval,
+        ``n_runs``, ``passes``, ``pass_fraction`` and ``bracket_fraction`` (share of resamples
+        whose bracket ends at that size), with attrs ``above_fraction`` (share of resamples in
+        which no size passes) and the settings.
     """
 
     cds: float
-    cds_low: float
-    cds_high: float
+    bracket_low: float
+    bracket_fraction: float
+    interval_low: float
+    interval_high: float
+    censoring: str
     n_runs: int
     settings: AnalysisSettings = DEFAULTS
     per_n: xr.Dataset = field(default_factory=xr.Dataset, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (NaN -> None, inf -> ``"inf"``): the estimate, ``per_n`` as a
+        """JSON-ready dictionary (NaN -> None, inf -> ``"inf"``): the bracket, ``per_n`` as a
         list of rows, and the ``settings``."""
         rows = []
-        size_coord = self.per_n.attrs.get("size_coord", "n_samples")
+        size_coord = self.settings.size_coord
         for i in range(self.per_n.sizes.get(size_coord, 0)):
             row = {size_coord: json_number(self.per_n[size_coord].values[i])}
             for name in self.per_n.data_vars:
                 row[str(name)] = json_number(self.per_n[name].values[i].item())
             rows.append(row)
         return {
+            "rule": "grid",
             "cds": json_number(self.cds),
-            "cds_low": json_number(self.cds_low),
-            "cds_high": json_number(self.cds_high),
+            "bracket": [json_number(self.bracket_low), json_number(self.cds)],
+            "bracket_fraction": json_number(self.bracket_fraction),
+            "bracket_interval": [json_number(self.interval_low), json_number(self.interval_high)],
+            "above_fraction": json_number(self.per_n.attrs.get("above_fraction", math.nan)),
+            "censoring": self.censoring,
             "n_runs": int(self.n_runs),
             "per_n": rows,
             "settings": self.settings.to_dict(),
         }
+
+
+def bracket_summary(
+    grid_cds: float, boot_cds: np.ndarray, labels: np.ndarray, confidence: float
+) -> dict[str, Any]:
+    """The bracket of the grid rule's answer and its bootstrap support.
+
+    Parameters
+    ----------
+    grid_cds
+        The grid rule on the full data (a tested size, or ``inf``).
+    boot_cds
+        The grid rule on each resample, shape ``(B,)``.
+    labels
+        The tested sizes, increasing.
+    confidence
+        Central share of resamples the bracket interval holds.
+
+    Returns
+    -------
+    dict
+        ``bracket_low`` (tested size below ``grid_cds``; NaN when ``grid_cds`` is the smallest;
+        the largest size when it is ``inf``), ``bracket_fraction``, ``interval_low`` /
+        ``interval_high`` (see :class:`CDSResult`), ``censoring``, ``bracket_fractions`` (per
+        tested size) and ``above_fraction``.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    boot_cds = np.asarray(boot_cds, dtype=np.float64)
+
+    def below(size: float) -> float:
+        if math.isinf(size):
+            return float(labels[-1])
+        k = int(np.searchsorted(labels, size))
+        return float(labels[k - 1]) if k > 0 else math.nan
+
+    low_q, high_q = percentile_interval(boot_cds, confidence, discrete=True)
+    if math.isinf(grid_cds):
+        censoring = "above"
+    elif grid_cds == labels[0]:
+        censoring = "below"
+    else:
+        censoring = "none"
+    return {
+        "bracket_low": below(grid_cds),
+        "bracket_fraction": float(np.mean(boot_cds == grid_cds)),
+        "interval_low": below(float(low_q)),
+        "interval_high": float(high_q),
+        "censoring": censoring,
+        "bracket_fractions": np.array([np.mean(boot_cds == s) for s in labels]),
+        "above_fraction": float(np.mean(np.isinf(boot_cds))),
+    }
 
 
 def _size_labels(labels: np.ndarray, size_coord: str) -> np.ndarray:
@@ -301,7 +385,10 @@ def _per_n_dataset(
     eps: float,
     confidence: float,
     size_coord: str = "n_samples",
+    bracket_fraction: np.ndarray | None = None,
 ) -> xr.Dataset:
+    if bracket_fraction is None:
+        bracket_fraction = np.full(len(labels), np.nan)
     return xr.Dataset(
         {
             "mean_accuracy": (
@@ -346,6 +433,15 @@ def _per_n_dataset(
                     "description": f"fraction of bootstrap resamples with mean >= eps ({eps:g})",
                 },
             ),
+            "bracket_fraction": (
+                size_coord,
+                bracket_fraction,
+                {
+                    "units": "fraction",
+                    "description": "fraction of bootstrap resamples whose grid-rule bracket "
+                    "ends at this size",
+                },
+            ),
         },
         coords={
             size_coord: (size_coord, _size_labels(labels, size_coord), _size_attrs(size_coord))
@@ -384,13 +480,33 @@ def estimate_cds(
     Returns
     -------
     CDSResult
-        CDS and interval in units of ``size_coord`` (``inf`` when no tested ``n`` passes,
-        ``NaN`` when no usable run exists), plus the per-``n`` table. The interval bounds are
-        tested ``n`` values (or ``inf``), never interpolated between them.
+        The bracket of tested sizes the CDS lies in (units of ``size_coord``), its bootstrap
+        support and bracket interval, plus the per-size table. Every bound is a tested size
+        (or open); the curve estimate between them is :func:`cdsanalysis.cds_curve.cds_curve`.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     s = settings
     done, values, n_of_run = final_accuracy_by_size(ds, settings, final_accuracy)
+    threshold = at_precision(s.eps, done["test_accuracy"].dtype)
+    return estimate_cds_arrays(values, n_of_run, settings, threshold=threshold)
+
+
+def estimate_cds_arrays(
+    values: np.ndarray,
+    sizes: np.ndarray,
+    settings: AnalysisSettings | None = None,
+    *,
+    threshold: float | None = None,
+    **overrides: Any,
+) -> CDSResult:
+    """:func:`estimate_cds` on plain arrays: per-run aggregate accuracies and data sizes.
+
+    ``threshold`` is ``eps`` at the storage precision of the accuracies (default
+    ``settings.eps``, right for float64 values).
+    """
+    s = settings = AnalysisSettings.resolve(settings, **overrides)
+    values = np.asarray(values, dtype=np.float64)
+    threshold = s.eps if threshold is None else threshold
     if values.size == 0:
         empty = np.array([], dtype=np.float64)
         per_n = _per_n_dataset(
@@ -405,17 +521,17 @@ def estimate_cds(
             s.confidence,
             s.size_coord,
         )
-        per_n.attrs = {"size_coord": s.size_coord}
-        return CDSResult(math.nan, math.nan, math.nan, 0, settings, per_n)
+        per_n.attrs = settings.as_attrs()
+        nan = math.nan
+        return CDSResult(nan, nan, nan, nan, nan, "no_data", 0, settings, per_n)
 
-    labels, boot_means, counts = bootstrap_group_means(values, n_of_run, s.n_resamples, s.seed)
-    mean = np.array([values[n_of_run == n].mean() for n in labels])
-    threshold = at_precision(s.eps, done["test_accuracy"].dtype)
+    labels, boot_means, counts = bootstrap_group_means(values, sizes, s.n_resamples, s.seed)
+    mean = np.array([values[sizes == n].mean() for n in labels])
     passes = mean >= threshold
     cds = float(first_passing(passes, labels, s.require_all_larger))
     boot_passes = boot_means >= threshold
     boot_cds = first_passing(boot_passes, labels, s.require_all_larger)
-    cds_low, cds_high = percentile_interval(boot_cds, s.confidence, discrete=True)
+    bracket = bracket_summary(cds, boot_cds, labels, s.confidence)
     mean_low, mean_high = percentile_interval(boot_means, s.confidence, axis=0)
     per_n = _per_n_dataset(
         labels,
@@ -428,9 +544,20 @@ def estimate_cds(
         s.eps,
         s.confidence,
         s.size_coord,
+        bracket["bracket_fractions"],
     )
-    per_n.attrs = settings.as_attrs()
-    return CDSResult(cds, float(cds_low), float(cds_high), int(values.size), settings, per_n)
+    per_n.attrs = {**settings.as_attrs(), "above_fraction": bracket["above_fraction"]}
+    return CDSResult(
+        cds,
+        bracket["bracket_low"],
+        bracket["bracket_fraction"],
+        bracket["interval_low"],
+        bracket["interval_high"],
+        bracket["censoring"],
+        int(values.size),
+        settings,
+        per_n,
+    )
 
 
 def final_accuracy_by_size(

@@ -1,30 +1,19 @@
-"""The CDS curve: mean accuracy per data size, a smooth monotone fit, and two CDS estimates.
+"""The CDS curve: mean accuracy per data size, and the CDS by two estimates, each honest about
+what it claims.
 
-Two estimates of the critical data size, side by side, each with a bootstrap interval:
+- **grid bracket** (:func:`cdsanalysis.cds.estimate_cds`): the bracket of tested sizes the
+  CDS lies in ("(400, 900]"), the share of bootstrap resamples that give it, and the bracket
+  interval. It reads the grid; it has no point value between grid points.
+- **curve estimate** (:mod:`cdsanalysis.crossing`): a quasi-binomial logistic fit of accuracy
+  on log size, local to the bracket (the sizes either side of it), between the chance floor and
+  the ceiling, inverted at eps, with a Fieller interval and a delta-method cross-check. It is
+  censored ("CDS > 1,600", "CDS <= 400") when the crossing lies outside the tested sizes, and
+  never extrapolates. Its coverage on planted CDS values is measured by
+  ``python -m benchmarks.coverage`` (BENCHMARKS.md).
 
-- **grid rule** (:func:`cdsanalysis.cds.estimate_cds`): the smallest *tested* size whose mean
-  aggregate test accuracy is ``>= eps``. Its value and its interval bounds are always tested
-  sizes (or ``inf``), so the interval is discrete: with a coarse grid it is often a single point
-  (``[900, 900]``) and cannot have its nominal coverage of a CDS lying between grid points. Use
-  it to read the grid, not to quote an uncertainty.
-- **logistic fit** (this module): the per-run aggregate accuracy ``y`` is modelled as
-  ``chance + (1 - chance) * expit(b0 + b1 * log(size))``, fitted as a quasi-binomial GLM
-  (statsmodels ``GLM``, ``Binomial`` family, logit link, fractional response
-  ``(y - chance) / (1 - chance)`` clipped to [0, 1], one observation per run, predictor the
-  natural log of the size). The CDS is the fit inverted at ``eps``:
-  ``exp((logit((eps - chance) / (1 - chance)) - b0) / b1)``. It interpolates between tested
-  sizes (and may extrapolate beyond them: ``extrapolated`` says so). A fit with ``b1 <= 0``
-  (accuracy not increasing with size) gives ``inf``.
-
-Bootstrap (both estimates share the same resamples): runs are resampled with replacement within
-each size, ``n_resamples`` times, with index arrays drawn at once by numpy
-(:func:`cdsanalysis.cds.bootstrap_group_means`). Because every run at one size has the same
-predictor, the GLM's estimating equations depend on the runs only through each size's mean
-response and run count; each resample's fit is therefore a weighted logistic fit to the
-resampled size means, done for all resamples at once by a fixed number of Newton (IRLS) steps in
-numpy (:func:`fit_logistic`), which gives the statsmodels estimate on the full data (a test
-checks it). Resamples whose fit has not converged are dropped and counted
-(``n_failed_resamples``). The interval is the equal-tailed percentile interval.
+One global logistic over every tested size was the curve estimate before; it misfits the curve
+near chance and near the ceiling, which moved its crossing (+4.5 to +5.3 % bias) and made its
+coverage fall as seeds were added. The local fit replaced it.
 """
 
 from __future__ import annotations
@@ -34,155 +23,15 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.special import expit, logit
+from scipy.special import expit
 
 from cdsanalysis.aggregate import at_precision
-from cdsanalysis.cds import (
-    SIZE_UNITS,
-    bootstrap_group_means,
-    final_accuracy_by_size,
-    first_passing,
-    percentile_interval,
-)
-from cdsanalysis.settings import DEFAULTS, AnalysisSettings
+from cdsanalysis.cds import SIZE_UNITS, estimate_cds_arrays, final_accuracy_by_size
+from cdsanalysis.crossing import Crossing, estimate_crossing
+from cdsanalysis.settings import AnalysisSettings
 
-#: Newton (IRLS) iterations of the vectorised logistic fit; 50 reach machine precision on
-#: every well-posed fit we met (the log-likelihood is concave), and cost milliseconds.
-DEFAULT_NEWTON_STEPS = 50
-#: Points of the fitted curve reported between the smallest and largest tested size.
-CURVE_POINTS = 200
-
-
-def _response(values: np.ndarray, chance_accuracy: float) -> np.ndarray:
-    return np.clip((values - chance_accuracy) / (1.0 - chance_accuracy), 0.0, 1.0)
-
-
-def _tails(confidence: float) -> tuple[float, float]:
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    return (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
-
-
-def quantile_with_inf(samples: np.ndarray, q: float) -> float:
-    """Linearly interpolated ``q``-quantile of ``samples`` that may hold ``+inf``.
-
-    Resamples whose fit never reaches eps have CDS ``inf``; they are kept (as for the grid rule),
-    so a quantile that falls on or next to them is ``inf`` (numpy would interpolate to NaN).
-    """
-    ordered = np.sort(np.asarray(samples, dtype=np.float64))
-    position = q * (ordered.size - 1)
-    low, high = ordered[int(np.floor(position))], ordered[int(np.ceil(position))]
-    if np.isinf(high):
-        return math.inf
-    return float(low + (position - np.floor(position)) * (high - low))
-
-
-def fit_logistic(
-    x: np.ndarray,
-    y: np.ndarray,
-    weights: np.ndarray,
-    newton_steps: int = DEFAULT_NEWTON_STEPS,
-    tol: float = 1e-8,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted logistic regression ``y ~ expit(b0 + b1 * x)`` for many responses at once.
-
-    The quasi-binomial maximum-likelihood fit (fractional ``y`` in [0, 1]) by Newton's method,
-    which for the logit link is IRLS, vectorised over the leading axis of ``y``.
-
-    Parameters
-    ----------
-    x
-        Predictor, shape ``(G,)`` (e.g. log data size).
-    y
-        Responses in [0, 1], shape ``(B, G)`` (e.g. resampled mean accuracy per size).
-    weights
-        Observation weights, shape ``(G,)`` (e.g. runs per size).
-    newton_steps
-        Newton iterations (fixed count, no line search).
-    tol
-        Largest coefficient change of the last step for a fit to count as converged.
-
-    Returns
-    -------
-    (b0, b1, converged)
-        Intercepts and slopes, shape ``(B,)``, and a boolean mask of converged fits (NaN
-        coefficients where not converged).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.atleast_2d(np.asarray(y, dtype=np.float64))
-    w = np.asarray(weights, dtype=np.float64)
-    mean_y = np.clip((y * w).sum(axis=1) / w.sum(), 1e-6, 1 - 1e-6)
-    b0 = logit(mean_y)
-    b1 = np.zeros_like(b0)
-    change = np.full_like(b0, np.inf)
-    for _ in range(newton_steps):
-        eta = np.clip(b0[:, None] + b1[:, None] * x, -30.0, 30.0)
-        mu = expit(eta)
-        v = w * mu * (1.0 - mu)  # (B, G): Fisher information weights
-        r = w * (y - mu)  # score contributions
-        g0, g1 = r.sum(axis=1), (r * x).sum(axis=1)
-        h00, h01, h11 = v.sum(axis=1), (v * x).sum(axis=1), (v * x * x).sum(axis=1)
-        det = h00 * h11 - h01 * h01
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d0 = (h11 * g0 - h01 * g1) / det
-            d1 = (h00 * g1 - h01 * g0) / det
-        b0, b1 = b0 + d0, b1 + d1
-        change = np.maximum(np.abs(d0), np.abs(d1))
-    converged = np.isfinite(change) & (change < tol * (1.0 + np.abs(b0) + np.abs(b1)))
-    return np.where(converged, b0, np.nan), np.where(converged, b1, np.nan), converged
-
-
-def invert_logistic(
-    b0: np.ndarray | float,
-    b1: np.ndarray | float,
-    eps: float,
-    chance_accuracy: float = DEFAULTS.chance_accuracy,
-) -> np.ndarray:
-    """Size at which ``chance + (1 - chance) * expit(b0 + b1 * log(size))`` reaches ``eps``.
-
-    ``inf`` where ``b1 <= 0`` (no increasing fit) or ``eps`` is not below 1; NaN where the
-    coefficients are NaN. Units: those of the size the fit was made on.
-    """
-    b0 = np.asarray(b0, dtype=np.float64)
-    b1 = np.asarray(b1, dtype=np.float64)
-    target = (eps - chance_accuracy) / (1.0 - chance_accuracy)
-    if target >= 1.0:
-        return np.where(np.isnan(b0 + b1), np.nan, np.inf)
-    if target <= 0.0:
-        return np.where(np.isnan(b0 + b1), np.nan, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        size = np.exp((logit(target) - b0) / b1)
-    return np.where(b1 > 0, size, np.where(np.isnan(b1), np.nan, np.inf))
-
-
-def glm_fit(
-    sizes: np.ndarray, values: np.ndarray, chance_accuracy: float = DEFAULTS.chance_accuracy
-):
-    """The statsmodels quasi-binomial GLM of per-run accuracy on log size (point estimate).
-
-    Parameters
-    ----------
-    sizes
-        Each run's data size (> 0), shape ``(R,)``.
-    values
-        Each run's aggregate test accuracy (fraction), shape ``(R,)``.
-    chance_accuracy
-        Accuracy the curve starts from (fraction, in [0, 1)).
-
-    Returns
-    -------
-    statsmodels GLMResults
-        Fitted with ``scale="X2"`` (Pearson; quasi-binomial standard errors).
-    """
-    import statsmodels.api as sm  # imported here: statsmodels takes a second to import
-
-    exog = sm.add_constant(np.log(np.asarray(sizes, dtype=np.float64)), has_constant="add")
-    model = sm.GLM(
-        _response(np.asarray(values, dtype=np.float64), chance_accuracy),
-        exog,
-        family=sm.families.Binomial(),
-    )
-    return model.fit(scale="X2")
+#: Points of the fitted local curve drawn across its window.
+CURVE_POINTS = 100
 
 
 def cds_curve(
@@ -192,7 +41,7 @@ def cds_curve(
     final_accuracy: xr.DataArray | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
-    """Mean accuracy per size with intervals, the logistic fit, and the CDS by both rules.
+    """Mean accuracy per size with intervals, and the CDS by both estimates.
 
     Parameters
     ----------
@@ -202,8 +51,9 @@ def cds_curve(
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
         ``eps``, ``aggregate`` / ``last_k``, ``size_coord`` (the CDS is in its units),
-        ``chance_accuracy`` (floor of the logistic model), ``require_all_larger`` (grid rule),
-        ``allow_varying`` and the bootstrap (``n_resamples``, ``confidence``, ``seed``).
+        ``chance_accuracy`` (floor of the curve model), ``curve_sizes_per_side`` (its window),
+        ``require_all_larger`` (grid rule), ``allow_varying``, ``confidence`` (both intervals)
+        and the bootstrap of the bracket and the means (``n_resamples``, ``seed``).
     final_accuracy
         Precomputed aggregate per run (aligned with ``ds``), to avoid reading curves again.
     **overrides
@@ -212,21 +62,24 @@ def cds_curve(
     Returns
     -------
     xarray.Dataset
-        Over ``size_coord`` (tested sizes): ``mean_accuracy``, ``mean_accuracy_low`` /
-        ``_high``, ``n_runs``, ``passes``, ``pass_fraction``, ``fit_accuracy`` (the logistic
-        fit at that size). Over ``size_grid`` (``CURVE_POINTS`` log-spaced sizes):
-        ``curve_accuracy`` with its pointwise bootstrap band ``curve_low`` / ``curve_high``.
-        Scalars: ``cds_grid`` / ``_low`` / ``_high``, ``cds_glm`` / ``_low`` / ``_high``,
-        ``glm_intercept``, ``glm_slope`` (per unit of log size) and their quasi-binomial
-        standard errors, ``n_runs_total``, ``n_failed_resamples``, ``extrapolated`` (the
-        fitted CDS lies outside the tested sizes). ``attrs`` echo the settings
-        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`).
+        Over ``size_coord`` (tested sizes): ``mean_accuracy`` with its bootstrap interval
+        ``mean_accuracy_low`` / ``_high``, ``n_runs``, ``passes``, ``pass_fraction``,
+        ``bracket_fraction``. The grid bracket: ``cds_bracket_low`` (exclusive; NaN = open
+        below) / ``cds_bracket_high`` (inf = none passes), ``cds_bracket_fraction``,
+        ``cds_bracket_interval_low`` / ``_high``, ``cds_bracket_censoring``. The curve
+        estimate: ``cds_curve`` with its Fieller interval ``cds_curve_low`` / ``_high`` (clipped
+        to the tested sizes; ``cds_curve_low_open`` / ``_high_open`` say a bound lies beyond
+        them), the delta-method cross-check ``cds_curve_delta_low`` / ``_high``,
+        ``cds_curve_censoring`` (``none`` / ``above`` / ``below`` / ``not_estimable``) and
+        ``cds_curve_reason``, ``curve_slope`` / ``_se``, ``curve_dispersion``,
+        ``curve_window`` (sizes fitted) and ``curve_window_runs``; the fitted curve over its
+        window, ``curve_accuracy`` over ``size_grid``; ``chance_accuracy_used``,
+        ``ceiling_accuracy_used``, ``n_runs_total``. ``attrs`` echo the settings
+        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`) and ``above_fraction``.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     done, values, sizes = final_accuracy_by_size(ds, settings, final_accuracy)
     sizes = sizes.astype(np.float64)
-    if values.size == 0:
-        raise ValueError("no finished run with a measured test accuracy: nothing to fit")
     if (sizes <= 0).any():
         raise ValueError(f"{settings.size_coord} must be > 0 for a fit in log size")
     threshold = at_precision(settings.eps, done["test_accuracy"].dtype)
@@ -239,109 +92,104 @@ def cds_curve_arrays(
     settings: AnalysisSettings | None = None,
     *,
     threshold: float | None = None,
-    rescale_resamples: bool = True,
+    chance: float | None = None,
+    ceiling: float | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
     """:func:`cds_curve` on plain arrays: per-run aggregate accuracies and data sizes.
 
     ``threshold`` is ``eps`` at the storage precision of the accuracies (the grid rule compares
-    with it; default ``settings.eps``, right for float64 values). Used by :func:`cds_curve` and
-    by simulations (no store needed).
+    with it; default ``settings.eps``, right for float64 values). ``chance`` and ``ceiling`` are
+    the floor and ceiling of the curve model (fractions; default ``settings.chance_accuracy``
+    and the ceiling estimated by :func:`cdsanalysis.crossing.estimate_ceiling`).
+    Used by :func:`cds_curve` and by simulations (no store needed).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
-    eps, confidence, n_resamples = settings.eps, settings.confidence, settings.n_resamples
-    chance_accuracy, require_all_larger = settings.chance_accuracy, settings.require_all_larger
+    values = np.asarray(values, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    chance = settings.chance_accuracy if chance is None else float(chance)
+    ceiling = None if ceiling is None else float(ceiling)
+    grid = estimate_cds_arrays(values, sizes, settings, threshold=threshold)
+    crossing = estimate_crossing(
+        values,
+        sizes,
+        eps=settings.eps,
+        chance=chance,
+        ceiling=ceiling,
+        confidence=settings.confidence,
+        sizes_per_side=settings.curve_sizes_per_side,
+        threshold=threshold,
+        require_all_larger=settings.require_all_larger,
+    )
+    return curve_dataset(grid.per_n, grid, crossing, settings, chance=chance)
+
+
+def curve_dataset(
+    per_n: xr.Dataset,
+    grid: Any,
+    crossing: Crossing,
+    settings: AnalysisSettings,
+    *,
+    chance: float,
+) -> xr.Dataset:
+    """Both estimates as one dataset (see :func:`cds_curve` for its variables)."""
     size_coord = settings.size_coord
-    threshold = eps if threshold is None else threshold
-    labels, boot_means, counts = bootstrap_group_means(values, sizes, n_resamples, settings.seed)
-    mean = np.array([values[sizes == s].mean() for s in labels])
-    glm_means = boot_means
-    if rescale_resamples:
-        # A resampled mean of m runs varies (m - 1) / m times as much as the mean itself; widen
-        # its deviation by sqrt(m / (m - 1)) (sizes with one run cannot vary either way).
-        factor = np.sqrt(counts / np.maximum(counts - 1, 1))
-        glm_means = mean + factor * (boot_means - mean)
-    mean_low, mean_high = percentile_interval(boot_means, confidence, axis=0)
-    passes = mean >= threshold
-    boot_passes = boot_means >= threshold
-    cds_grid = float(first_passing(passes, labels, require_all_larger))
-    grid_low, grid_high = percentile_interval(
-        first_passing(boot_passes, labels, require_all_larger), confidence, discrete=True
-    )
-
-    log_sizes = np.log(labels)
-    can_fit = labels.size >= 2
-    if can_fit:
-        glm = glm_fit(sizes, values, chance_accuracy)
-        b0, b1 = (float(v) for v in glm.params)
-        se0, se1 = (float(v) for v in glm.bse)
-        boot_b0, boot_b1, ok = fit_logistic(
-            log_sizes, _response(glm_means, chance_accuracy), counts
-        )
-    else:  # one size: no slope to fit
-        b0 = b1 = se0 = se1 = math.nan
-        boot_b0 = boot_b1 = np.full(n_resamples, np.nan)
-        ok = np.zeros(n_resamples, dtype=bool)
-    cds_glm = float(invert_logistic(b0, b1, eps, chance_accuracy))
-    boot_cds = invert_logistic(boot_b0[ok], boot_b1[ok], eps, chance_accuracy)
-    if boot_cds.size:
-        glm_low, glm_high = (quantile_with_inf(boot_cds, q) for q in _tails(confidence))
-    else:
-        glm_low = glm_high = math.nan
-
-    grid = np.exp(np.linspace(log_sizes.min(), log_sizes.max(), CURVE_POINTS))
-    scale = 1.0 - chance_accuracy
-    curve = chance_accuracy + scale * expit(b0 + b1 * np.log(grid))
-    if ok.any():
-        boot_curve = chance_accuracy + scale * expit(
-            boot_b0[ok, None] + boot_b1[ok, None] * np.log(grid)
-        )
-        curve_low, curve_high = percentile_interval(boot_curve, confidence, axis=0)
-    else:
-        curve_low = curve_high = np.full(grid.shape, np.nan)
-    fit_at = chance_accuracy + scale * expit(b0 + b1 * log_sizes)
-
     unit = SIZE_UNITS[size_coord]
-    band = f"{confidence:.0%} bootstrap percentile interval"
-    extrapolated = bool(np.isfinite(cds_glm) and not labels.min() <= cds_glm <= labels.max())
-    label_values = labels.astype(np.int64) if size_coord == "n_samples" else labels
-    out = xr.Dataset(
-        {
-            "mean_accuracy": (size_coord, mean, {"units": "fraction"}),
-            "mean_accuracy_low": (size_coord, mean_low, {"units": "fraction", "description": band}),
-            "mean_accuracy_high": (
-                size_coord,
-                mean_high,
-                {"units": "fraction", "description": band},
-            ),
-            "n_runs": (size_coord, counts.astype(np.int64), {"units": "runs"}),
-            "passes": (size_coord, passes, {"description": f"mean_accuracy >= eps ({eps:g})"}),
-            "pass_fraction": (size_coord, boot_passes.mean(axis=0), {"units": "fraction"}),
-            "fit_accuracy": (size_coord, fit_at, {"units": "fraction"}),
-            "curve_accuracy": ("size_grid", curve, {"units": "fraction"}),
-            "curve_low": ("size_grid", curve_low, {"units": "fraction", "description": band}),
-            "curve_high": ("size_grid", curve_high, {"units": "fraction", "description": band}),
-            "cds_grid": ((), cds_grid, {"units": unit, "description": "grid rule"}),
-            "cds_grid_low": ((), float(grid_low), {"units": unit, "description": band}),
-            "cds_grid_high": ((), float(grid_high), {"units": unit, "description": band}),
-            "cds_glm": ((), cds_glm, {"units": unit, "description": "logistic fit at eps"}),
-            "cds_glm_low": ((), glm_low, {"units": unit, "description": band}),
-            "cds_glm_high": ((), glm_high, {"units": unit, "description": band}),
-            "glm_intercept": ((), b0),
-            "glm_slope": ((), b1, {"units": "logit per unit of log size"}),
-            "glm_intercept_se": ((), se0, {"description": "quasi-binomial standard error"}),
-            "glm_slope_se": ((), se1, {"description": "quasi-binomial standard error"}),
-            "n_runs_total": ((), int(values.size), {"units": "runs"}),
-            "n_failed_resamples": ((), int((~ok).sum()), {"units": "resamples"}),
-            "extrapolated": ((), extrapolated),
-        },
-        coords={
-            size_coord: (size_coord, label_values, {"units": unit}),
-            "size_grid": ("size_grid", grid, {"units": unit}),
-        },
+    band = f"{settings.confidence:.0%}"
+    ceiling = crossing.ceiling
+    if crossing.censoring == "none":
+        window = np.log(np.asarray(crossing.window))
+        log_grid = np.linspace(window.min(), window.max(), CURVE_POINTS)
+        curve = chance + (ceiling - chance) * expit(crossing.intercept + crossing.slope * log_grid)
+        size_grid = np.exp(log_grid)
+    else:
+        size_grid = curve = np.array([], dtype=np.float64)
+    out = per_n.copy()
+    scalars = {
+        "cds_bracket_low": (grid.bracket_low, "grid rule: the CDS lies above this tested size"),
+        "cds_bracket_high": (grid.cds, "grid rule: smallest tested size whose mean reaches eps"),
+        "cds_bracket_fraction": (grid.bracket_fraction, "share of resamples in this bracket"),
+        "cds_bracket_interval_low": (grid.interval_low, f"{band} bracket interval (exclusive)"),
+        "cds_bracket_interval_high": (grid.interval_high, f"{band} bracket interval"),
+        "cds_curve": (crossing.estimate, "local quasi-binomial fit crossing eps"),
+        "cds_curve_low": (crossing.low, f"{band} Fieller interval"),
+        "cds_curve_high": (crossing.high, f"{band} Fieller interval"),
+        "cds_curve_delta_low": (crossing.delta_low, f"{band} delta-method interval"),
+        "cds_curve_delta_high": (crossing.delta_high, f"{band} delta-method interval"),
+    }
+    for name, (value, description) in scalars.items():
+        out[name] = ((), float(value), {"units": unit, "description": description})
+    out["cds_curve_low_open"] = (
+        (),
+        bool(crossing.low_open),
+        {"description": "the lower bound lies below the smallest tested size"},
     )
+    out["cds_curve_high_open"] = (
+        (),
+        bool(crossing.high_open),
+        {"description": "the upper bound lies above the largest tested size"},
+    )
+    out["cds_bracket_censoring"] = ((), grid.censoring)
+    out["cds_curve_censoring"] = ((), crossing.censoring)
+    out["cds_curve_reason"] = ((), crossing.reason)
+    out["curve_slope"] = ((), crossing.slope, {"units": "logit per unit of log size"})
+    out["curve_slope_se"] = ((), crossing.slope_se, {"description": "quasi-binomial"})
+    out["curve_dispersion"] = ((), crossing.dispersion, {"description": "Pearson X2 / (N - 2)"})
+    out["curve_window"] = (
+        "window",
+        np.asarray(crossing.window, dtype=np.float64),
+        {"units": unit, "description": "tested sizes whose runs the local fit used"},
+    )
+    out["curve_window_runs"] = ((), int(crossing.n_runs), {"units": "runs"})
+    out["chance_accuracy_used"] = ((), float(chance), {"units": "fraction"})
+    out["ceiling_accuracy_used"] = ((), float(ceiling), {"units": "fraction"})
+    out["n_runs_total"] = ((), int(grid.n_runs), {"units": "runs"})
+    out = out.assign_coords(size_grid=("size_grid", size_grid, {"units": unit}))
+    out["curve_accuracy"] = ("size_grid", curve, {"units": "fraction"})
     out.attrs = {
         **settings.as_attrs(),
-        "model": "quasi-binomial GLM, logit link, predictor log(size), one observation per run",
+        "above_fraction": per_n.attrs.get("above_fraction", math.nan),
+        "model": "quasi-binomial logistic in log(size), local to the grid bracket "
+        f"({settings.curve_sizes_per_side} tested size(s) per side), chance floor and ceiling",
     }
     return out

@@ -20,9 +20,19 @@ import xarray as xr
 from rich.console import Console
 
 from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.cds_text import (
+    bracket_cell,
+    bracket_text,
+    cds_summary,
+    cds_warnings,
+    curve_cell,
+    curve_text,
+    model_row,
+)
 from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
 from cdsanalysis.estimators import StepwiseAnalysis
 from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
+from cdsanalysis.notices import warning_lines
 from cdsanalysis.plots.kinds import KINDS
 from cdsanalysis.report import regimes_report, render_regimes_table, settings_lines
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
@@ -111,11 +121,11 @@ _EVENTS = ("smoothing", "smoothing_width", "sustain")
 REGIMES_OPTIONS = (
     *("eps", "memorisation_threshold", "aggregate", "last_k", *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
-    *("allow_varying", *_BOOTSTRAP),
+    *("chance_accuracy", "curve_sizes_per_side", "allow_varying", *_BOOTSTRAP),
 )
 CDS_OPTIONS = (
-    *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "require_all_larger"),
-    *("allow_varying", *_BOOTSTRAP),
+    *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "curve_sizes_per_side"),
+    *("require_all_larger", "allow_varying", *_BOOTSTRAP),
 )
 DECAY_OPTIONS = ("eps", "memorisation_threshold", *_BOOTSTRAP)
 STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP)
@@ -262,22 +272,19 @@ def cds(
     ] = None,
     settings: AnalysisSettings = DEFAULTS,
 ) -> tuple[Any, str]:
-    """CDS by the grid rule and by a logistic fit in log size, with bootstrap intervals."""
+    """CDS as a grid bracket and as a local curve estimate with its interval; censored outside
+    the tested sizes."""
     result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
     data = dataset_to_json(result.drop_dims("size_grid", errors="ignore"))
     conf = f"{settings.confidence:.0%}"
     size_coord = settings.size_coord
     if by:
-        rows = [
-            [
-                fmt(v),
-                interval(result, "cds_glm", j),
-                interval(result, "cds_grid", j),
-                fmt(result["n_runs"].values[j]),
-            ]
-            for j, v in enumerate(result[by].values)
-        ]
-        text = render_table([by, f"CDS fit [{conf}]", f"CDS grid [{conf}]", "runs"], rows)
+        rows = []
+        for j, v in enumerate(result[by].values):
+            row = model_row(result, by, j)
+            rows.append([fmt(v), curve_cell(row), bracket_cell(row), fmt(row["n_runs"])])
+        headers = [by, f"CDS curve [{conf}]", "grid bracket (resample share)", "runs"]
+        text = render_table(headers, rows)
         text += (
             f"\n\ntrend: d log CDS / d log {by} = {interval(result, 'trend_slope')}, "
             f"p = {fmt(result['trend_p_value'], 2)} ({fmt(result['trend_n_models'])} models)"
@@ -288,19 +295,22 @@ def cds(
                 fmt(v),
                 interval(result, "mean_accuracy", i),
                 fmt(result["n_runs"].values[i]),
-                fmt(result["fit_accuracy"].values[i], 3),
+                f"{float(result['bracket_fraction'].values[i]):.0%}",
             ]
             for i, v in enumerate(result[size_coord].values)
         ]
-        text = render_table([size_coord, f"mean accuracy [{conf}]", "runs", "fit"], rows)
+        headers = [size_coord, f"mean accuracy [{conf}]", "runs", "bracket ends here"]
+        text = render_table(headers, rows)
+        summary = cds_summary(result)
+        warnings = cds_warnings(summary)
+        data["warnings"] = warnings
         text += (
-            f"\n\nCDS (logistic fit in log {size_coord}, eps={settings.eps:g}): "
-            f"{interval(result, 'cds_glm')}"
-            f"{'  (extrapolated)' if bool(result['extrapolated']) else ''}"
-            f"\nCDS (grid rule): {interval(result, 'cds_grid')}"
-            f"\n{conf} bootstrap intervals, {settings.n_resamples} resamples over "
-            f"{fmt(result['n_runs_total'])} runs ({fmt(result['n_failed_resamples'])} failed fits)"
+            f"\n\nCDS (eps={settings.eps:g}, {summary['n_runs']} runs)"
+            f"\n  grid bracket: "
+            f"{bracket_text(summary['bracket'], settings.confidence, settings.n_resamples)}"
+            f"\n  curve estimate: {curve_text(summary['curve'], settings.confidence)}"
         )
+        return data, "\n".join([text, _settings_text(result.attrs), *warning_lines(warnings)])
     return data, f"{text}\n{_settings_text(result.attrs)}"
 
 

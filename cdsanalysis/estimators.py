@@ -87,13 +87,16 @@ class CDSEstimator(_Estimator):
     Parameters
     ----------
     method
-        Which estimate ``cds_`` reports: ``"glm"`` (logistic fit in log size, inverted at
-        ``eps``; default, its interval can be honest) or ``"grid"`` (smallest tested size whose
-        mean passes; discrete). Both are in ``result_``.
+        Which estimate ``cds_`` reports: ``"curve"`` (default: the local quasi-binomial fit
+        crossing eps, with its Fieller interval; NaN when censored or not estimable, see
+        ``censoring_``) or ``"grid"`` (the grid bracket: ``cds_`` is its upper end, the smallest
+        tested size whose mean passes, ``cds_low_`` its exclusive lower end, ``cds_high_`` =
+        ``cds_``). Both are in ``result_``.
     **settings
         The fields of :class:`~cdsanalysis.settings.AnalysisSettings` (used:
         ``eps``, ``aggregate``, ``last_k``, ``size_coord``, ``chance_accuracy``,
-        ``require_all_larger``, ``allow_varying``, ``n_resamples``, ``confidence``, ``seed``).
+        ``curve_sizes_per_side``, ``require_all_larger``, ``allow_varying``, ``n_resamples``,
+        ``confidence``, ``seed``).
 
     Attributes
     ----------
@@ -102,24 +105,35 @@ class CDSEstimator(_Estimator):
     result_ : xarray.Dataset
         The full :func:`cdsanalysis.cds_curve.cds_curve` result.
     cds_, cds_low_, cds_high_ : float
-        The chosen estimate and its interval (units of ``size_coord``).
+        The chosen estimate and its interval (units of ``size_coord``; bounds clipped to the
+        tested sizes, ``result_`` says which are open).
+    censoring_ : str
+        ``"none"``, ``"above"``, ``"below"`` or ``"not_estimable"`` (curve) of the estimate.
     n_runs_ : int
         Runs behind the estimate.
     per_size_ : xarray.Dataset
         Mean accuracy per size with its interval and run count.
     """
 
-    method: Literal["glm", "grid"] = "glm"
+    method: Literal["curve", "grid"] = "curve"
 
     def fit(self, ds: xr.Dataset) -> CDSEstimator:
-        if self.method not in ("glm", "grid"):
-            raise ValueError(f"method must be 'glm' or 'grid', got {self.method!r}")
+        if self.method not in ("curve", "grid"):
+            raise ValueError(
+                f"method must be 'curve' or 'grid', got {self.method!r} (the global logistic "
+                "'glm' was replaced by the local 'curve' estimate)"
+            )
         self.settings_ = self._build(AnalysisSettings)
-        self.result_ = cds_curve(ds, self.settings_)
-        prefix = f"cds_{self.method}"
-        self.cds_ = float(self.result_[prefix])
-        self.cds_low_ = float(self.result_[f"{prefix}_low"])
-        self.cds_high_ = float(self.result_[f"{prefix}_high"])
+        self.result_ = res = cds_curve(ds, self.settings_)
+        if self.method == "curve":
+            self.cds_ = float(res["cds_curve"])
+            self.cds_low_ = float(res["cds_curve_low"])
+            self.cds_high_ = float(res["cds_curve_high"])
+            self.censoring_ = str(res["cds_curve_censoring"].values)
+        else:
+            self.cds_ = self.cds_high_ = float(res["cds_bracket_high"])
+            self.cds_low_ = float(res["cds_bracket_low"])
+            self.censoring_ = str(res["cds_bracket_censoring"].values)
         self.n_runs_ = int(self.result_["n_runs_total"])
         self.per_size_ = self.result_[
             ["mean_accuracy", "mean_accuracy_low", "mean_accuracy_high", "n_runs"]
@@ -252,7 +266,7 @@ class ModelwiseCDS(_Estimator):
     result_ : xarray.Dataset
         Over ``by``: both CDS estimates with intervals and run counts; trend scalars.
     cds_ : xarray.DataArray
-        The logistic-fit CDS over ``by`` (``result_.cds_glm``).
+        The curve estimate of the CDS over ``by`` (``result_.cds_curve``; NaN where censored).
     trend_slope_, trend_p_value_ : float
         d log CDS / d log ``by`` and the two-sided p-value of slope 0.
     """
@@ -262,7 +276,7 @@ class ModelwiseCDS(_Estimator):
     def fit(self, ds: xr.Dataset) -> ModelwiseCDS:
         self.settings_ = self._build(AnalysisSettings)
         self.result_ = cds_by_model(ds, self.by, self.settings_)
-        self.cds_ = self.result_["cds_glm"]
+        self.cds_ = self.result_["cds_curve"]
         self.trend_slope_ = float(self.result_["trend_slope"])
         self.trend_p_value_ = float(self.result_["trend_p_value"])
         return self

@@ -6,11 +6,11 @@ the model coordinate (``"width"``: hidden size, ``"depth"``: layers, or any per-
 ``size_coord`` the data-size coordinate (``"n_samples"`` or ``"data_fraction"``).
 
 - :func:`cds_by_model`: the CDS of each model (:func:`cdsanalysis.cds_curve.cds_curve` on its
-  runs, both rules, bootstrap intervals) and a test of the trend: weighted least squares of
-  ``log CDS`` (logistic-fit CDS) on ``log by``, each model weighted by the inverse variance of
-  its log CDS read off its bootstrap interval (``((log high - log low) / (2 z))^2``, ``z`` the
-  normal quantile of the confidence), with a z-test of the slope. Models with an infinite or
-  missing fitted CDS are left out of the trend (and counted).
+  runs: grid bracket and curve estimate) and a test of the trend: weighted least squares of
+  ``log CDS`` (curve estimate) on ``log by``, each model weighted by the inverse variance of
+  its log CDS read off its interval (``((log high - log low) / (2 z))^2``, ``z`` the normal
+  quantile of the confidence), with a z-test of the slope. Models whose curve estimate is
+  censored, not estimable or has an open bound are left out of the trend (and counted).
 - :func:`accuracy_landscape`: mean aggregate accuracy per (model, size) and the runs behind it.
 - :func:`accuracy_trend`: accuracy averaged over sizes per model, with an OLS trend against
   ``by`` and its confidence band (statsmodels), as in the paper's Fig. 4B.
@@ -34,13 +34,15 @@ from cdsanalysis.settings import AnalysisSettings
 DEFAULT_BY = "width"
 
 _CDS_FIELDS = (
-    "cds_glm",
-    "cds_glm_low",
-    "cds_glm_high",
-    "cds_grid",
-    "cds_grid_low",
-    "cds_grid_high",
+    "cds_curve",
+    "cds_curve_low",
+    "cds_curve_high",
+    "cds_bracket_low",
+    "cds_bracket_high",
+    "cds_bracket_fraction",
 )
+_FLAGS = ("cds_curve_low_open", "cds_curve_high_open")
+_LABELS = ("cds_curve_censoring", "cds_bracket_censoring")
 
 
 def _check_by(ds: xr.Dataset, by: str) -> np.ndarray:
@@ -72,30 +74,40 @@ def cds_by_model(
     Returns
     -------
     xarray.Dataset
-        Over ``by``: ``cds_glm`` / ``_low`` / ``_high``, ``cds_grid`` / ``_low`` / ``_high``
-        (units of ``size_coord``), ``n_runs``. Scalars: ``trend_slope`` (d log CDS / d log
-        ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
+        Over ``by``: the curve estimate ``cds_curve`` / ``_low`` / ``_high`` with
+        ``cds_curve_low_open`` / ``_high_open`` and ``cds_curve_censoring``; the grid bracket
+        ``cds_bracket_low`` / ``_high`` with ``cds_bracket_fraction`` and
+        ``cds_bracket_censoring`` (units of ``size_coord``, see
+        :func:`cdsanalysis.cds_curve.cds_curve`); ``n_runs``. Scalars: ``trend_slope``
+        (d log CDS / d log ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
         ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
         trend). ``attrs`` echo ``by`` and the settings.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     values = _check_by(ds, by)
     check_size_coord(ds, settings.size_coord)
-    rows = {k: [] for k in (*_CDS_FIELDS, "n_runs")}
+    rows = {k: [] for k in (*_CDS_FIELDS, *_FLAGS, *_LABELS, "n_runs")}
     for value in values:
         sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
         curve = cds_curve(sub, settings)
         for k in _CDS_FIELDS:
             rows[k].append(float(curve[k]))
+        for k in (*_FLAGS, *_LABELS):
+            rows[k].append(curve[k].values.item())
         rows["n_runs"].append(int(curve["n_runs_total"]))
     unit = {"units": SIZE_UNITS[settings.size_coord]}
     out = xr.Dataset(
-        {k: (by, np.array(v, dtype=np.float64), unit) for k, v in rows.items() if k != "n_runs"},
+        {k: (by, np.array(rows[k], dtype=np.float64), unit) for k in _CDS_FIELDS},
         coords={by: values},
     )
+    for k in _FLAGS:
+        out[k] = (by, np.array(rows[k], dtype=bool))
+    for k in _LABELS:
+        out[k] = (by, np.array(rows[k], dtype=object))
+    out["cds_bracket_fraction"].attrs = {"units": "fraction"}
     out["n_runs"] = (by, np.array(rows["n_runs"], dtype=np.int64), {"units": "runs"})
     slope, low, high, p_value, used = _trend(values, out, settings.confidence)
-    out["trend_slope"] = ((), slope, {"description": f"d log(cds_glm) / d log({by})"})
+    out["trend_slope"] = ((), slope, {"description": f"d log(cds_curve) / d log({by})"})
     out["trend_slope_low"] = ((), low)
     out["trend_slope_high"] = ((), high)
     out["trend_p_value"] = ((), p_value, {"description": "two-sided z-test of slope = 0"})
@@ -103,7 +115,7 @@ def cds_by_model(
     out.attrs = {
         "by": by,
         **settings.as_attrs(),
-        "trend": "WLS of log cds_glm on log by, inverse-variance weights from the intervals",
+        "trend": "WLS of log cds_curve on log by, inverse-variance weights from the intervals",
     }
     return out
 
@@ -113,10 +125,11 @@ def _trend(by_values, out, confidence):
 
     z = stats.norm.ppf(0.5 + confidence / 2.0)
     x = np.asarray(by_values, dtype=np.float64)
-    cds, low, high = (np.asarray(out[k].values) for k in ("cds_glm", "cds_glm_low", "cds_glm_high"))
+    cds, low, high = (np.asarray(out[k].values) for k in _CDS_FIELDS[:3])
+    closed = ~(np.asarray(out["cds_curve_low_open"].values) | out["cds_curve_high_open"].values)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = (np.log(high) - np.log(low)) / (2.0 * z)
-    ok = np.isfinite(cds) & np.isfinite(se) & (se > 0) & (x > 0) & (cds > 0)
+    ok = closed & np.isfinite(cds) & np.isfinite(se) & (se > 0) & (x > 0) & (cds > 0)
     if ok.sum() < 3:  # two points always fit a line exactly: no test
         return math.nan, math.nan, math.nan, math.nan, int(ok.sum())
     exog = sm.add_constant(np.log(x[ok]))

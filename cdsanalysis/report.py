@@ -11,14 +11,18 @@ import numpy as np
 import xarray as xr
 
 from cdsanalysis.aggregate import aggregate_label
-from cdsanalysis.cds import as_strings, estimate_cds, json_number
+from cdsanalysis.cds import as_strings, json_number
+from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.cds_text import bracket_text, cds_summary, cds_warnings, curve_text
+from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines
 from cdsanalysis.regimes import classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
 
 REPORT_KIND = "cds-regimes-report"
 #: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
-#: ``cds``).
-REPORT_VERSION = 2
+#: ``cds``). 3: ``cds`` holds the grid ``bracket`` and the ``curve`` estimate
+#: (:func:`cdsanalysis.cds_text.cds_summary`); a top-level ``warnings`` list.
+REPORT_VERSION = 3
 #: Width of the wrapped settings lines of the text reports, in characters.
 SETTINGS_WIDTH = 100
 
@@ -111,8 +115,7 @@ def regimes_report(
     runs = classify_runs(ds, settings)
     sizes = classify_data_sizes(runs, settings)
     # final_accuracy: already computed, so the store is read once.
-    cds = estimate_cds(ds, settings, final_accuracy=runs["final_test_accuracy"]).to_dict()
-    del cds["settings"]  # stated once, at the top of the report
+    cds = cds_summary(cds_curve(ds, settings, final_accuracy=runs["final_test_accuracy"]))
     status = as_strings(ds["status"].values)
     names, counts = np.unique(status, return_counts=True)
     report = {
@@ -127,6 +130,7 @@ def regimes_report(
         "cds": cds,
         "data_sizes": _sizes_rows(sizes),
         "runs": _runs_rows(runs),
+        WARNINGS_KEY: merge_warnings(cds_warnings(cds)),
     }
     return _jsonable(report)
 
@@ -188,30 +192,17 @@ def _acc_cell(acc: dict[str, Any]) -> str:
     return f"{_fmt_acc(acc['mean'])} [{_fmt_acc(acc['low'])}, {_fmt_acc(acc['high'])}]"
 
 
-def _cds_line(report: dict[str, Any]) -> str:
+def _cds_lines(report: dict[str, Any]) -> list[str]:
     cds, settings = report["cds"], report["settings"]
     label = aggregate_label(settings["aggregate"], settings["last_k"])
     variant = ", every larger n passing too" if settings["require_all_larger"] else ""
-    head = (
-        f"CDS (eps={settings['eps']:.2f}, mean {label} test accuracy{variant}, "
-        f"{settings['n_resamples']} bootstrap resamples over {cds['n_runs']} runs)"
-    )
-    value = _num(cds["cds"])
-    if math.isnan(value):
-        return f"{head}: not estimated (no finished run with a measured test accuracy)"
-    tested = [row["n_samples"] for row in cds["per_n"]]
-    interval = (
-        f"{settings['confidence']:.0%} interval "
-        f"[{_fmt_n(cds['cds_low'])}, {_fmt_n(cds['cds_high'])}]"
-    )
-    if math.isinf(value):
-        note = f"  (no tested n reaches eps; largest tested n = {max(tested)})"
-    elif value == min(tested):
-        note = "  (the smallest tested n: the CDS may be smaller)"
-    else:
-        below = max(n for n in tested if n < value)
-        note = f"  (grid resolution: the threshold lies in ({_fmt_n(below)}, {_fmt_n(value)}])"
-    return f"{head}: n = {_fmt_n(value)}  {interval}{note}"
+    head = f"CDS (eps={settings['eps']:.2f}, mean {label} test accuracy{variant}"
+    confidence, resamples = settings["confidence"], settings["n_resamples"]
+    return [
+        f"{head}, {cds['n_runs']} runs)",
+        f"  grid bracket: {bracket_text(cds['bracket'], confidence, resamples)}",
+        f"  curve estimate: {curve_text(cds['curve'], confidence)}",
+    ]
 
 
 def _rules_line(report: dict[str, Any]) -> str:
@@ -276,9 +267,10 @@ def render_regimes_table(report: dict[str, Any]) -> str:
         out.append("(no runs)")
     out.append("")
     # What the table means, one statement a line: the CDS, the rules, the settings.
-    out.append(_cds_line(report))
+    out.extend(_cds_lines(report))
     out.append(_rules_line(report))
     out.extend(settings_lines(report["settings"]))
+    out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
     return "\n".join(out) + "\n"
 
 

@@ -210,8 +210,13 @@ class AnalysisSettings(SettingsBase):
         ``"data_fraction"`` (fraction of the task's train split); a CDS is in its units.
         Default ``'n_samples'``.
     chance_accuracy
-        Accuracy (fraction) the logistic fit of the CDS curve starts from, in [0, 1); e.g. 0.5
+        Accuracy (fraction) the curve estimate of the CDS starts from, in [0, 1); e.g. 0.5
         for balanced binary classification. Default ``0.0``.
+    curve_sizes_per_side
+        Tested sizes on each side of the grid bracket whose runs the curve estimate of the CDS
+        fits (:mod:`cdsanalysis.crossing`): 1 uses the two bracketing sizes (the logit
+        interpolation of their means); more sizes steady a noisy bracket but let the curve's
+        shape away from eps bias the crossing. >= 1. Default ``1``.
     require_all_larger
         Grid-rule CDS variant: a tested size counts only if every larger tested size passes
         too (robust to a lucky small size below a failing one). Default ``False``.
@@ -239,6 +244,7 @@ class AnalysisSettings(SettingsBase):
     surplus_max_delay_steps: float = 0.0
     size_coord: str = "n_samples"
     chance_accuracy: float = 0.0
+    curve_sizes_per_side: int = 1
     require_all_larger: bool = False
     allow_varying: tuple[str, ...] = ("seed",)
     n_resamples: int = 2000
@@ -270,6 +276,11 @@ class AnalysisSettings(SettingsBase):
         if isinstance(self.allow_varying, str):  # a lone name, not its letters
             object.__setattr__(self, "allow_varying", (self.allow_varying,))
         object.__setattr__(self, "allow_varying", tuple(str(n) for n in self.allow_varying))
+        if not _is_count(self.curve_sizes_per_side):
+            raise ValueError(
+                "curve_sizes_per_side must be a positive integer (tested sizes), "
+                f"got {self.curve_sizes_per_side!r}"
+            )
         if not _is_count(self.n_resamples):
             raise ValueError(f"n_resamples must be >= 1, got {self.n_resamples!r}")
         _fraction("confidence", self.confidence, high_open=True)

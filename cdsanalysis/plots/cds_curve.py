@@ -1,17 +1,21 @@
-"""The CDS curve: mean accuracy per data size with intervals, the logistic fit and the CDS."""
+"""The CDS curve: mean accuracy per data size with intervals, the local fit, and both CDS
+estimates (grid bracket, curve estimate), censored outside the tested sizes."""
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
 
+from cdsanalysis.cds_text import cds_summary, cds_warnings, curve_text
 from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
 
 
 @styled
 def plot_cds_curve(curve: xr.Dataset):
-    """Mean test accuracy per size (bootstrap interval, run count), the logistic fit with its
-    band, the eps line, and both CDS estimates with their intervals.
+    """Mean test accuracy per size (bootstrap interval, run count), the local fit over its
+    window, the eps line, the grid bracket (shaded) and the curve estimate with its interval
+    (an open bound is drawn to the edge of the tested sizes with an arrow); warnings are
+    written under the title.
 
     ``curve`` is :func:`cdsanalysis.cds_curve.cds_curve` output.
     """
@@ -19,22 +23,19 @@ def plot_cds_curve(curve: xr.Dataset):
     eps, conf = curve.attrs["eps"], curve.attrs["confidence"]
     sizes = curve[size_coord].values.astype(float)
     mean = curve["mean_accuracy"].values
-    fig, ax = figure(COLUMN_WIDTH, 2.5)
-    ax.fill_between(
-        curve["size_grid"].values,
-        curve["curve_low"].values,
-        curve["curve_high"].values,
-        color="C1",
-        alpha=0.25,
-        lw=0,
-    )
-    ax.plot(
-        curve["size_grid"].values,
-        curve["curve_accuracy"].values,
-        color="C1",
-        lw=1.2,
-        label="logistic fit (band: bootstrap)",
-    )
+    summary = cds_summary(curve)
+    fig, ax = figure(COLUMN_WIDTH, 2.7)
+    low_b, high_b = float(curve["cds_bracket_low"]), float(curve["cds_bracket_high"])
+    if np.isfinite(low_b) and np.isfinite(high_b):
+        ax.axvspan(low_b, high_b, color="0.85", lw=0, label="grid bracket")
+    if curve.sizes.get("size_grid", 0):
+        ax.plot(
+            curve["size_grid"].values,
+            curve["curve_accuracy"].values,
+            color="C1",
+            lw=1.2,
+            label="local fit",
+        )
     ax.errorbar(
         sizes,
         mean,
@@ -48,40 +49,38 @@ def plot_cds_curve(curve: xr.Dataset):
     for s, m, n in zip(sizes, mean, curve["n_runs"].values, strict=True):
         ax.annotate(f"{n}", (s, m), xytext=(4, -8), textcoords="offset points", fontsize=6)
     ax.axhline(eps, color="0.5", lw=0.6, ls="--")
-    glm, lo, hi = (float(curve[k]) for k in ("cds_glm", "cds_glm_low", "cds_glm_high"))
-    if np.isfinite(glm):
-        hi_drawn = hi if np.isfinite(hi) else sizes.max()
+    estimate = float(curve["cds_curve"])
+    if np.isfinite(estimate):
+        lo, hi = float(curve["cds_curve_low"]), float(curve["cds_curve_high"])
         ax.errorbar(
-            [glm],
+            [estimate],
             [eps],
-            xerr=[[max(glm - lo, 0.0)], [max(hi_drawn - glm, 0.0)]],
+            xerr=[[max(estimate - lo, 0.0)], [max(hi - estimate, 0.0)]],
             fmt="D",
             ms=4,
             color="C3",
             capsize=3,
-            label=f"CDS fit {glm:.4g} [{lo:.4g}, {hi:.4g}]",
+            label="CDS " + curve_text(summary["curve"], conf).split(" (Fieller")[0],
         )
-    grid = float(curve["cds_grid"])
-    if np.isfinite(grid):
-        ax.plot(
-            [grid],
-            [eps],
-            "s",
-            mfc="none",
-            color="k",
-            ms=6,
-            label=f"CDS grid {grid:g} [{float(curve['cds_grid_low']):g}, "
-            f"{float(curve['cds_grid_high']):g}]",
-        )
+        for open_flag, edge, marker in (
+            (bool(curve["cds_curve_low_open"]), lo, "<"),
+            (bool(curve["cds_curve_high_open"]), hi, ">"),
+        ):
+            if open_flag:
+                ax.plot([edge], [eps], marker, color="C3", ms=4)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
     ax.minorticks_off()
     ax.set_xlabel(size_label(size_coord))
     ax.set_ylabel("test accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(
+    title = (
         f"eps = {eps:g}; {int(curve['n_runs_total'])} runs (count per size), "
         f"{curve.attrs['n_resamples']} resamples"
     )
+    warnings = cds_warnings(summary)
+    if warnings:
+        title += "\n" + "\n".join(f"warning: {w}" for w in warnings)
+    ax.set_title(title, fontsize=6 if warnings else None)
     ax.legend(fontsize=6, loc="lower right")
     return fig

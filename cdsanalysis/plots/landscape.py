@@ -59,22 +59,26 @@ def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
 
     for j, _ in enumerate(models):
         x, lo, hi = (
-            position(float(cds[k].values[j])) for k in ("cds_glm", "cds_glm_low", "cds_glm_high")
+            position(float(cds[k].values[j]))
+            for k in ("cds_curve", "cds_curve_low", "cds_curve_high")
         )
-        value = float(cds["cds_glm"].values[j])
+        censoring = str(cds["cds_curve_censoring"].values[j])
+        if censoring in ("above", "below"):  # censored: an arrow at the edge, no number
+            edge = index[-1] if censoring == "above" else 0
+            ax.plot([edge], [j], ">" if censoring == "above" else "<", color="w", ms=5)
+            continue
         if np.isnan(x):
             continue
-        inside = sizes.min() <= value <= sizes.max()
-        lo = 0 if np.isnan(lo) else lo
-        hi = index[-1] if np.isnan(hi) else hi
+        flags = ("cds_curve_low_open", "cds_curve_high_open")
+        open_bound = any(bool(cds[k].values[j]) for k in flags)
         ax.errorbar(
             [x],
             [j],
-            xerr=[[max(x - lo, 0.0)], [max(hi - x, 0.0)]],  # a percentile interval may exclude x
+            xerr=[[max(x - lo, 0.0)], [max(hi - x, 0.0)]],
             fmt="D",
             ms=4,
             color="w",
-            mfc="w" if inside else "none",
+            mfc="none" if open_bound else "w",
             ecolor="w",
             elinewidth=1,
             capsize=2,
@@ -86,7 +90,8 @@ def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
     conf = cds.attrs["confidence"]
     ax.set_title(
         f"dashed contour: accuracy = {eps:g}\n"
-        f"diamonds: CDS per {by} ({conf:.0%} interval; hollow: off-grid)",
+        f"diamonds: CDS per {by} ({conf:.0%} interval; hollow: a bound beyond the grid; "
+        "arrows: censored)",
         fontsize=7,
     )
     return fig

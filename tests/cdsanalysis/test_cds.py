@@ -49,12 +49,7 @@ def test_precomputed_final_accuracy_gives_the_same_estimate(make_store, curves):
     direct = estimate_cds(ds, n_resamples=300)
     runs = classify_runs(ds)  # same default aggregate as estimate_cds
     reused = estimate_cds(ds, n_resamples=300, final_accuracy=runs.final_test_accuracy)
-    assert (reused.cds, reused.cds_low, reused.cds_high, reused.n_runs) == (
-        direct.cds,
-        direct.cds_low,
-        direct.cds_high,
-        direct.n_runs,
-    )
+    assert reused == direct  # every field but per_n (compared below)
     np.testing.assert_array_equal(reused.per_n.mean_accuracy, direct.per_n.mean_accuracy)
 
 
@@ -62,8 +57,8 @@ def test_planted_cds_recovered_with_interval(make_store, curves):
     ds = _store(make_store, curves, RISING)
     result = estimate_cds(ds, eps=0.9, n_resamples=500)
     assert isinstance(result, CDSResult)
-    assert result.cds == 400
-    assert result.cds_low <= 400 <= result.cds_high
+    assert result.cds == 400 and result.bracket_low == 300  # "the CDS lies in (300, 400]"
+    assert result.censoring == "none"
     assert result.n_runs == 24
     per_n = result.per_n
     assert per_n.n_samples.values.tolist() == list(range(100, 900, 100))
@@ -75,10 +70,14 @@ def test_planted_cds_recovered_with_interval(make_store, curves):
     assert float(per_n.pass_fraction.sel(n_samples=400)) == 1.0
     assert float(per_n.pass_fraction.sel(n_samples=300)) == 0.0
     # reproducible and JSON-ready
+    # the bracket's bootstrap share is the share of resamples whose bracket ends at 400
+    assert result.bracket_fraction == float(per_n.bracket_fraction.sel(n_samples=400))
+    assert per_n.bracket_fraction.sum() + per_n.attrs["above_fraction"] == pytest.approx(1.0)
     again = estimate_cds(ds, eps=0.9, n_resamples=500)
-    assert (again.cds_low, again.cds_high) == (result.cds_low, result.cds_high)
+    assert again == result
     d = json.loads(json.dumps(result.to_dict()))
     assert d["cds"] == 400 and d["per_n"][3]["n_samples"] == 400
+    assert d["bracket"] == [300, 400]
 
 
 def test_only_done_runs_are_used(make_store, curves):
@@ -112,16 +111,17 @@ def test_require_all_larger_on_non_monotone_data(make_store, curves):
     plain = estimate_cds(ds, n_resamples=200)
     strict = estimate_cds(ds, n_resamples=200, require_all_larger=True)
     assert plain.cds == 200
-    assert strict.cds == 400
-    assert strict.cds_low <= 400 <= strict.cds_high
+    assert strict.cds == 400 and strict.bracket_low == 300
+    assert strict.interval_low <= 300 and strict.interval_high >= 400
 
 
 def test_no_n_passes_gives_inf(make_store, curves):
     ds = _store(make_store, curves, {100: [0.2, 0.3], 200: [0.5, 0.6], 300: [0.8, 0.85]})
     result = estimate_cds(ds, n_resamples=200)
-    assert math.isinf(result.cds) and math.isinf(result.cds_low) and math.isinf(result.cds_high)
+    assert math.isinf(result.cds) and result.censoring == "above"
+    assert result.bracket_low == 300  # "CDS > 300": the largest tested size
     d = json.loads(json.dumps(result.to_dict()))
-    assert d["cds"] == "inf" and d["cds_high"] == "inf"
+    assert d["cds"] == "inf" and d["bracket"] == [300, "inf"] and d["censoring"] == "above"
 
 
 def test_no_done_runs_gives_nan(make_store, curves):
@@ -142,8 +142,10 @@ def test_interval_widens_with_run_to_run_noise(make_store, curves):
     q = estimate_cds(quiet, n_resamples=2000)
     z = estimate_cds(noisy, n_resamples=2000)
     assert q.cds == z.cds == 300
-    assert q.cds_low == q.cds_high == 300
-    assert z.cds_high - z.cds_low > q.cds_high - q.cds_low
+    # quiet: every resample gives the bracket (200, 300]; noisy: the resamples spread
+    assert (q.interval_low, q.interval_high, q.bracket_fraction) == (200, 300, 1.0)
+    assert z.bracket_fraction < 0.9
+    assert z.interval_high - z.interval_low > q.interval_high - q.interval_low
     q_width = (q.per_n.mean_accuracy_high - q.per_n.mean_accuracy_low).values
     z_width = (z.per_n.mean_accuracy_high - z.per_n.mean_accuracy_low).values
     assert (z_width > q_width).all()
@@ -153,11 +155,11 @@ def test_upper_bound_is_inf_when_many_resamples_have_no_passing_n(make_store, cu
     # The only passing n passes in ~74 % of the resamples; the rest have CDS = inf.
     ds = _store(make_store, curves, {100: [0.2, 0.3, 0.25], 200: [0.99, 0.99, 0.75]})
     result = estimate_cds(ds, n_resamples=2000, confidence=0.9)
-    assert result.cds == 200
-    assert result.cds_low == 200
-    assert math.isinf(result.cds_high)
+    assert result.cds == 200 and result.bracket_low == 100
+    assert result.interval_low == 100 and math.isinf(result.interval_high)  # "> 100"
     frac = float(result.per_n.pass_fraction.sel(n_samples=200))
     assert 0.05 < frac < 0.95
+    assert result.per_n.attrs["above_fraction"] == pytest.approx(1 - frac)
 
 
 def test_other_configuration_differences_are_refused(make_store, curves):

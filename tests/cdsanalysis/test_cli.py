@@ -66,10 +66,16 @@ def test_cds_json_has_every_size_with_its_runs_mean_and_interval(flat_store):
     np.testing.assert_allclose(mean, planted, rtol=1e-6)
     assert (low <= mean).all() and (mean <= high).all() and (low < high).all()
     scalar = {k: v["data"] for k, v in data["data_vars"].items() if not v["dims"]}
-    assert scalar["cds_grid"] == 300 and scalar["n_runs_total"] == 12
-    # the fitted curve crosses 0.9 between the last failing and the first passing size
-    assert 200 < scalar["cds_glm"] < 300
-    assert scalar["cds_glm_low"] <= scalar["cds_glm"] <= scalar["cds_glm_high"]
+    assert scalar["cds_bracket_low"] == 200 and scalar["cds_bracket_high"] == 300
+    assert scalar["n_runs_total"] == 12
+    # the local curve crosses 0.9 between the last failing and the first passing size: by
+    # hand, logit interpolation of the means 0.65 (n = 200) and 0.94 (n = 300), chance 0
+    x0, x1, y0, y1 = np.log(200), np.log(300), np.log(0.65 / 0.35), np.log(0.94 / 0.06)
+    by_hand = np.exp(x0 + (np.log(0.9 / 0.1) - y0) * (x1 - x0) / (y1 - y0))
+    assert scalar["cds_curve"] == pytest.approx(by_hand, rel=1e-5)
+    assert scalar["cds_curve_low"] < scalar["cds_curve"] < scalar["cds_curve_high"]
+    assert scalar["cds_curve_censoring"] == "none"
+    assert data["warnings"] == []
     echoed = AnalysisSettings.from_attrs(data["attrs"])
     assert echoed == AnalysisSettings(aggregate="final", n_resamples=300)
 
@@ -80,9 +86,10 @@ def test_cds_text_rows_estimates_and_settings(flat_store):
     rows = {int(line.split()[0]): line for line in lines if re.match(r"\d+ ", line)}
     assert sorted(rows) == [100, 200, 300, 400]
     assert all(row.split()[-2] == "3" for row in rows.values())  # runs per size
-    # eps 0.6: the grid CDS is the first size whose mean passes 0.6
-    assert re.search(r"^CDS \(grid rule\): 200 \[", text.stdout, re.M)
-    assert "eps=0.6)" in text.stdout and "300 resamples over 12 runs" in text.stdout
+    # eps 0.6: the bracket ends at the first size whose mean passes 0.6
+    assert re.search(r"^  grid bracket: \(100, 200\], in \d+% of 300 bootstrap", text.stdout, re.M)
+    assert re.search(r"^  curve estimate: 1\d\d  90% interval \[", text.stdout, re.M)
+    assert "CDS (eps=0.6, 12 runs)" in text.stdout
     settings = _settings(text.stdout)
     for echoed in ("eps=0.6,", "aggregate=final,", "last_k=1,", "n_resamples=300,", "seed=0"):
         assert echoed in settings
@@ -95,7 +102,7 @@ def test_regimes_takes_every_rule_as_an_option(flat_store):
         report["settings"]
         == AnalysisSettings(aggregate="final", n_resamples=100, sustain=2).to_dict()
     )
-    assert report["cds"]["cds"] == 300 and report["cds"]["n_runs"] == 12
+    assert report["cds"]["bracket"]["bracket"] == [200, 300] and report["cds"]["n_runs"] == 12
     assert [row["n_runs"] for row in report["data_sizes"]] == [3, 3, 3, 3]
 
 

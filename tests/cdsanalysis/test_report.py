@@ -26,8 +26,13 @@ def test_report_round_trips_through_json(report):
     assert report["store"]["status_counts"] == {"done": 10, "pending": 1, "running": 1}
     assert report["settings"] == LAST_VALUE.replace(n_resamples=300).to_dict()
     assert report["settings"]["aggregate"] == "final" and report["settings"]["n_resamples"] == 300
-    assert report["cds"]["cds"] == 300
+    assert report["cds"]["bracket"]["bracket"] == [200, 300]
+    assert report["cds"]["bracket"]["censoring"] == "none"
+    # both runs at 200 and at 300 have the same accuracy: no spread, so no curve interval
+    assert report["cds"]["curve"]["censoring"] == "not_estimable"
+    assert report["cds"]["curve"]["estimate"] is None
     assert report["cds"]["n_runs"] == 10
+    assert any("not estimable" in w for w in report["warnings"])
     rows = {row["n_samples"]: row for row in report["data_sizes"]}
     assert rows[100]["generalisation_step"]["median"] is None  # NaN -> None
     assert rows[600]["regime"] == "incomplete" and rows[600]["agreement"] is None
@@ -57,12 +62,16 @@ def test_table_lists_the_three_regimes_cds_and_rules(report):
     assert "136 [121-151] (2/2)" in row300
     row100 = next(line for line in lines if line.lstrip().startswith("100 "))
     assert "- (0/2)" in row100
-    cds_line = next(line for line in lines if line.startswith("CDS"))
-    assert cds_line.startswith(
-        "CDS (eps=0.90, mean final test accuracy, 300 bootstrap resamples over 10 runs): n = 300"
+    at = next(i for i, line in enumerate(lines) if line.startswith("CDS"))
+    assert lines[at] == "CDS (eps=0.90, mean final test accuracy, 10 runs)"
+    assert lines[at + 1] == (
+        "  grid bracket: (200, 300], in 100% of 300 bootstrap resamples; "
+        "90% bracket interval (200, 300]"
     )
-    assert "90% interval [300, 300]" in cds_line
-    assert "the threshold lies in (200, 300]" in cds_line
+    assert lines[at + 2].startswith("  curve estimate: not estimable (the runs agree exactly")
+    assert lines[at + 2].endswith("the CDS lies in (200, 300]")
+    assert "interval [300, 300]" not in table  # never a one-point interval
+    assert lines[-1].startswith("Warning: the curve estimate of the CDS is not estimable")
     assert any(line.startswith("Rules:") and "0.99" in line for line in lines)
     settings_at = next(i for i, line in enumerate(lines) if line.startswith("Settings: "))
     settings = " ".join(lines[settings_at:])  # the last lines, wrapped
@@ -89,14 +98,18 @@ def test_report_of_a_store_where_nothing_passes(make_store, curves):
     )
     report = regimes_report(ds, n_resamples=100)
     json.dumps(report, allow_nan=False)
-    assert report["cds"]["cds"] == "inf"
-    line = next(x for x in render_regimes_table(report).splitlines() if x.startswith("CDS"))
-    assert "n = inf" in line and "[inf, inf]" in line
+    assert report["cds"]["bracket"]["bracket"] == [200, "inf"]
+    assert report["cds"]["curve"]["censoring"] == "above"
+    text = render_regimes_table(report)
+    assert "  grid bracket: CDS > 200 (no tested size reaches eps)" in text
+    assert "  curve estimate: CDS > 200 (no tested size reaches eps (0.9))" in text
+    assert "inf" not in text.split("Rules:")[0].split("CDS (")[1]  # no number beyond the grid
+    assert "Warning: the CDS is censored: no tested size reaches eps" in text
 
 
 def test_report_of_a_store_with_no_finished_run(make_store, curves):
     ds = make_store({(100, 0): curves.with_state(curves.run(50, 11, 21), "running", 20)}, 50)
     report = regimes_report(ds, n_resamples=100)
-    assert report["cds"]["cds"] is None
+    assert report["cds"]["bracket"]["censoring"] == "no_data"
     table = render_regimes_table(report)
     assert "incomplete" in table and "not estimated" in table

@@ -32,6 +32,7 @@ CHANGED = AnalysisSettings(
     surplus_max_delay_steps=5.0,
     size_coord="n_samples",  # the only size the planted stores have
     chance_accuracy=0.05,
+    curve_sizes_per_side=2,
     require_all_larger=True,
     allow_varying=("seed", "split_seed"),
     n_resamples=150,

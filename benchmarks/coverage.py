@@ -1,0 +1,243 @@
+"""Coverage of the CDS estimates on planted ground truth.
+
+    python -m benchmarks.coverage [--replicates 200] [--seeds 3,4,8] [--json PATH]
+
+A ground-truth generator plants a CDS: the mean final test accuracy of a size ``n`` is
+``chance + (ceiling - chance) * F(slope * (log n - log n0))`` for a link ``F`` (logistic, probit
+or Gompertz), and each run's accuracy scatters around it (see :class:`Scenario`). The true CDS
+is where the *mean over runs* crosses eps (solved numerically when the scatter is not centred on
+the curve). Per replicate the CDS is drawn log-uniformly between the second and the
+second-to-last tested size, runs are drawn, and :func:`cdsanalysis.cds_curve.cds_curve_arrays`
+gives both estimates. Per scenario and seeds-per-size it reports:
+
+- curve estimate: coverage of its nominal interval (Fieller; delta method beside it), with a
+  Wilson 95 % interval of the coverage itself; relative bias and RMSE of the point estimate;
+  the share of replicates where it was not estimable or censored (then only the bracket
+  stands; those replicates are left out of the curve figures and counted);
+- grid bracket: the share whose bracket "(lower, upper]" contains the truth, and the share
+  whose bootstrap bracket interval does.
+
+Nothing here is tuned to a scenario: the estimator gets the task's chance accuracy (it knows
+the task) and the default ceiling (1), whatever the generator's ceiling is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit
+from scipy.stats import norm
+
+from cdsanalysis.cds_curve import cds_curve_arrays
+from cdsanalysis.settings import AnalysisSettings
+
+#: Seeds (runs) per size of the reported table, and replicates per setting.
+DEFAULT_SEEDS = (3, 4, 8)
+DEFAULT_REPLICATES = 200
+#: Resamples of the bracket bootstrap per replicate (the curve interval needs none).
+N_RESAMPLES = 1000
+EPS = 0.9
+#: Gauss-Hermite nodes for the mean over a seed-level latent shift.
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def _link(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "logistic":
+        return expit(z)
+    if name == "probit":
+        return norm.cdf(z)
+    if name == "gompertz":
+        return np.exp(-np.exp(-z))
+    raise ValueError(f"unknown link {name!r}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One ground truth.
+
+    ``noise="beta"``: a run's accuracy is a Beta draw with the curve's mean and concentration
+    ``concentration`` (on the range chance-ceiling). ``noise="latent"``: each run shifts the
+    curve by ``latent_sd`` (normal, in units of the link's argument) and its accuracy is then a
+    binomial proportion on ``n_test`` test samples; values below chance are floored at chance.
+    """
+
+    name: str
+    link: str
+    chance: float
+    ceiling: float
+    sizes: tuple[float, ...]
+    slope_range: tuple[float, float] = (2.0, 5.0)
+    noise: str = "beta"
+    concentration: float = 60.0
+    latent_sd: float = 0.4
+    n_test: int = 500
+
+    def mean_accuracy(self, log_n: np.ndarray, log_n0: float, slope: float) -> np.ndarray:
+        z = slope * (np.asarray(log_n, dtype=np.float64) - log_n0)
+        if self.noise == "latent":
+            z = z[..., None] + self.latent_sd * _NODES
+            frac = (_link(self.link, z) * _WEIGHTS).sum(axis=-1)
+        else:
+            frac = _link(self.link, z)
+        return self.chance + (self.ceiling - self.chance) * frac
+
+    def draw(self, rng: np.random.Generator, seeds: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-run accuracies, their sizes, and the true CDS."""
+        log_sizes = np.log(np.asarray(self.sizes))
+        true_log = rng.uniform(log_sizes[1], log_sizes[-2])
+        slope = rng.uniform(*self.slope_range)
+
+        # place the curve so that its mean crosses EPS exactly at true_log
+        def gap(log_n0: float) -> float:
+            return float(self.mean_accuracy(np.array(true_log), log_n0, slope)) - EPS
+
+        log_n0 = brentq(gap, true_log - 20.0, true_log + 20.0, xtol=1e-12)
+        sizes = np.repeat(np.asarray(self.sizes), seeds)
+        if self.noise == "beta":
+            mu = (self.mean_accuracy(np.log(sizes), log_n0, slope) - self.chance) / (
+                self.ceiling - self.chance
+            )
+            mu = np.clip(mu, 1e-9, 1 - 1e-9)
+            r = rng.beta(mu * self.concentration, (1 - mu) * self.concentration)
+            values = self.chance + (self.ceiling - self.chance) * r
+        else:
+            z = slope * (np.log(sizes) - log_n0) + self.latent_sd * rng.standard_normal(sizes.size)
+            p = self.chance + (self.ceiling - self.chance) * _link(self.link, z)
+            values = np.maximum(rng.binomial(self.n_test, p) / self.n_test, self.chance)
+        return values, sizes, math.exp(true_log)
+
+
+_FINE = tuple(float(round(200 * 1.6**k)) for k in range(8))  # 200 ... 5,369
+_COARSE = (400.0, 900.0, 1600.0, 3000.0, 6000.0)  # the quickstart's spacing, extended
+SCENARIOS = (
+    Scenario("logistic, beta noise, fine grid", "logistic", 0.1, 1.0, _FINE),
+    Scenario("probit, ceiling 0.97, fine grid", "probit", 0.1, 0.97, _FINE),
+    Scenario("gompertz, coarse grid", "gompertz", 0.1, 1.0, _COARSE),
+    Scenario(
+        "logistic, seed shifts + binomial test noise, chance floor, coarse grid",
+        "logistic",
+        1 / 47,
+        1.0,
+        _COARSE,
+        noise="latent",
+    ),
+)
+
+
+def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default)."""
+    if trials == 0:
+        return math.nan, math.nan
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    spread = math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    half = z * spread / (1 + z * z / trials)
+    return centre - half, centre + half
+
+
+def _contains(low: float, high: float, low_open: bool, high_open: bool, truth: float) -> bool:
+    low = 0.0 if low_open else low
+    high = math.inf if high_open else high
+    return low <= truth <= high
+
+
+def run_setting(scenario: Scenario, seeds: int, replicates: int, seed: int) -> dict:
+    """Coverage, bias and RMSE of both estimates for one scenario and seeds-per-size."""
+    rng = np.random.default_rng(seed)
+    settings = AnalysisSettings(eps=EPS, n_resamples=N_RESAMPLES, aggregate="final")
+    fieller = delta = estimated = bracket_hits = interval_hits = 0
+    errors = []
+    censoring: dict[str, int] = {}
+    for r in range(replicates):
+        values, sizes, truth = scenario.draw(rng, seeds)
+        out = cds_curve_arrays(values, sizes, settings.replace(seed=r), chance=scenario.chance)
+        lower = float(out.cds_bracket_low)
+        upper = float(out.cds_bracket_high)
+        bracket_hits += (math.isnan(lower) or lower < truth) and truth <= upper
+        i_low, i_high = float(out.cds_bracket_interval_low), float(out.cds_bracket_interval_high)
+        interval_hits += (math.isnan(i_low) or i_low < truth) and truth <= i_high
+        kind = str(out.cds_curve_censoring.values)
+        censoring[kind] = censoring.get(kind, 0) + 1
+        if kind != "none":
+            continue
+        estimated += 1
+        low_open, high_open = bool(out.cds_curve_low_open), bool(out.cds_curve_high_open)
+        fieller += _contains(
+            float(out.cds_curve_low), float(out.cds_curve_high), low_open, high_open, truth
+        )
+        delta += _contains(
+            float(out.cds_curve_delta_low), float(out.cds_curve_delta_high), False, False, truth
+        )
+        errors.append(float(out.cds_curve) / truth - 1.0)
+    errors_arr = np.asarray(errors)
+    return {
+        "scenario": scenario.name,
+        "seeds_per_size": seeds,
+        "replicates": replicates,
+        "curve_estimated": estimated,
+        "curve_censoring": censoring,
+        "curve_coverage": fieller / estimated if estimated else math.nan,
+        "curve_coverage_wilson95": wilson(fieller, estimated),
+        "delta_coverage": delta / estimated if estimated else math.nan,
+        "curve_relative_bias": float(errors_arr.mean()) if estimated else math.nan,
+        "curve_relative_rmse": float(np.sqrt((errors_arr**2).mean())) if estimated else math.nan,
+        "bracket_contains": bracket_hits / replicates,
+        "bracket_contains_wilson95": wilson(bracket_hits, replicates),
+        "bracket_interval_contains": interval_hits / replicates,
+    }
+
+
+def render(rows: list[dict]) -> str:
+    head = (
+        f"{'scenario':<72} {'seeds':>5} {'reps':>4} {'fitted':>6} {'coverage [95% CI]':>20} "
+        f"{'delta':>6} {'bias':>7} {'RMSE':>6} {'bracket':>8} {'br.int':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        lo, hi = row["curve_coverage_wilson95"]
+        lines.append(
+            f"{row['scenario']:<72} {row['seeds_per_size']:>5} {row['replicates']:>4} "
+            f"{row['curve_estimated']:>6} {row['curve_coverage']:>6.3f} [{lo:.3f}, {hi:.3f}] "
+            f"{row['delta_coverage']:>6.3f} {row['curve_relative_bias']:>+7.3f} "
+            f"{row['curve_relative_rmse']:>6.3f} {row['bracket_contains']:>8.3f} "
+            f"{row['bracket_interval_contains']:>7.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__)
+    parser.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES)
+    parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    seeds_list = [int(s) for s in args.seeds.split(",")]
+    start = time.perf_counter()
+    rows = [
+        run_setting(scenario, seeds, args.replicates, seed=1000 * i + seeds)
+        for i, scenario in enumerate(SCENARIOS)
+        for seeds in seeds_list
+    ]
+    print(render(rows))
+    print(
+        f"\nnominal {AnalysisSettings().confidence:.0%} intervals, eps = {EPS}; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"scenarios": [asdict(s) for s in SCENARIOS], "rows": rows}, indent=2)
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
