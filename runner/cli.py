@@ -60,8 +60,10 @@ def parse_run_selection(text: str, n_runs: int) -> list[int]:
     return sorted(chosen)
 
 
-def _describe(grid: Grid, index: int) -> str:
-    specs = [r.model_dump(mode="json") for r in grid.runs]
+def _describe(grid: Grid, index: int, specs: list[dict], parents: set[str]) -> str:
+    """One run's line of a dry run: the swept values that tell it apart. ``specs`` (every run's
+    dump) and ``parents`` (run ids some run starts from) are computed once per grid: per line
+    they made a dry run of a 1,000-run grid quadratic (110 s for examples/model_wise.yaml)."""
     parts = []
     for path in grid.sweep_paths:
         value = _value_at(specs[index], path)
@@ -72,7 +74,7 @@ def _describe(grid: Grid, index: int) -> str:
     run = grid.runs[index]
     if run.init_from is not None:
         parts.append(f"from={run.lineage()}")
-    elif any(r.lineage() == run.run_id for r in grid.runs):
+    elif run.run_id in parents:
         parts.append("(parent)")
     return " ".join(parts) or "(single run)"
 
@@ -84,12 +86,13 @@ def _print_dry_run(grid: Grid, indices: list[int]) -> None:
         f"{', '.join(grid.sweep_paths) or 'nothing'}"
     )
     total = 0
+    specs = [r.model_dump(mode="json") for r in grid.runs]
+    parents = {r.lineage() for r in grid.runs}
     for i in indices:
         run = grid.runs[i]
         total += run.steps
-        out.print(
-            f"  [{i:>4}] {run.run_id}  {_describe(grid, i)}  steps={run.steps}", highlight=False
-        )
+        line = _describe(grid, i, specs, parents)
+        out.print(f"  [{i:>4}] {run.run_id}  {line}  steps={run.steps}", highlight=False)
     out.print(f"{len(indices)} runs selected, {total} steps in all")
 
 
@@ -355,6 +358,9 @@ def _train_all(
         disable=quiet or not err.is_terminal,
     )
 
+    specs = [r.model_dump(mode="json") for r in grid.runs]
+    parents = {r.lineage() for r in grid.runs}
+
     def report(result: RunOutcome) -> None:
         key = "skipped (held elsewhere)" if result.status == "held" else result.status
         outcome[key] += 1
@@ -374,7 +380,7 @@ def _train_all(
             resumed = f", resumed at step {result.started_at + 1}" if result.started_at else ""
             where = f", on {result.worker}" if result.worker != this_process() else ""
             err.print(
-                f"run {i} [{_describe(grid, i)}] {result.status} "
+                f"run {i} [{_describe(grid, i, specs, parents)}] {result.status} "
                 f"({result.seconds:.1f} s{resumed}{where})",
                 highlight=False,
             )
