@@ -39,11 +39,14 @@ from scipy.special import expit, logit
 from cdsanalysis.aggregate import at_precision
 from cdsanalysis.cds import (
     SIZE_UNITS,
+    as_strings,
     bootstrap_group_means,
     final_accuracy_by_size,
     first_passing,
     percentile_interval,
 )
+from cdsanalysis.data_warnings import curve_falls, few_finished_runs_in, unfinished_runs
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 
 #: Newton (IRLS) iterations of the vectorised logistic fit; 50 reach machine precision on
@@ -220,7 +223,9 @@ def cds_curve(
         ``glm_intercept``, ``glm_slope`` (per unit of log size) and their quasi-binomial
         standard errors, ``n_runs_total``, ``n_failed_resamples``, ``extrapolated`` (the
         fitted CDS lies outside the tested sizes). ``attrs`` echo the settings
-        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`).
+        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`) and carry ``warnings``
+        (:mod:`cdsanalysis.data_warnings`: unfinished runs, sizes with few finished runs, mean
+        accuracy falling with size).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     done, values, sizes = final_accuracy_by_size(ds, settings, final_accuracy)
@@ -230,7 +235,15 @@ def cds_curve(
     if (sizes <= 0).any():
         raise ValueError(f"{settings.size_coord} must be > 0 for a fit in log size")
     threshold = at_precision(settings.eps, done["test_accuracy"].dtype)
-    return cds_curve_arrays(values, sizes, settings, threshold=threshold)
+    out = cds_curve_arrays(values, sizes, settings, threshold=threshold)
+    # What weakens it (cdsanalysis.data_warnings): the runs it left out or rests on, and a mean
+    # accuracy that falls with size (the grid rule assumes it grows).
+    status = as_strings(ds["status"].values)
+    for text in (
+        unfinished_runs(status) + few_finished_runs_in(ds, settings.size_coord) + curve_falls(out)
+    ):
+        add_warning(out.attrs, text)
+    return out
 
 
 def cds_curve_arrays(

@@ -26,8 +26,10 @@ import xarray as xr
 from scipy import stats
 
 from cdsanalysis.aggregate import aggregate_curve
-from cdsanalysis.cds import SIZE_UNITS, check_size_coord, done_runs
+from cdsanalysis.cds import SIZE_UNITS, as_strings, check_size_coord, done_runs
 from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.data_warnings import curve_falls, few_finished_runs_in, unfinished_runs
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import AnalysisSettings
 
 #: The default model coordinate: the hidden size.
@@ -76,15 +78,22 @@ def cds_by_model(
         (units of ``size_coord``), ``n_runs``. Scalars: ``trend_slope`` (d log CDS / d log
         ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
         ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
-        trend). ``attrs`` echo ``by`` and the settings.
+        trend). ``attrs`` echo ``by`` and the settings and carry ``warnings``
+        (:mod:`cdsanalysis.data_warnings`; per model, named ``"<by> = <value>: ..."``).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     values = _check_by(ds, by)
     check_size_coord(ds, settings.size_coord)
     rows = {k: [] for k in (*_CDS_FIELDS, "n_runs")}
+    # Unfinished runs are counted once for the store; the per-size checks per model.
+    warnings = unfinished_runs(as_strings(ds["status"].values))
     for value in values:
         sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
         curve = cds_curve(sub, settings)
+        prefix = f"{by} = {value}: "
+        warnings += few_finished_runs_in(sub, settings.size_coord, prefix) + curve_falls(
+            curve, prefix
+        )
         for k in _CDS_FIELDS:
             rows[k].append(float(curve[k]))
         rows["n_runs"].append(int(curve["n_runs_total"]))
@@ -105,6 +114,8 @@ def cds_by_model(
         **settings.as_attrs(),
         "trend": "WLS of log cds_glm on log by, inverse-variance weights from the intervals",
     }
+    for text in warnings:
+        add_warning(out.attrs, text)
     return out
 
 
