@@ -26,8 +26,11 @@ import xarray as xr
 from scipy.special import expit
 
 from cdsanalysis.aggregate import at_precision
-from cdsanalysis.cds import SIZE_UNITS, estimate_cds_arrays, final_accuracy_by_size
+from cdsanalysis.cds import SIZE_UNITS, as_strings, estimate_cds_arrays, final_accuracy_by_size
+from cdsanalysis.cds_text import cds_summary, cds_warnings
 from cdsanalysis.crossing import Crossing, estimate_crossing
+from cdsanalysis.data_warnings import curve_falls, few_finished_runs_in, unfinished_runs
+from cdsanalysis.notices import WARNINGS_KEY, add_warning, merge_warnings, warnings_of
 from cdsanalysis.settings import AnalysisSettings
 
 #: Points of the fitted local curve drawn across its window.
@@ -75,7 +78,10 @@ def cds_curve(
         ``curve_window`` (sizes fitted) and ``curve_window_runs``; the fitted curve over its
         window, ``curve_accuracy`` over ``size_grid``; ``chance_accuracy_used``,
         ``ceiling_accuracy_used``, ``n_runs_total``. ``attrs`` echo the settings
-        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`) and ``above_fraction``.
+        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`) and ``above_fraction``, and
+        carry ``warnings``: a censored or unestimable CDS, an open interval bound
+        (:func:`cdsanalysis.cds_text.cds_warnings`), and from :mod:`cdsanalysis.data_warnings`
+        unfinished runs, sizes with few finished runs, mean accuracy falling with size.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     done, values, sizes = final_accuracy_by_size(ds, settings, final_accuracy)
@@ -83,7 +89,14 @@ def cds_curve(
     if (sizes <= 0).any():
         raise ValueError(f"{settings.size_coord} must be > 0 for a fit in log size")
     threshold = at_precision(settings.eps, done["test_accuracy"].dtype)
-    return cds_curve_arrays(values, sizes, settings, threshold=threshold)
+    out = cds_curve_arrays(values, sizes, settings, threshold=threshold)
+    # What weakens it (cdsanalysis.data_warnings): the runs it left out or rests on, and a mean
+    # accuracy that falls with size (the grid rule assumes it grows).
+    # They come first: the CDS warnings (already in attrs) follow from them.
+    status = as_strings(ds["status"].values)
+    data = unfinished_runs(status) + few_finished_runs_in(ds, settings.size_coord)
+    out.attrs[WARNINGS_KEY] = merge_warnings(data + curve_falls(out), warnings_of(out))
+    return out
 
 
 def cds_curve_arrays(
@@ -192,4 +205,6 @@ def curve_dataset(
         "model": "quasi-binomial logistic in log(size), local to the grid bracket "
         f"({settings.curve_sizes_per_side} tested size(s) per side), chance floor and ceiling",
     }
+    for text in cds_warnings(cds_summary(out)):
+        add_warning(out.attrs, text)
     return out

@@ -24,15 +24,28 @@ from cdsanalysis.cds_text import (
     bracket_cell,
     bracket_text,
     cds_summary,
-    cds_warnings,
     curve_cell,
     curve_text,
     model_row,
 )
+from cdsanalysis.data_warnings import (
+    DRAWN_SO_FAR,
+    FITTED_SO_FAR,
+    HISTOGRAMS_SO_FAR,
+    LEFT_OUT,
+    store_warnings,
+    unfinished_runs,
+)
 from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
 from cdsanalysis.estimators import StepwiseAnalysis
 from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
-from cdsanalysis.notices import warning_lines
+from cdsanalysis.notices import (
+    WARNINGS_KEY,
+    add_warning,
+    merge_warnings,
+    warning_lines,
+    warnings_of,
+)
 from cdsanalysis.plots.kinds import KINDS
 from cdsanalysis.report import regimes_report, render_regimes_table, settings_lines
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
@@ -247,6 +260,13 @@ def analysis_command(hint: str = "") -> Callable:
     return wrap
 
 
+def _with_warnings(data: dict[str, Any], text: str, warnings: list[str]) -> tuple[Any, str]:
+    """A command's JSON and text with its warnings: a top-level ``warnings`` list, and one
+    ``Warning: ...`` line each at the end of the text (after the settings)."""
+    data[WARNINGS_KEY] = list(warnings)
+    return data, "\n".join([text.rstrip("\n"), *warning_lines(warnings)])
+
+
 def _settings_text(attrs: dict[str, Any]) -> str:
     """The settings a result echoes in its ``attrs``, as the last lines of a text report."""
     return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
@@ -302,16 +322,13 @@ def cds(
         headers = [size_coord, f"mean accuracy [{conf}]", "runs", "bracket ends here"]
         text = render_table(headers, rows)
         summary = cds_summary(result)
-        warnings = cds_warnings(summary)
-        data["warnings"] = warnings
         text += (
             f"\n\nCDS (eps={settings.eps:g}, {summary['n_runs']} runs)"
             f"\n  grid bracket: "
             f"{bracket_text(summary['bracket'], settings.confidence, settings.n_resamples)}"
             f"\n  curve estimate: {curve_text(summary['curve'], settings.confidence)}"
         )
-        return data, "\n".join([text, _settings_text(result.attrs), *warning_lines(warnings)])
-    return data, f"{text}\n{_settings_text(result.attrs)}"
+    return _with_warnings(data, f"{text}\n{_settings_text(result.attrs)}", warnings_of(result))
 
 
 @app.command()
@@ -325,6 +342,9 @@ def decay(
 ) -> tuple[Any, str]:
     """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation."""
     res = fit_decay(ds, settings, decay_settings)
+    # fit_decay fits every run, finished or not (on the steps written so far).
+    for warning in store_warnings(ds, settings, fate=FITTED_SO_FAR):
+        add_warning(res.attrs, warning)
     conf = f"{settings.confidence:.0%}"
     rows = []
     for i in range(res.sizes["run"]):
@@ -364,7 +384,7 @@ def decay(
         f"\n{_settings_text(res.attrs)}\n"
         + "\n".join(settings_lines(DecaySettings.from_attrs(decay_echo).to_dict(), "Decay"))
     )
-    return dataset_to_json(res), text
+    return _with_warnings(dataset_to_json(res), text, warnings_of(res))
 
 
 def _thresholds(text: str) -> list[float]:
@@ -389,6 +409,8 @@ def stepwise(
     params = settings.to_dict()
     est = StepwiseAnalysis(thresholds=_thresholds(thresholds), metric=metric, **params).fit(ds)
     by_size = est.by_size_
+    for warning in store_warnings(ds, settings):  # by_size_ uses the done runs only
+        add_warning(by_size.attrs, warning)
     data = {
         "runs": dataset_to_json(est.first_step_.to_dataset()),
         "by_size": dataset_to_json(by_size),
@@ -410,7 +432,7 @@ def stepwise(
         "never reached = '-', not 0"
         f"\n{_settings_text(by_size.attrs)}"
     )
-    return data, text
+    return _with_warnings(data, text, warnings_of(by_size))
 
 
 @app.command()
@@ -437,9 +459,10 @@ def plot(
     from cdsanalysis.plots import landscape as p_land
     from cdsanalysis.plots import stepwise as p_step
     from cdsanalysis.plots import trend as p_trend
-    from cdsanalysis.plots.common import save_figure
+    from cdsanalysis.plots.common import annotate_warnings, save_figure
 
     try:
+        warnings = _figure_warnings(ds, kind, run, settings)
         if kind == "stepwise":
             by_size = StepwiseAnalysis(**settings.to_dict()).fit(ds).by_size_
             fig = p_step.plot_stepwise(by_size)
@@ -447,17 +470,35 @@ def plot(
             fig = p_curves.plot_curves(ds, settings)
         elif kind == "landscape":
             land = accuracy_landscape(ds, by, settings)
-            fig = p_land.plot_landscape(land, cds_by_model(ds, by, settings), settings.eps)
+            per_model = cds_by_model(ds, by, settings)
+            warnings = merge_warnings(warnings, warnings_of(per_model))
+            fig = p_land.plot_landscape(land, per_model, settings.eps)
         elif kind == "trend":
             fig = p_trend.plot_trend(accuracy_trend(ds, by, settings))
         elif kind == "histogram":
             fig = p_hist.plot_histogram(ds, group, run)
         else:
-            fig = p_cds.plot_cds_curve(cds_curve(ds, settings))
+            curve = cds_curve(ds, settings)
+            warnings = merge_warnings(warnings, warnings_of(curve))
+            fig = p_cds.plot_cds_curve(curve)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    annotate_warnings(fig, warnings)
     paths = [str(p) for p in save_figure(fig, out)]
-    print(json.dumps({"kind": kind, "files": paths}) if as_json else "\n".join(paths))
+    if as_json:
+        print(json.dumps({"kind": kind, "files": paths, WARNINGS_KEY: warnings}))
+    else:
+        print("\n".join([*paths, *warning_lines(warnings)]))
+
+
+def _figure_warnings(ds: xr.Dataset, kind: str, run: int, settings: AnalysisSettings) -> list[str]:
+    """What weakens the figure of ``kind`` (:mod:`cdsanalysis.data_warnings`)."""
+    if kind == "histogram":  # one run's weights: only whether that run is finished matters
+        if not 0 <= run < ds.sizes["run"]:
+            return []  # plot_histogram names the bad index
+        return unfinished_runs(ds["status"].values[run : run + 1], fate=HISTOGRAMS_SO_FAR)
+    fate = DRAWN_SO_FAR if kind == "curves" else LEFT_OUT
+    return store_warnings(ds, settings, fate=fate)
 
 
 def main() -> None:

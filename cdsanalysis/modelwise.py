@@ -26,8 +26,11 @@ import xarray as xr
 from scipy import stats
 
 from cdsanalysis.aggregate import aggregate_curve
-from cdsanalysis.cds import SIZE_UNITS, check_size_coord, done_runs
+from cdsanalysis.cds import SIZE_UNITS, as_strings, check_size_coord, done_runs
 from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.cds_text import cds_summary, cds_warnings
+from cdsanalysis.data_warnings import curve_falls, few_finished_runs_in, unfinished_runs
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import AnalysisSettings
 
 #: The default model coordinate: the hidden size.
@@ -79,17 +82,26 @@ def cds_by_model(
         ``cds_bracket_low`` / ``_high`` with ``cds_bracket_fraction`` and
         ``cds_bracket_censoring`` (units of ``size_coord``, see
         :func:`cdsanalysis.cds_curve.cds_curve`); ``n_runs``. Scalars: ``trend_slope``
-        (d log CDS / d log ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
+        (d log CDS / d log ``by``) with its ``confidence`` interval ``trend_slope_low`` /
+        ``_high``,
         ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
-        trend). ``attrs`` echo ``by`` and the settings.
+        trend). ``attrs`` echo ``by`` and the settings and carry ``warnings``
+        (:mod:`cdsanalysis.data_warnings`; per model, named ``"<by> = <value>: ..."``).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     values = _check_by(ds, by)
     check_size_coord(ds, settings.size_coord)
     rows = {k: [] for k in (*_CDS_FIELDS, *_FLAGS, *_LABELS, "n_runs")}
+    # Unfinished runs are counted once for the store; the per-size checks per model.
+    warnings = unfinished_runs(as_strings(ds["status"].values))
     for value in values:
         sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
         curve = cds_curve(sub, settings)
+        prefix = f"{by} = {value}: "
+        warnings += few_finished_runs_in(sub, settings.size_coord, prefix) + curve_falls(
+            curve, prefix
+        )
+        warnings += [prefix + text for text in cds_warnings(cds_summary(curve))]
         for k in _CDS_FIELDS:
             rows[k].append(float(curve[k]))
         for k in (*_FLAGS, *_LABELS):
@@ -117,6 +129,8 @@ def cds_by_model(
         **settings.as_attrs(),
         "trend": "WLS of log cds_curve on log by, inverse-variance weights from the intervals",
     }
+    for text in warnings:
+        add_warning(out.attrs, text)
     return out
 
 

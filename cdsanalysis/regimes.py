@@ -39,11 +39,12 @@ update ``k``, so step 1 is the initialisation).
 Per data size ``n`` (:func:`classify_data_sizes`), over the runs at ``n`` whose status is
 ``'done'``:
 
-- regime: the most common run regime; ties go to the regime listed first in
-  ``undetermined, insufficiency, sufficiency, surplus``, i.e. towards the longer delay
-  (insufficiency = never generalises) and, before that, towards "cannot tell", so a tie never
-  overstates generalisation. ``incomplete`` when no run at ``n`` is done;
-- agreement: the fraction of done runs whose regime is the chosen one;
+- regime: the regime of the done runs when they all agree; ``mixed`` when they do not (no
+  majority or tie-break names a winner: with two or three runs per size a majority is one
+  run); ``incomplete`` when no run at ``n`` is done. ``regime_count`` gives the breakdown
+  (done runs per regime), which the reports print for a mixed size
+  ("mixed: 1/2 insufficiency, 1/2 undetermined") and name in a warning;
+- agreement: the largest fraction of done runs sharing one regime (1 when they all agree);
 - step statistics (median, min, max) are over the done runs that reached the threshold,
   reported with the count that did (never-reached runs are not treated as 0 or as the last
   step);
@@ -70,12 +71,22 @@ from cdsanalysis.cds import (
     check_single_configuration,
     percentile_interval,
 )
+from cdsanalysis.data_warnings import (
+    accuracy_falls,
+    few_finished_runs,
+    mixed_regimes,
+    unfinished_runs,
+)
 from cdsanalysis.events import first_step_sustained, generalisation_step, memorisation_step
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
 
-#: Regime names, in the order used to break ties (first wins), see the module docstring.
-REGIMES: tuple[str, ...] = ("undetermined", "insufficiency", "sufficiency", "surplus")
+#: Regime names of finished runs, in the order reports list them (the ``regime_name``
+#: coordinate of ``regime_count``).
+REGIMES: tuple[str, ...] = ("insufficiency", "sufficiency", "surplus", "undetermined")
+#: Label of a data size whose done runs do not all share one regime.
+MIXED = "mixed"
 #: Label of runs that are not finished (status other than 'done'), and of data sizes without any
 #: finished run.
 INCOMPLETE = "incomplete"
@@ -228,13 +239,14 @@ def _robust_events(ds: xr.Dataset, rules: AnalysisSettings) -> tuple[xr.DataArra
     return out[0], out[1]
 
 
-def _majority(regimes: Sequence[str]) -> tuple[str, int]:
-    """Most common regime and its count; ties go to the earliest in :data:`REGIMES`."""
-    counts = {r: 0 for r in REGIMES}
-    for r in regimes:
-        counts[r] += 1
-    best = max(REGIMES, key=lambda r: (counts[r], -REGIMES.index(r)))
-    return best, counts[best]
+def _size_regime(regimes: Sequence[str]) -> tuple[str, list[int]]:
+    """The regime shared by all ``regimes`` (else :data:`MIXED`; :data:`INCOMPLETE` if there
+    are none), and the count of each of :data:`REGIMES`."""
+    counts = [int(np.sum(np.asarray(regimes) == r)) for r in REGIMES]
+    if len(regimes) == 0:
+        return INCOMPLETE, counts
+    shared = [r for r, k in zip(REGIMES, counts, strict=True) if k == len(regimes)]
+    return (shared[0] if shared else MIXED), counts
 
 
 def _step_stats(steps: np.ndarray) -> tuple[float, float, float, int]:
@@ -264,13 +276,16 @@ def classify_data_sizes(
     -------
     xarray.Dataset
         Over ``n_samples`` (every ``n`` in the store, increasing): ``n_runs`` (all runs),
-        ``n_done``, ``regime`` (str), ``agreement`` (fraction of done runs in that regime),
+        ``n_done``, ``regime`` (str: the shared regime, ``"mixed"`` or ``"incomplete"``),
+        ``regime_count`` (over ``n_samples, regime_name``: done runs per regime of
+        :data:`REGIMES`), ``agreement`` (largest fraction of done runs sharing a regime),
         for ``memorisation_step``, ``generalisation_step`` and ``delay_steps``:
         ``<name>_median``, ``<name>_min``, ``<name>_max`` (steps, over done runs that reached
         the threshold) and ``<name>_reached`` (that count); ``final_test_accuracy_mean`` and
         its bootstrap interval ``final_test_accuracy_low`` / ``_high`` (fraction, over done runs
         with a measured value) and ``final_test_accuracy_n`` (that count). ``attrs`` echo the
-        settings.
+        settings and carry ``warnings`` (:mod:`cdsanalysis.data_warnings`: unfinished runs,
+        sizes with few finished runs, mixed sizes, mean accuracy falling with ``n``).
     """
     if settings is None:
         settings = AnalysisSettings.from_attrs(run_regimes.attrs)
@@ -286,6 +301,7 @@ def classify_data_sizes(
         "n_runs": [],
         "n_done": [],
         "regime": [],
+        "regime_count": [],
         "agreement": [],
     }
     step_names = ("memorisation_step", "generalisation_step", "delay_steps")
@@ -297,13 +313,10 @@ def classify_data_sizes(
         sel = at_n & done
         data["n_runs"].append(int(at_n.sum()))
         data["n_done"].append(int(sel.sum()))
-        if sel.any():
-            best, count = _majority(regime[sel])
-            data["regime"].append(best)
-            data["agreement"].append(count / sel.sum())
-        else:
-            data["regime"].append(INCOMPLETE)
-            data["agreement"].append(np.nan)
+        label, counts = _size_regime(regime[sel])
+        data["regime"].append(label)
+        data["regime_count"].append(counts)
+        data["agreement"].append(max(counts) / sel.sum() if sel.any() else np.nan)
         for name in step_names:
             stats = _step_stats(np.asarray(run_regimes[name].values)[sel])
             for stat, value in zip(("median", "min", "max", "reached"), stats, strict=True):
@@ -332,12 +345,23 @@ def classify_data_sizes(
         "regime": (
             "n_samples",
             np.array(data["regime"], dtype=object),
-            {"description": "most common regime of the done runs (see cdsanalysis.regimes)"},
+            {
+                "description": "regime shared by all done runs, 'mixed' if they differ, "
+                "'incomplete' if none is done (see cdsanalysis.regimes)"
+            },
+        ),
+        "regime_count": (
+            ("n_samples", "regime_name"),
+            np.array(data["regime_count"], dtype=np.int64).reshape(len(labels), len(REGIMES)),
+            {"units": "runs", "description": "done runs in each regime"},
         ),
         "agreement": (
             "n_samples",
             np.array(data["agreement"], dtype=np.float64),
-            {"units": "fraction", "description": "fraction of done runs in that regime"},
+            {
+                "units": "fraction",
+                "description": "largest fraction of done runs sharing one regime (1: all agree)",
+            },
         ),
     }
     for name in step_names:
@@ -366,7 +390,18 @@ def classify_data_sizes(
     variables["final_test_accuracy_n"] = ("n_samples", acc_n, {"units": "runs"})
     out = xr.Dataset(
         variables,
-        coords={"n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"})},
+        coords={
+            "n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"}),
+            "regime_name": ("regime_name", np.array(REGIMES, dtype=object)),
+        },
     )
     out.attrs = settings.as_attrs()
+    # What weakens the table (cdsanalysis.data_warnings), from the numbers it already holds.
+    for text in (
+        unfinished_runs(status)
+        + few_finished_runs(labels, out["n_done"].values)
+        + mixed_regimes(out)
+        + accuracy_falls(labels, acc_mean, acc_low, acc_high, confidence=confidence)
+    ):
+        add_warning(out.attrs, text)
     return out

@@ -14,14 +14,17 @@ from cdsanalysis.aggregate import aggregate_label
 from cdsanalysis.cds import as_strings, json_number
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.cds_text import bracket_text, cds_summary, cds_warnings, curve_text
-from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines
-from cdsanalysis.regimes import classify_data_sizes, classify_runs
+from cdsanalysis.data_warnings import regime_breakdown
+from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines, warnings_of
+from cdsanalysis.regimes import MIXED, classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
 
 REPORT_KIND = "cds-regimes-report"
 #: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
-#: ``cds``). 3: ``cds`` holds the grid ``bracket`` and the ``curve`` estimate
-#: (:func:`cdsanalysis.cds_text.cds_summary`); a top-level ``warnings`` list.
+#: ``cds``).
+#: 3: a top-level ``warnings`` list; a size's ``regime`` is ``"mixed"`` unless its done runs all
+#: agree, with ``regime_counts`` per row; ``cds`` holds the grid ``bracket`` and the ``curve``
+#: estimate (:func:`cdsanalysis.cds_text.cds_summary`).
 REPORT_VERSION = 3
 #: Width of the wrapped settings lines of the text reports, in characters.
 SETTINGS_WIDTH = 100
@@ -58,6 +61,15 @@ def _runs_rows(runs: xr.Dataset) -> list[dict[str, Any]]:
     return rows
 
 
+def _regime_counts(sizes: xr.Dataset, i: int) -> dict[str, int]:
+    """Done runs per regime at size ``i``, most frequent first (ties: the order of
+    :data:`~cdsanalysis.regimes.REGIMES`), regimes without a run left out."""
+    names = as_strings(sizes["regime_name"].values)
+    counts = sizes["regime_count"].values[i].tolist()
+    pairs = sorted(zip(names, counts, strict=True), key=lambda kv: -kv[1])
+    return {str(name): int(k) for name, k in pairs if k}
+
+
 def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
     rows = []
     for i in range(sizes.sizes["n_samples"]):
@@ -70,6 +82,7 @@ def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
             "n_runs": get("n_runs"),
             "n_done": get("n_done"),
             "regime": str(sizes["regime"].values[i]),
+            "regime_counts": _regime_counts(sizes, i),
             "agreement": get("agreement"),
         }
         for name in _STEP_VARIABLES:
@@ -108,8 +121,9 @@ def regimes_report(
         (:meth:`AnalysisSettings.to_dict`), ``cds`` (:meth:`CDSResult.to_dict` less its
         settings), ``data_sizes`` (one row per ``n``, see
         :func:`~cdsanalysis.regimes.classify_data_sizes`) and ``runs`` (one row per run, see
-        :func:`~cdsanalysis.regimes.classify_runs`). Steps are in steps (store convention),
-        accuracies are fractions, data sizes are in samples.
+        :func:`~cdsanalysis.regimes.classify_runs`) and ``warnings`` (sentences, see
+        :mod:`cdsanalysis.data_warnings`). Steps are in steps (store convention), accuracies are
+        fractions, data sizes are in samples.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     runs = classify_runs(ds, settings)
@@ -130,7 +144,7 @@ def regimes_report(
         "cds": cds,
         "data_sizes": _sizes_rows(sizes),
         "runs": _runs_rows(runs),
-        WARNINGS_KEY: merge_warnings(cds_warnings(cds)),
+        WARNINGS_KEY: merge_warnings(warnings_of(sizes), cds_warnings(cds)),
     }
     return _jsonable(report)
 
@@ -182,6 +196,8 @@ def _regime_cell(row: dict[str, Any]) -> str:
     n_done = int(row["n_done"])
     if n_done == 0:
         return str(row["regime"])
+    if row["regime"] == MIXED:
+        return f"{MIXED}: {regime_breakdown(row['regime_counts'])}"
     agree = int(round(_num(row["agreement"]) * n_done))
     return f"{row['regime']} ({agree}/{n_done})"
 
@@ -219,11 +235,12 @@ def _rules_line(report: dict[str, Any]) -> str:
 def render_regimes_table(report: dict[str, Any]) -> str:
     """Render a :func:`regimes_report` dictionary as an aligned plain-text table.
 
-    One row per data size ``n``: runs (done/all), majority regime (agreeing/done runs),
+    One row per data size ``n``: runs (done/all), regime (agreeing/done runs; for a mixed size
+    the breakdown, "mixed: 1/2 insufficiency, 1/2 undetermined"),
     memorisation and generalisation steps as median [min-max] (reached/done), and the mean
     final test accuracy with its bootstrap interval. Below the table: the CDS line, the rules
-    in words, and every setting used. Works on the dictionary after a
-    ``json.dumps``/``json.loads`` round trip as well.
+    in words, every setting used, and one ``Warning: ...`` line per warning. Works on the
+    dictionary after a ``json.dumps``/``json.loads`` round trip as well.
     """
     confidence = report["settings"]["confidence"]
     label = aggregate_label(report["settings"]["aggregate"], report["settings"]["last_k"])

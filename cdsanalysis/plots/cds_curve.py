@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.cds_text import cds_summary, cds_warnings, curve_text
+from cdsanalysis.cds_text import cds_summary, curve_text
 from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
 
 
@@ -14,8 +14,7 @@ from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
 def plot_cds_curve(curve: xr.Dataset):
     """Mean test accuracy per size (bootstrap interval, run count), the local fit over its
     window, the eps line, the grid bracket (shaded) and the curve estimate with its interval
-    (an open bound is drawn to the edge of the tested sizes with an arrow); warnings are
-    written under the title.
+    (an open bound is drawn to the edge of the tested sizes with an arrow).
 
     ``curve`` is :func:`cdsanalysis.cds_curve.cds_curve` output.
     """
@@ -78,9 +77,6 @@ def plot_cds_curve(curve: xr.Dataset):
         f"eps = {eps:g}; {int(curve['n_runs_total'])} runs (count per size), "
         f"{curve.attrs['n_resamples']} resamples"
     )
-    warnings = cds_warnings(summary)
-    if warnings:
-        title += "\n" + "\n".join(f"warning: {w}" for w in warnings)
-    ax.set_title(title, fontsize=6 if warnings else None)
+    ax.set_title(title)  # warnings: under the figure (plots.common.annotate_warnings)
     ax.legend(fontsize=6, loc="lower right")
     return fig

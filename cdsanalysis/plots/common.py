@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ if "MPLBACKEND" not in os.environ:  # headless by default; respect an explicit c
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
+from matplotlib.layout_engine import ConstrainedLayoutEngine, TightLayoutEngine  # noqa: E402
+
+from cdsanalysis.notices import warning_lines  # noqa: E402
 
 #: Widths in inches of a two-column paper.
 FULL_WIDTH = 7.0
@@ -68,3 +72,44 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
 
 def size_label(size_coord: str) -> str:
     return {"n_samples": "training samples n", "data_fraction": "data fraction"}[size_coord]
+
+
+#: Font size of the warnings noted under a figure, in points (small: a note, not a caption).
+WARNING_FONT_SIZE = 5.0
+
+
+def annotate_warnings(fig, warnings: Sequence[str]) -> None:
+    """Note ``warnings`` (:mod:`cdsanalysis.notices`) under the plot of ``fig``, one
+    ``Warning: ...`` paragraph each, in small grey text; the figure grows by their height so
+    that the plot keeps its size. No warnings: nothing changes."""
+    if not warnings:
+        return
+    # Characters per line at this font size (an average glyph is about 0.55 em wide).
+    chars = max(40, int(fig.get_figwidth() * 72 / (WARNING_FONT_SIZE * 0.55)))
+    lines = [
+        line
+        for text in warning_lines(warnings)
+        for line in textwrap.wrap(text, chars, subsequent_indent="  ", break_on_hyphens=False)
+    ]
+    height = fig.get_figheight()
+    strip = (len(lines) * 1.25 * WARNING_FONT_SIZE + 6) / 72  # inches, with a small margin
+    fig.set_figheight(height + strip)
+    fraction = strip / (height + strip)
+    # The plot keeps to the space above the note.
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.set(rect=(0, fraction, 1, 1 - fraction))  # left, bottom, width, height
+    elif isinstance(engine, TightLayoutEngine):
+        engine.set(rect=(0, fraction, 1, 1))  # left, bottom, right, top
+    else:
+        fig.subplots_adjust(bottom=fig.subplotpars.bottom * (1 - fraction) + fraction)
+    fig.text(
+        0.01,
+        fraction - 2 / 72 / (height + strip),
+        "\n".join(lines),
+        ha="left",
+        va="top",
+        fontsize=WARNING_FONT_SIZE,
+        color="0.35",
+        linespacing=1.1,
+    )

@@ -204,3 +204,69 @@ def test_stepwise_text_cells_and_settings(ramp_store):
     assert "sustain=2," in _settings(text) and "n_resamples=200," in _settings(text)
     bad = _cli("stepwise", ramp_store, "--thresholds", "0.5,high", code=2)
     assert "--thresholds must be comma-separated numbers" in bad.output
+
+
+# -- warnings: every command states them, in its text and its --json --------------------------
+
+#: Each command with options fitting the planted stores (their curves are flat: the last
+#: value is the aggregate).
+WARNED = {
+    "regimes": ["--aggregate", "final"],
+    "cds": ["--aggregate", "final"],
+    "decay": [],
+    "stepwise": ["--thresholds", "0.5"],
+    "plot": ["--kind", "cds", "--aggregate", "final"],
+}
+
+
+@pytest.fixture(scope="module")
+def weak_store(tmp_path_factory):
+    """Accuracy 0.30 / 0.95 / 0.70 at n = 100 / 200 / 300 (a fall at 300), three seeds; the
+    third run at n = 300 is still running (so n = 300 has 2 finished runs)."""
+    c = Curves()
+    runs = {
+        (n, seed): c.flat(STEPS, acc)
+        for n, acc in ((100, 0.3), (200, 0.95), (300, 0.7))
+        for seed in range(3)
+    }
+    runs[(300, 2)] = Curves.with_state(runs[(300, 2)], "running", STEPS // 2)
+    return write_store(tmp_path_factory.mktemp("cli") / "weak.zarr", runs, STEPS)
+
+
+def _warned(command: str, store, tmp_path) -> tuple[list[str], list[str]]:
+    """The warnings of one command: from its --json (top level), and its text's last lines."""
+    args = [command, store, *WARNED[command], "--resamples", "200"]
+    if command == "plot":
+        args += ["--out", str(tmp_path / "figure")]
+    data = json.loads(_cli(*args, "--json").stdout)
+    lines = _cli(*args).stdout.rstrip("\n").splitlines()
+    warned = [line for line in lines if line.startswith("Warning: ")]
+    assert lines[len(lines) - len(warned) :] == warned  # at the end, after the settings
+    return data["warnings"], [line.removeprefix("Warning: ") for line in warned]
+
+
+@pytest.mark.parametrize("command", WARNED)
+def test_every_command_states_its_warnings(command, weak_store, flat_store, tmp_path):
+    from_json, from_text = _warned(command, weak_store, tmp_path)
+    assert from_json == from_text
+    unfinished, few, falls = from_json[:3]
+    fate = "their fits use only the steps written so far" if command == "decay" else "left out"
+    assert unfinished.startswith("1 run of 9 is unfinished (1 running): ") and fate in unfinished
+    assert few.startswith("n = 300 has 2 finished runs (< 3)")
+    assert falls.startswith("mean test accuracy is not monotone in n: it falls from 0.950")
+    assert "at n = 300" in falls
+    if command in ("regimes", "cds", "plot"):  # they estimate the CDS: its runs agree exactly
+        assert len(from_json) == 4
+        assert from_json[3].startswith("the curve estimate of the CDS is not estimable")
+    else:
+        assert len(from_json) == 3
+    # a store without any of these problems: no warning, in either form
+    assert _warned(command, flat_store, tmp_path) == ([], [])
+
+
+def test_cds_by_model_names_the_model_of_each_warning(weak_store):
+    data = json.loads(_cli("cds", weak_store, "--by", "seed", "--json", "--resamples", "50").stdout)
+    # per seed ('model'): one run per size; seed 2 has no finished run at n = 300
+    assert data["warnings"][0].startswith("1 run of 9 is unfinished")
+    assert "seed = 2: n = 300 has 0 finished runs (< 3)" in " ".join(data["warnings"])
+    assert data["attrs"]["warnings"] == data["warnings"]

@@ -122,3 +122,24 @@ def test_modelwise_results_on_the_runner_store(runner_store):
     result = est.fit(ds).result_
     assert result.n_runs.values.tolist() == [4, 4, 4]
     assert result.attrs["by"] == "width" and result.attrs["n_resamples"] == 200
+
+
+def test_warnings_are_noted_under_the_plot_which_keeps_its_size(tmp_path):
+    from cdsanalysis.plots.common import COLUMN_WIDTH, annotate_warnings, figure, save_figure
+
+    fig, ax = figure(COLUMN_WIDTH, 2.5)
+    ax.plot([1, 2], [0, 1])
+    annotate_warnings(fig, [])  # nothing to say: the figure is unchanged
+    assert fig.get_figheight() == 2.5 and not fig.texts
+    warning = "n = 400 has 2 finished runs (< 3): intervals there rest on too few runs; add seeds"
+    annotate_warnings(fig, [warning, "mean test accuracy is not monotone in n: " + "x " * 60])
+    assert fig.get_figheight() > 2.5
+    (note,) = fig.texts
+    text = note.get_text()
+    assert text.startswith("Warning: n = 400 has 2") and text.count("Warning: ") == 2
+    assert all(len(line) < 100 for line in text.splitlines())  # wrapped to the figure's width
+    fig.canvas.draw()
+    # the axes (with their tick labels) stay above the note
+    note_top = note.get_window_extent().y1
+    assert ax.get_tightbbox().y0 > note_top
+    assert all(p.stat().st_size > 0 for p in save_figure(fig, tmp_path / "noted"))

@@ -130,7 +130,7 @@ def test_data_sizes_on_three_regime_store(three_regime_ds):
     assert np.isnan(sizes.final_test_accuracy_mean.values[5])
 
 
-def test_majority_and_ties(make_store, curves):
+def test_a_size_is_mixed_unless_its_done_runs_agree(make_store, curves):
     ds = make_store(
         {
             (100, 0): curves.run(STEPS, 21, None),  # insufficiency
@@ -139,11 +139,21 @@ def test_majority_and_ties(make_store, curves):
             (200, 0): curves.run(STEPS, 21, 101),  # sufficiency
             (200, 1): curves.run(STEPS, 21, 31),  # surplus
             (200, 2): curves.with_state(curves.run(STEPS, 21, 31), "failed"),
+            (300, 0): curves.run(STEPS, 21, 31),  # surplus
+            (300, 1): curves.run(STEPS, 21, 41),  # surplus
+            (300, 2): curves.with_state(curves.run(STEPS, 21, 31), "running", 50),
         },
         STEPS,
     )
     sizes = classify_data_sizes(classify_runs(ds, LAST_VALUE), n_resamples=50)
-    # n = 200: one sufficiency, one surplus: the tie goes to the longer delay
-    assert sizes.regime.values.tolist() == ["sufficiency", "sufficiency"]
-    np.testing.assert_allclose(sizes.agreement.values, [2 / 3, 1 / 2])
-    assert sizes.n_done.values.tolist() == [3, 2]
+    # no majority names a winner (2 of 3 at n = 100); the unfinished runs do not count
+    assert sizes.regime.values.tolist() == ["mixed", "mixed", "surplus"]
+    assert sizes.regime_name.values.tolist() == [
+        "insufficiency",
+        "sufficiency",
+        "surplus",
+        "undetermined",
+    ]
+    assert sizes.regime_count.values.tolist() == [[1, 2, 0, 0], [0, 1, 1, 0], [0, 0, 2, 0]]
+    np.testing.assert_allclose(sizes.agreement.values, [2 / 3, 1 / 2, 1])
+    assert sizes.n_done.values.tolist() == [3, 2, 2]
