@@ -14,6 +14,7 @@ from cdsanalysis.aggregate import aggregate_label
 from cdsanalysis.cds import as_strings, estimate_cds, json_number
 from cdsanalysis.regimes import classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.survival import time_to_grok
 
 REPORT_KIND = "cds-regimes-report"
 #: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
@@ -54,7 +55,29 @@ def _runs_rows(runs: xr.Dataset) -> list[dict[str, Any]]:
     return rows
 
 
-def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
+def time_to_grok_entry(grok: xr.Dataset, index: Any) -> dict[str, Any]:
+    """The JSON object of one size (and threshold) of a :mod:`cdsanalysis.survival` result
+    with the grok names (``index``: a position in its ``grok[...].values``)."""
+
+    def get(name: str) -> Any:
+        return grok[name].values[index].item()
+
+    median = get("grok_median_steps")
+    return {
+        "median_steps": median,
+        "median_low": get("grok_median_low"),
+        "median_high": get("grok_median_high"),
+        "median_censored": bool(np.isinf(median)),
+        "followup_steps": get("followup_steps"),
+        "n_runs": get("n_runs"),
+        "n_grokked": get("n_grokked"),
+        "grokked_fraction": get("grokked_fraction"),
+        "grokked_fraction_low": get("grokked_fraction_low"),
+        "grokked_fraction_high": get("grokked_fraction_high"),
+    }
+
+
+def _sizes_rows(sizes: xr.Dataset, grok: xr.Dataset) -> list[dict[str, Any]]:
     rows = []
     for i in range(sizes.sizes["n_samples"]):
 
@@ -76,6 +99,7 @@ def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
             "high": get("final_test_accuracy_high"),
             "n": get("final_test_accuracy_n"),
         }
+        row["time_to_grok"] = time_to_grok_entry(grok, i)
         rows.append(row)
     return rows
 
@@ -103,13 +127,18 @@ def regimes_report(
         ``version``, ``store`` (grid name, run counts by status), ``settings``
         (:meth:`AnalysisSettings.to_dict`), ``cds`` (:meth:`CDSResult.to_dict` less its
         settings), ``data_sizes`` (one row per ``n``, see
-        :func:`~cdsanalysis.regimes.classify_data_sizes`) and ``runs`` (one row per run, see
+        :func:`~cdsanalysis.regimes.classify_data_sizes`, with a ``time_to_grok`` object: the
+        Kaplan-Meier median generalisation step with its interval and whether it is censored,
+        ``followup_steps``, and the fraction of done runs that generalised with its binomial
+        interval, see :mod:`cdsanalysis.survival`) and ``runs`` (one row per run, see
         :func:`~cdsanalysis.regimes.classify_runs`). Steps are in steps (store convention),
         accuracies are fractions, data sizes are in samples.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     runs = classify_runs(ds, settings)
     sizes = classify_data_sizes(runs, settings)
+    # The regimes are per n_samples, whatever the CDS's size coordinate.
+    grok = time_to_grok(runs, settings.replace(size_coord="n_samples"))
     # final_accuracy: already computed, so the store is read once.
     cds = estimate_cds(ds, settings, final_accuracy=runs["final_test_accuracy"]).to_dict()
     del cds["settings"]  # stated once, at the top of the report
@@ -125,7 +154,7 @@ def regimes_report(
         },
         "settings": settings.to_dict(),
         "cds": cds,
-        "data_sizes": _sizes_rows(sizes),
+        "data_sizes": _sizes_rows(sizes, grok),
         "runs": _runs_rows(runs),
     }
     return _jsonable(report)
@@ -172,6 +201,27 @@ def _step_cell(stats: dict[str, Any], n_done: int) -> str:
         return f"- ({reached}/{n_done})"
     low, high = _fmt_step(stats["min"]), _fmt_step(stats["max"])
     return f"{_fmt_step(stats['median'])} [{low}-{high}] ({reached}/{n_done})"
+
+
+def time_to_grok_cell(entry: dict[str, Any]) -> str:
+    """``median [low, high]`` of a :func:`time_to_grok_entry`; ``> followup [low, high]`` when
+    the median is censored (not reached within the steps observed); ``-`` without done runs.
+    An undefined bound is ``-``, an open one ``inf``."""
+    if int(entry["n_runs"]) == 0:
+        return "-"
+    bounds = f"[{_fmt_step(entry['median_low'])}, {_fmt_step(entry['median_high'])}]"
+    if entry["median_censored"]:
+        return f"> {_fmt_step(entry['followup_steps'])} {bounds}"
+    return f"{_fmt_step(entry['median_steps'])} {bounds}"
+
+
+def grokked_cell(entry: dict[str, Any]) -> str:
+    """``k/N [low, high]``: runs that generalised, with the binomial interval of the fraction."""
+    counts = f"{entry['n_grokked']}/{entry['n_runs']}"
+    if int(entry["n_runs"]) == 0:
+        return counts
+    low, high = _fmt_acc(entry["grokked_fraction_low"]), _fmt_acc(entry["grokked_fraction_high"])
+    return f"{counts} [{low}, {high}]"
 
 
 def _regime_cell(row: dict[str, Any]) -> str:
@@ -229,9 +279,11 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     """Render a :func:`regimes_report` dictionary as an aligned plain-text table.
 
     One row per data size ``n``: runs (done/all), majority regime (agreeing/done runs),
-    memorisation and generalisation steps as median [min-max] (reached/done), and the mean
-    final test accuracy with its bootstrap interval. Below the table: the CDS line, the rules
-    in words, and every setting used. Works on the dictionary after a
+    memorisation and generalisation steps as median [min-max] (reached/done), the mean
+    final test accuracy with its bootstrap interval, the Kaplan-Meier median generalisation
+    step with its interval (``> S`` when censored: not reached within the S steps observed) and
+    the runs that generalised (k/N with a binomial interval of the fraction). Below the table:
+    the CDS line, the rules in words, and every setting used. Works on the dictionary after a
     ``json.dumps``/``json.loads`` round trip as well.
     """
     confidence = report["settings"]["confidence"]
@@ -243,6 +295,8 @@ def render_regimes_table(report: dict[str, Any]) -> str:
         ("memorisation step", "median [min-max] (reached)"),
         ("generalisation step", "median [min-max] (reached)"),
         (f"{label} test accuracy", f"mean [{confidence:.0%} interval]"),
+        ("time to grok (KM)", f"median [{confidence:.0%} interval]"),
+        ("grokked", f"k/N [{confidence:.0%} {report['settings']['fraction_ci_method']}]"),
     ]
     rows = []
     for row in report["data_sizes"]:
@@ -254,6 +308,8 @@ def render_regimes_table(report: dict[str, Any]) -> str:
                 _step_cell(row["memorisation_step"], int(row["n_done"])),
                 _step_cell(row["generalisation_step"], int(row["n_done"])),
                 _acc_cell(row["final_test_accuracy"]),
+                time_to_grok_cell(row["time_to_grok"]),
+                grokked_cell(row["time_to_grok"]),
             ]
         )
     widths = [max(len(h[0]), len(h[1]), *(len(r[j]) for r in rows)) for j, h in enumerate(headers)]
