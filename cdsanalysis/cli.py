@@ -47,7 +47,13 @@ from cdsanalysis.notices import (
     warnings_of,
 )
 from cdsanalysis.plots.kinds import KINDS
-from cdsanalysis.report import regimes_report, render_regimes_table, settings_lines
+from cdsanalysis.regimes import classify_runs
+from cdsanalysis.report import (
+    regimes_report,
+    render_regimes_table,
+    settings_lines,
+    time_to_grok_cell,
+)
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.stepwise import DEFAULT_METRIC, DEFAULT_THRESHOLDS
 from cdsanalysis.store import open_runs
@@ -130,18 +136,19 @@ def validate(
 _OPTION_NAMES = {"n_resamples": "--resamples"}
 _BOOTSTRAP = ("n_resamples", "confidence", "seed")
 _EVENTS = ("smoothing", "smoothing_width", "sustain")
+_SURVIVAL = ("km_ci_method", "fraction_ci_method")
 #: The AnalysisSettings fields each command offers as options.
 REGIMES_OPTIONS = (
     *("eps", "memorisation_threshold", "aggregate", "last_k", *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
-    *("chance_accuracy", "curve_sizes_per_side", "allow_varying", *_BOOTSTRAP),
+    *("chance_accuracy", "curve_sizes_per_side", "allow_varying", *_BOOTSTRAP, *_SURVIVAL),
 )
 CDS_OPTIONS = (
     *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "curve_sizes_per_side"),
     *("require_all_larger", "allow_varying", *_BOOTSTRAP),
 )
 DECAY_OPTIONS = ("eps", "memorisation_threshold", *_BOOTSTRAP)
-STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP)
+STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP, *_SURVIVAL)
 
 
 def _cli_type(hint: Any) -> Any:
@@ -427,12 +434,38 @@ def stepwise(
         rows.append(row)
     headers = [size_coord] + [f"{t:g}" for t in by_size["threshold"].values]
     text = render_table(headers, rows)
+    km_rows = [
+        [fmt(size)] + [_km_cell(by_size, i, j) for j in range(by_size.sizes["threshold"])]
+        for i, size in enumerate(by_size[size_coord].values)
+    ]
     text += (
         f"\n\nfirst step with {metric} >= threshold: median [min-max] (reached/done runs); "
         "never reached = '-', not 0"
+        f"\n\n{render_table(headers, km_rows)}"
+        f"\n\nsteps to reach the threshold as censored data: Kaplan-Meier median "
+        f"[{settings.confidence:.0%} interval] (reached/done runs), runs that never reached it "
+        "censored at their last step; '> S' = median not reached within the S steps observed; "
+        "bounds: '-' undefined (too few runs), 'inf' open"
         f"\n{_settings_text(by_size.attrs)}"
     )
     return _with_warnings(data, text, warnings_of(by_size))
+
+
+def _km_cell(by_size: xr.Dataset, i: int, j: int) -> str:
+    """A Kaplan-Meier cell of the step-wise table (see :func:`time_to_grok_cell`)."""
+
+    def get(name: str) -> Any:
+        return by_size[f"km_{name}"].values[i, j].item()
+
+    entry = {
+        "n_runs": get("n_runs"),
+        "median_steps": get("median_steps"),
+        "median_low": get("median_low"),
+        "median_high": get("median_high"),
+        "median_censored": bool(np.isinf(get("median_steps"))),
+        "followup_steps": get("followup_steps"),
+    }
+    return f"{time_to_grok_cell(entry)} ({get('n_events')}/{get('n_runs')})"
 
 
 @app.command()
@@ -448,7 +481,8 @@ def plot(
     as_json: JsonOpt = False,
     settings: AnalysisSettings = DEFAULTS,
 ) -> None:
-    """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram or cds."""
+    """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram, cds or
+    survival."""
     if kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
@@ -458,6 +492,7 @@ def plot(
     from cdsanalysis.plots import histogram as p_hist
     from cdsanalysis.plots import landscape as p_land
     from cdsanalysis.plots import stepwise as p_step
+    from cdsanalysis.plots import survival as p_surv
     from cdsanalysis.plots import trend as p_trend
     from cdsanalysis.plots.common import annotate_warnings, save_figure
 
@@ -477,6 +512,8 @@ def plot(
             fig = p_trend.plot_trend(accuracy_trend(ds, by, settings))
         elif kind == "histogram":
             fig = p_hist.plot_histogram(ds, group, run)
+        elif kind == "survival":
+            fig = p_surv.plot_survival(classify_runs(ds, settings), settings)
         else:
             curve = cds_curve(ds, settings)
             warnings = merge_warnings(warnings, warnings_of(curve))

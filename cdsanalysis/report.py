@@ -18,6 +18,7 @@ from cdsanalysis.data_warnings import regime_breakdown
 from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines, warnings_of
 from cdsanalysis.regimes import MIXED, classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.survival import time_to_grok
 
 REPORT_KIND = "cds-regimes-report"
 #: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
@@ -70,7 +71,29 @@ def _regime_counts(sizes: xr.Dataset, i: int) -> dict[str, int]:
     return {str(name): int(k) for name, k in pairs if k}
 
 
-def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
+def time_to_grok_entry(grok: xr.Dataset, index: Any) -> dict[str, Any]:
+    """The JSON object of one size (and threshold) of a :mod:`cdsanalysis.survival` result
+    with the grok names (``index``: a position in its ``grok[...].values``)."""
+
+    def get(name: str) -> Any:
+        return grok[name].values[index].item()
+
+    median = get("grok_median_steps")
+    return {
+        "median_steps": median,
+        "median_low": get("grok_median_low"),
+        "median_high": get("grok_median_high"),
+        "median_censored": bool(np.isinf(median)),
+        "followup_steps": get("followup_steps"),
+        "n_runs": get("n_runs"),
+        "n_grokked": get("n_grokked"),
+        "grokked_fraction": get("grokked_fraction"),
+        "grokked_fraction_low": get("grokked_fraction_low"),
+        "grokked_fraction_high": get("grokked_fraction_high"),
+    }
+
+
+def _sizes_rows(sizes: xr.Dataset, grok: xr.Dataset) -> list[dict[str, Any]]:
     rows = []
     for i in range(sizes.sizes["n_samples"]):
 
@@ -93,6 +116,7 @@ def _sizes_rows(sizes: xr.Dataset) -> list[dict[str, Any]]:
             "high": get("final_test_accuracy_high"),
             "n": get("final_test_accuracy_n"),
         }
+        row["time_to_grok"] = time_to_grok_entry(grok, i)
         rows.append(row)
     return rows
 
@@ -120,7 +144,10 @@ def regimes_report(
         ``version``, ``store`` (grid name, run counts by status), ``settings``
         (:meth:`AnalysisSettings.to_dict`), ``cds`` (:meth:`CDSResult.to_dict` less its
         settings), ``data_sizes`` (one row per ``n``, see
-        :func:`~cdsanalysis.regimes.classify_data_sizes`) and ``runs`` (one row per run, see
+        :func:`~cdsanalysis.regimes.classify_data_sizes`, with a ``time_to_grok`` object: the
+        Kaplan-Meier median generalisation step with its interval and whether it is censored,
+        ``followup_steps``, and the fraction of done runs that generalised with its binomial
+        interval, see :mod:`cdsanalysis.survival`), ``runs`` (one row per run, see
         :func:`~cdsanalysis.regimes.classify_runs`) and ``warnings`` (sentences, see
         :mod:`cdsanalysis.data_warnings`). Steps are in steps (store convention), accuracies are
         fractions, data sizes are in samples.
@@ -128,6 +155,8 @@ def regimes_report(
     settings = AnalysisSettings.resolve(settings, **overrides)
     runs = classify_runs(ds, settings)
     sizes = classify_data_sizes(runs, settings)
+    # The regimes are per n_samples, whatever the CDS's size coordinate.
+    grok = time_to_grok(runs, settings.replace(size_coord="n_samples"))
     # final_accuracy: already computed, so the store is read once.
     cds = cds_summary(cds_curve(ds, settings, final_accuracy=runs["final_test_accuracy"]))
     status = as_strings(ds["status"].values)
@@ -142,7 +171,7 @@ def regimes_report(
         },
         "settings": settings.to_dict(),
         "cds": cds,
-        "data_sizes": _sizes_rows(sizes),
+        "data_sizes": _sizes_rows(sizes, grok),
         "runs": _runs_rows(runs),
         WARNINGS_KEY: merge_warnings(warnings_of(sizes), cds_warnings(cds)),
     }
@@ -192,6 +221,27 @@ def _step_cell(stats: dict[str, Any], n_done: int) -> str:
     return f"{_fmt_step(stats['median'])} [{low}-{high}] ({reached}/{n_done})"
 
 
+def time_to_grok_cell(entry: dict[str, Any]) -> str:
+    """``median [low, high]`` of a :func:`time_to_grok_entry`; ``> followup [low, high]`` when
+    the median is censored (not reached within the steps observed); ``-`` without done runs.
+    An undefined bound is ``-``, an open one ``inf``."""
+    if int(entry["n_runs"]) == 0:
+        return "-"
+    bounds = f"[{_fmt_step(entry['median_low'])}, {_fmt_step(entry['median_high'])}]"
+    if entry["median_censored"]:
+        return f"> {_fmt_step(entry['followup_steps'])} {bounds}"
+    return f"{_fmt_step(entry['median_steps'])} {bounds}"
+
+
+def grokked_cell(entry: dict[str, Any]) -> str:
+    """``k/N [low, high]``: runs that generalised, with the binomial interval of the fraction."""
+    counts = f"{entry['n_grokked']}/{entry['n_runs']}"
+    if int(entry["n_runs"]) == 0:
+        return counts
+    low, high = _fmt_acc(entry["grokked_fraction_low"]), _fmt_acc(entry["grokked_fraction_high"])
+    return f"{counts} [{low}, {high}]"
+
+
 def _regime_cell(row: dict[str, Any]) -> str:
     n_done = int(row["n_done"])
     if n_done == 0:
@@ -236,11 +286,14 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     """Render a :func:`regimes_report` dictionary as an aligned plain-text table.
 
     One row per data size ``n``: runs (done/all), regime (agreeing/done runs; for a mixed size
-    the breakdown, "mixed: 1/2 insufficiency, 1/2 undetermined"),
-    memorisation and generalisation steps as median [min-max] (reached/done), and the mean
-    final test accuracy with its bootstrap interval. Below the table: the CDS line, the rules
-    in words, every setting used, and one ``Warning: ...`` line per warning. Works on the
-    dictionary after a ``json.dumps``/``json.loads`` round trip as well.
+    the breakdown, "mixed: 1/2 insufficiency, 1/2 undetermined"), memorisation and
+    generalisation steps as median [min-max] (reached/done), the mean final test accuracy
+    with its bootstrap interval, the Kaplan-Meier median generalisation step with its
+    interval (``> S`` when censored: not reached within the S steps observed) and the runs
+    that generalised (k/N with a binomial interval of the fraction). Below the table: the
+    CDS lines (grid bracket, curve estimate), the rules in words, every setting used, and
+    one ``Warning: ...`` line per warning. Works on the dictionary after a
+    ``json.dumps``/``json.loads`` round trip as well.
     """
     confidence = report["settings"]["confidence"]
     label = aggregate_label(report["settings"]["aggregate"], report["settings"]["last_k"])
@@ -251,6 +304,8 @@ def render_regimes_table(report: dict[str, Any]) -> str:
         ("memorisation step", "median [min-max] (reached)"),
         ("generalisation step", "median [min-max] (reached)"),
         (f"{label} test accuracy", f"mean [{confidence:.0%} interval]"),
+        ("time to grok (KM)", f"median [{confidence:.0%} interval]"),
+        ("grokked", f"k/N [{confidence:.0%} {report['settings']['fraction_ci_method']}]"),
     ]
     rows = []
     for row in report["data_sizes"]:
@@ -262,6 +317,8 @@ def render_regimes_table(report: dict[str, Any]) -> str:
                 _step_cell(row["memorisation_step"], int(row["n_done"])),
                 _step_cell(row["generalisation_step"], int(row["n_done"])),
                 _acc_cell(row["final_test_accuracy"]),
+                time_to_grok_cell(row["time_to_grok"]),
+                grokked_cell(row["time_to_grok"]),
             ]
         )
     widths = [max(len(h[0]), len(h[1]), *(len(r[j]) for r in rows)) for j, h in enumerate(headers)]

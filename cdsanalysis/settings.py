@@ -33,6 +33,13 @@ WINDOWED = ("mean_last", "median_last")
 Smoothing = Literal["none", "ema", "gaussian"]
 SMOOTHINGS: tuple[str, ...] = get_args(Smoothing)
 
+#: Transforms of the Kaplan-Meier median's interval (statsmodels ``SurvfuncRight.quantile_ci``).
+KMCIMethod = Literal["cloglog", "linear", "log", "logit", "asinsqrt"]
+KM_CI_METHODS: tuple[str, ...] = get_args(KMCIMethod)
+#: Binomial intervals of a fraction of runs (:mod:`cdsanalysis.survival`).
+FractionCIMethod = Literal["clopper-pearson", "wilson"]
+FRACTION_CI_METHODS: tuple[str, ...] = get_args(FractionCIMethod)
+
 #: Run coordinates that measure the data size (either may be the ``size_coord``; the other one
 #: is then derived from it, so neither counts as a second configuration axis).
 SIZE_COORDS = ("n_samples", "data_fraction")
@@ -231,6 +238,15 @@ class AnalysisSettings(SettingsBase):
         Central coverage of every interval, in (0, 1). Default ``0.9``.
     seed
         Seed of the bootstrap generator (same data and seed: same intervals). Default ``0``.
+    km_ci_method
+        Transform of the Kaplan-Meier survival curve under which the interval of the median
+        time to generalise is found by inverting z-tests (Brookmeyer-Crowley, as SAS; see
+        :mod:`cdsanalysis.survival`): ``"cloglog"``, ``"linear"``, ``"log"``, ``"logit"`` or
+        ``"asinsqrt"``. Default ``'cloglog'``.
+    fraction_ci_method
+        Binomial interval of the fraction of runs that generalised: ``"clopper-pearson"``
+        (exact, conservative, defined at 0 and N of N) or ``"wilson"`` (score interval, closer
+        to nominal coverage on average). Default ``'clopper-pearson'``.
     """
 
     eps: float = 0.9
@@ -250,6 +266,8 @@ class AnalysisSettings(SettingsBase):
     n_resamples: int = 2000
     confidence: float = 0.9
     seed: int = 0
+    km_ci_method: KMCIMethod = "cloglog"
+    fraction_ci_method: FractionCIMethod = "clopper-pearson"
 
     def __post_init__(self) -> None:
         # Frozen: normalised values are set with object.__setattr__.
@@ -286,6 +304,15 @@ class AnalysisSettings(SettingsBase):
         _fraction("confidence", self.confidence, high_open=True)
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.km_ci_method not in KM_CI_METHODS:
+            raise ValueError(
+                f"km_ci_method must be one of {list(KM_CI_METHODS)}, got {self.km_ci_method!r}"
+            )
+        if self.fraction_ci_method not in FRACTION_CI_METHODS:
+            raise ValueError(
+                f"fraction_ci_method must be one of {list(FRACTION_CI_METHODS)}, "
+                f"got {self.fraction_ci_method!r}"
+            )
 
     @classmethod
     def resolve(cls, settings: AnalysisSettings | None, **overrides: Any) -> AnalysisSettings:

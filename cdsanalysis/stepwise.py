@@ -25,6 +25,7 @@ from cdsanalysis.cds import (
 from cdsanalysis.events import first_step_sustained
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
+from cdsanalysis.survival import kaplan_meier_by_size
 
 #: The paper's sample-wise thresholds: 0.1, 0.2, ..., 0.9 (fractions).
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 2) for k in range(1, 10))
@@ -126,8 +127,14 @@ def stepwise_by_size(
         Over ``(size_coord, threshold)``: ``n_runs`` (runs used), ``n_reached`` (of them, runs
         that reached the threshold), ``median_step``, ``min_step``, ``max_step``,
         ``mean_step`` and its bootstrap interval ``mean_step_low`` / ``mean_step_high``
-        (steps, over the runs that reached it; NaN when none did). ``attrs`` echo the
-        settings and ``metric``.
+        (steps, over the runs that reached it; NaN when none did); and the time to reach each
+        threshold as censored data (:func:`cdsanalysis.survival.kaplan_meier_by_size`, over the
+        done runs whatever ``only_done``, runs that never reached it censored at their last
+        step), its variables prefixed ``km_``: ``km_n_runs``, ``km_n_events``,
+        ``km_median_steps`` (inf = censored beyond ``km_followup_steps``), ``km_median_low``,
+        ``km_median_high``, ``km_followup_steps``, ``km_event_fraction`` and its binomial
+        interval ``km_event_fraction_low`` / ``_high``. ``attrs`` echo the settings and
+        ``metric``.
     """
     if settings is None:
         settings = AnalysisSettings.from_attrs(first_step.attrs)
@@ -184,6 +191,8 @@ def stepwise_by_size(
         },
         coords={size_coord: labels, "threshold": thresholds},
     )
+    km = kaplan_meier_by_size(runs, settings)  # same sizes as above
+    out = out.merge(km.rename({name: f"km_{name}" for name in km.data_vars}))
     out.attrs = {
         "metric": first_step.attrs.get("metric", ""),
         **settings.as_attrs(),

@@ -195,10 +195,16 @@ def test_stepwise_json_counts_and_steps_per_size(ramp_store):
 def test_stepwise_text_cells_and_settings(ramp_store):
     args = ("stepwise", ramp_store, "--thresholds", "0.5,0.9", "--sustain", "2")
     text = _cli(*args, "--resamples", "200").stdout
-    rows = {int(line.split()[0]): line for line in text.splitlines() if re.match(r"\d+ ", line)}
+    lines = [line for line in text.splitlines() if re.match(r"\d+ ", line)]
+    # Two tables: the steps of the runs that reached a threshold, then the Kaplan-Meier medians.
+    rows = {int(line.split()[0]): line for line in lines[:2]}
+    km_rows = {int(line.split()[0]): line for line in lines[2:]}
     # sustain 2: the event is the first of two evaluations in a row at or above the threshold
     # (the ramp only rises, so the same steps)
     assert "31 [31-31] (2/2)" in rows[100] and "- (0/2)" in rows[100]
+    # Both runs at 31: the median is 31, its interval undefined with two runs; 0.9 is never
+    # reached within the 80 steps: censored, no number beyond the data.
+    assert "31 [-, -] (2/2)" in km_rows[100] and "> 80 [-, -] (0/2)" in km_rows[100]
     assert "21 [21-21] (2/2)" in rows[200] and "31 [31-31] (2/2)" in rows[200]
     assert "never reached = '-', not 0" in text
     assert "sustain=2," in _settings(text) and "n_resamples=200," in _settings(text)

@@ -60,6 +60,7 @@ OPTIONS = {
     "trend": ["--aggregate", "mean_last", "--last-k", "5"],
     "histogram": ["--group", "mlp", "--run", "1"],
     "cds": ["--where", "width=64", "--eps", "0.5", "--aggregate", "mean_last", "--last-k", "5"],
+    "survival": ["--where", "width=64", "--eps", "0.5"],
 }
 
 

@@ -38,6 +38,8 @@ CHANGED = AnalysisSettings(
     n_resamples=150,
     confidence=0.8,
     seed=7,
+    km_ci_method="linear",
+    fraction_ci_method="wilson",
 )
 
 
@@ -77,6 +79,8 @@ def test_every_field_is_documented_once_with_its_default(cls):
         ("n_resamples", 0),
         ("confidence", 1.0),
         ("seed", 1.5),
+        ("km_ci_method", "greenwood"),
+        ("fraction_ci_method", "wald"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(field, bad):
