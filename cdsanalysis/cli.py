@@ -109,7 +109,7 @@ _BOOTSTRAP = ("n_resamples", "confidence", "seed")
 _EVENTS = ("smoothing", "smoothing_width", "sustain")
 #: The AnalysisSettings fields each command offers as options.
 REGIMES_OPTIONS = (
-    *("eps", "memorisation_threshold", "aggregate", "last_k", *_EVENTS),
+    *("eps", "memorisation_threshold", "minibatch_sustain", "aggregate", "last_k", *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
     *("allow_varying", *_BOOTSTRAP),
 )
@@ -117,7 +117,7 @@ CDS_OPTIONS = (
     *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "require_all_larger"),
     *("allow_varying", *_BOOTSTRAP),
 )
-DECAY_OPTIONS = ("eps", "memorisation_threshold", *_BOOTSTRAP)
+DECAY_OPTIONS = ("eps", "memorisation_threshold", "minibatch_sustain", *_BOOTSTRAP)
 STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP)
 
 
