@@ -15,6 +15,12 @@ import numpy as np
 import xarray as xr
 
 from cdsanalysis.aggregate import at_precision
+from cdsanalysis.events import (
+    memorisation_curve,
+    memorisation_source,
+    memorisation_sustain,
+    sustained_first_steps,
+)
 from cdsanalysis.settings import AnalysisSettings
 
 #: Runs per block: 64 runs x 100,000 steps of float32 is 25 MB per metric.
@@ -61,28 +67,38 @@ def run_events(
         ``test_accuracy`` over ``(run, step)``).
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings`: ``memorisation_threshold`` and ``eps``
-        (train / test accuracy to reach, compared ``>=`` at storage precision), ``aggregate``
-        and ``last_k`` (reduction of the test curve, as
-        :func:`cdsanalysis.aggregate.aggregate_curve`).
+        (train / test accuracy to reach, compared ``>=`` at storage precision),
+        ``minibatch_sustain`` (a minibatch run without ``train_set_accuracy``, see
+        :mod:`cdsanalysis.events`), ``aggregate`` and ``last_k`` (reduction of the test curve,
+        as :func:`cdsanalysis.aggregate.aggregate_curve`).
     block_runs
         Runs read at a time (memory: ``2 * block_runs * steps * 4`` bytes).
 
     Returns
     -------
     xarray.Dataset
-        ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never) and
-        ``final_test_accuracy`` (float64 fraction) over ``run``, with the run coordinates.
+        ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never),
+        ``final_test_accuracy`` (float64 fraction) and ``memorisation_source`` (str) over
+        ``run``, with the run coordinates.
     """
-    train = ds["train_accuracy"].transpose("run", "step")
+    source = memorisation_source(ds)
+    sustain = memorisation_sustain(source, 1, settings.minibatch_sustain)
     test = ds["test_accuracy"].transpose("run", "step")
     steps = np.asarray(ds["step"].values, dtype=np.float64)
-    mem_limit = at_precision(settings.memorisation_threshold, train.dtype)
+    mem_limit = at_precision(settings.memorisation_threshold, ds["train_accuracy"].dtype)
     gen_limit = at_precision(settings.eps, test.dtype)
     n_runs = ds.sizes["run"]
     mem, gen, final = (np.full(n_runs, np.nan) for _ in range(3))
     for lo in range(0, n_runs, block_runs):
         hi = min(lo + block_runs, n_runs)
-        mem[lo:hi] = first_steps(_block(train, lo, hi), steps, mem_limit)
+        rows = slice(lo, hi)
+        train_block = np.asarray(memorisation_curve(ds.isel(run=rows), source[rows]).values)
+        mem[rows] = first_steps(train_block, steps, mem_limit)
+        sustained = np.flatnonzero(sustain[rows] > 1)
+        if sustained.size:
+            mem[lo + sustained] = sustained_first_steps(
+                train_block[sustained], steps, mem_limit, sustain[rows][sustained]
+            )
         test_block = _block(test, lo, hi)
         gen[lo:hi] = first_steps(test_block, steps, gen_limit)
         final[lo:hi] = aggregate_rows(test_block, settings.aggregate, settings.last_k)
@@ -92,6 +108,7 @@ def run_events(
             "memorisation_step": ("run", mem),
             "generalisation_step": ("run", gen),
             "final_test_accuracy": ("run", final),
+            "memorisation_source": ("run", source),
         },
         coords=coords,
     )

@@ -139,7 +139,7 @@ _EVENTS = ("smoothing", "smoothing_width", "sustain")
 _SURVIVAL = ("km_ci_method", "fraction_ci_method")
 #: The AnalysisSettings fields each command offers as options.
 REGIMES_OPTIONS = (
-    *("eps", "memorisation_threshold", "aggregate", "last_k", *_EVENTS),
+    *("eps", "memorisation_threshold", "minibatch_sustain", "aggregate", "last_k", *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
     *("chance_accuracy", "curve_sizes_per_side", "allow_varying", *_BOOTSTRAP, *_SURVIVAL),
 )
@@ -147,7 +147,7 @@ CDS_OPTIONS = (
     *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "curve_sizes_per_side"),
     *("require_all_larger", "allow_varying", *_BOOTSTRAP),
 )
-DECAY_OPTIONS = ("eps", "memorisation_threshold", *_BOOTSTRAP)
+DECAY_OPTIONS = ("eps", "memorisation_threshold", "minibatch_sustain", *_BOOTSTRAP)
 STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP, *_SURVIVAL)
 
 

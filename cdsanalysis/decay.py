@@ -210,10 +210,11 @@ def fit_decay(
         A run store (needs ``param_norm_total`` or ``param_norm``, ``train_accuracy``,
         ``test_accuracy``, and the ``lr`` / ``weight_decay`` run coordinates for the ratio).
     settings
-        :class:`~cdsanalysis.settings.AnalysisSettings`. Used here: ``memorisation_threshold``
-        and ``eps`` (the memorisation and generalisation steps: automatic window, ``w*`` and
-        the observed generalisation step), ``confidence`` (every interval), ``n_resamples`` and
-        ``seed`` (bootstrap over runs of the mean ``gamma`` and mean ratio).
+        :class:`~cdsanalysis.settings.AnalysisSettings`. Used here: ``memorisation_threshold``,
+        ``minibatch_sustain`` and ``eps`` (the memorisation and generalisation steps:
+        automatic window, ``w*`` and the observed generalisation step), ``confidence``
+        (every interval), ``n_resamples`` and ``seed`` (bootstrap over runs of the mean
+        ``gamma`` and mean ratio).
     decay
         :class:`DecaySettings`: model, window, norm, ``w*``, covariance, fewest points.
     **overrides
@@ -246,7 +247,9 @@ def fit_decay(
     events = xr.Dataset(
         {
             "norm": norms,
-            "mem": memorisation_step(ds, settings.memorisation_threshold),
+            "mem": memorisation_step(
+                ds, settings.memorisation_threshold, settings.minibatch_sustain
+            ),
             "gen": generalisation_step(ds, eps),
         }
     ).compute()

@@ -14,8 +14,13 @@ update ``k``, so step 1 is the initialisation).
   oscillating curves, ``sustain > 1`` (and/or smoothing) keeps a brief excursion above a
   threshold from counting as the event; the event step is the first step of the sustained
   stretch.
-- *memorisation step*: the first step with train accuracy ``>= memorisation_threshold`` (NaN
-  if never); the run is **memorised** when it is finite.
+- *memorisation step*: the first step with training-set accuracy ``>= memorisation_threshold``
+  (NaN if never); the run is **memorised** when it is finite. The curve is
+  ``train_set_accuracy`` where a minibatch run measured it (the whole training subset, at the
+  test cadence), else ``train_accuracy``; on a minibatch run's ``train_accuracy`` (one
+  minibatch per step, stores written before ``train_set_accuracy``) the threshold must hold for
+  ``max(sustain, minibatch_sustain)`` measurements. Each run's source is reported as
+  ``memorisation_source`` (:mod:`cdsanalysis.events`).
 - *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if never);
   *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate`` and ``last_k``
   (read off the raw, unsmoothed curve: the aggregate already chooses how spikes are treated).
@@ -77,7 +82,15 @@ from cdsanalysis.data_warnings import (
     mixed_regimes,
     unfinished_runs,
 )
-from cdsanalysis.events import first_step_sustained, generalisation_step, memorisation_step
+from cdsanalysis.events import (
+    first_step_sustained,
+    generalisation_step,
+    memorisation_curve,
+    memorisation_description,
+    memorisation_source,
+    memorisation_step,
+    memorisation_sustain,
+)
 from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
@@ -137,8 +150,8 @@ def classify_runs(
         ``test_accuracy`` and the decoded ``status`` coordinate).
     settings, **overrides
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults) and keyword
-        changes of its fields. Used here: ``memorisation_threshold``, ``eps``, ``aggregate`` /
-        ``last_k``, ``smoothing`` / ``smoothing_width``, ``sustain``,
+        changes of its fields. Used here: ``memorisation_threshold``, ``minibatch_sustain``,
+        ``eps``, ``aggregate`` / ``last_k``, ``smoothing`` / ``smoothing_width``, ``sustain``,
         ``surplus_max_delay_ratio``, ``surplus_max_delay_steps``.
     lazy
         Compute the events with the lazy xarray definitions
@@ -153,7 +166,9 @@ def classify_runs(
         Over ``run`` (with the store's run coordinates), computed (not lazy):
         ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never reached),
         ``delay_steps`` (generalisation minus memorisation step; may be negative),
-        ``final_test_accuracy`` (the aggregate, fraction) and ``regime`` (str). Steps and
+        ``final_test_accuracy`` (the aggregate, fraction), ``memorisation_source`` (the curve
+        the memorisation step was read from, :data:`~cdsanalysis.events.MEMORISATION_SOURCES`)
+        and ``regime`` (str). Steps and
         accuracies are given for every run, finished or not; only the regime depends on the
         status. ``attrs`` echo the settings.
     """
@@ -161,11 +176,14 @@ def classify_runs(
     if rules.smoothing == "none" and rules.sustain == 1 and not lazy:
         out = _blockwise_events(ds, rules)
     else:
+        source = memorisation_source(ds)
         if rules.smoothing == "none" and rules.sustain == 1:
-            mem = memorisation_step(ds, rules.memorisation_threshold)
+            mem = memorisation_step(
+                ds, rules.memorisation_threshold, rules.minibatch_sustain, source
+            )
             gen = generalisation_step(ds, rules.eps)
         else:
-            mem, gen = _robust_events(ds, rules)
+            mem, gen = _robust_events(ds, rules, source)
         final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
         final.name = "final_test_accuracy"
         final.attrs["description"] = (
@@ -174,6 +192,12 @@ def classify_runs(
         out = xr.Dataset(
             {"memorisation_step": mem, "generalisation_step": gen, "final_test_accuracy": final}
         ).compute()  # one pass over the store for all three
+        out["memorisation_source"] = ("run", source)
+    out["memorisation_source"].attrs = {
+        "description": "curve the memorisation step was read from: train_set_accuracy, "
+        "train_accuracy (full batch) or minibatch_train_accuracy (sustained rule); see "
+        "cdsanalysis.events"
+    }
     out["delay_steps"] = out["generalisation_step"] - out["memorisation_step"]
     out["delay_steps"].attrs = {
         "units": "steps",
@@ -197,17 +221,20 @@ def _blockwise_events(ds: xr.Dataset, rules: AnalysisSettings) -> xr.Dataset:
     """The unsmoothed events and aggregate of every run, read in blocks of runs, with the
     attributes the lazy definitions give them."""
     out = run_events(ds, rules)
-    for name, metric, threshold in (
-        ("memorisation_step", "train accuracy", rules.memorisation_threshold),
-        ("generalisation_step", "test accuracy", rules.eps),
-    ):
-        evaluated = "evaluated " if name == "generalisation_step" else ""
-        out[name].attrs = {
-            "units": "steps",
-            "threshold": float(threshold),
-            "description": f"first {evaluated}step with {metric} >= {threshold:g}; "
-            "NaN if never reached",
-        }
+    out["memorisation_step"].attrs = {
+        "units": "steps",
+        "threshold": float(rules.memorisation_threshold),
+        "description": memorisation_description(
+            rules.memorisation_threshold, 1, rules.minibatch_sustain
+        ),
+        "memorisation_sources": ", ".join(sorted(set(out["memorisation_source"].values))),
+    }
+    out["generalisation_step"].attrs = {
+        "units": "steps",
+        "threshold": float(rules.eps),
+        "description": f"first evaluated step with test accuracy >= {rules.eps:g}; "
+        "NaN if never reached",
+    }
     label = aggregate_label(rules.aggregate, rules.last_k)
     out["final_test_accuracy"].attrs = {
         "units": ds["test_accuracy"].attrs.get("units", ""),
@@ -219,23 +246,37 @@ def _blockwise_events(ds: xr.Dataset, rules: AnalysisSettings) -> xr.Dataset:
     return out
 
 
-def _robust_events(ds: xr.Dataset, rules: AnalysisSettings) -> tuple[xr.DataArray, xr.DataArray]:
-    """Memorisation and generalisation steps on smoothed curves with a sustain requirement."""
+def _robust_events(
+    ds: xr.Dataset, rules: AnalysisSettings, source: np.ndarray
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Memorisation and generalisation steps on smoothed curves with a sustain requirement
+    (per run for memorisation: ``memorisation_sustain``)."""
     out = []
-    for name, threshold, label in (
-        ("train_accuracy", rules.memorisation_threshold, "memorisation_step"),
-        ("test_accuracy", rules.eps, "generalisation_step"),
+    for curve, threshold, label, sustain in (
+        (
+            memorisation_curve(ds, source),
+            rules.memorisation_threshold,
+            "memorisation_step",
+            memorisation_sustain(source, rules.sustain, rules.minibatch_sustain),
+        ),
+        (ds["test_accuracy"], rules.eps, "generalisation_step", rules.sustain),
     ):
-        curve = smooth_curve(ds[name].compute(), rules.smoothing, rules.smoothing_width)
+        smoothed = smooth_curve(curve.compute(), rules.smoothing, rules.smoothing_width)
         # Smoothed curves are float64: compare at the stored (float32) precision all the same.
-        limit = at_precision(threshold, ds[name].dtype)
-        step = first_step_sustained(curve, limit, rules.sustain)
+        limit = at_precision(threshold, curve.dtype)
+        step = first_step_sustained(smoothed, limit, sustain)
         step.name = label
+        step.attrs["sustain"] = rules.sustain
+        what = "training-set accuracy" if label == "memorisation_step" else "test_accuracy"
         step.attrs["description"] = (
-            f"first step of {rules.sustain} consecutive {rules.smoothing}-smoothed {name} "
+            f"first step of {rules.sustain} consecutive {rules.smoothing}-smoothed {what} "
             f"values >= {threshold:g}; NaN if never"
         )
         out.append(step)
+    out[0].attrs["description"] = memorisation_description(
+        rules.memorisation_threshold, rules.sustain, rules.minibatch_sustain, rules.smoothing
+    )
+    out[0].attrs["memorisation_sources"] = ", ".join(sorted(set(source.tolist())))
     return out[0], out[1]
 
 

@@ -55,6 +55,8 @@ def _runs_rows(runs: xr.Dataset) -> list[dict[str, Any]]:
             "seed": int(runs["seed"].values[i]) if "seed" in runs.coords else None,
             "status": str(runs["status"].values[i]),
             "regime": str(runs["regime"].values[i]),
+            # the curve the memorisation step came from (cdsanalysis.events)
+            "memorisation_source": str(runs["memorisation_source"].values[i]),
         }
         for name in (*_STEP_VARIABLES, "final_test_accuracy"):
             row[name] = float(runs[name].values[i])

@@ -178,7 +178,9 @@ class AnalysisSettings(SettingsBase):
         ``0.9``.
     memorisation_threshold
         Train accuracy (fraction of the training subset) that counts as memorised: the
-        memorisation step is the first step at or above it. In (0, 1]. Default ``0.99``.
+        memorisation step is the first step at or above it, read off ``train_set_accuracy``
+        where a minibatch run measured it (the whole training subset, at the test cadence),
+        else off ``train_accuracy`` (see ``minibatch_sustain``). In (0, 1]. Default ``0.99``.
     aggregate
         Reduction of a run's test-accuracy curve to its final test accuracy: ``"median_last"``
         (the median of the last ``last_k`` measured values), ``"mean_last"``, ``"final"`` (the
@@ -204,6 +206,15 @@ class AnalysisSettings(SettingsBase):
         Consecutive measured values that must be at or above a threshold for it to count as
         reached (the event is the first step of that stretch); 1 = a single value. Default
         ``1``.
+    minibatch_sustain
+        Consecutive minibatch measurements of ``train_accuracy`` that must reach
+        ``memorisation_threshold`` for a minibatch run without ``train_set_accuracy`` (stores
+        written before it) to count as memorised (the larger of this and ``sustain``): one
+        minibatch at 0.99 (with a batch of 32, every sample right) comes hundreds of steps
+        before the training subset is fitted. With a batch of ``b`` samples at whole-subset
+        accuracy ``a``, a stretch of ``k`` passes with probability about ``a ** (k * b)``, so
+        the default fires near ``a = 0.99`` for ``b = 32`` and later (conservatively) for
+        larger batches. A positive integer (measurements). Default ``10``.
     surplus_max_delay_ratio
         Largest ``generalisation_step / memorisation_step`` still counted as memorising and
         generalising together (surplus); larger ratios are grokking (sufficiency).
@@ -256,6 +267,7 @@ class AnalysisSettings(SettingsBase):
     smoothing: Smoothing = "none"
     smoothing_width: float = 5.0
     sustain: int = 1
+    minibatch_sustain: int = 10
     surplus_max_delay_ratio: float = 2.0
     surplus_max_delay_steps: float = 0.0
     size_coord: str = "n_samples"
@@ -277,6 +289,11 @@ class AnalysisSettings(SettingsBase):
         check_smoothing(self.smoothing, self.smoothing_width)
         if not _is_count(self.sustain):
             raise ValueError(f"sustain must be a positive integer, got {self.sustain!r}")
+        if not _is_count(self.minibatch_sustain):
+            raise ValueError(
+                "minibatch_sustain must be a positive integer (measurements), got "
+                f"{self.minibatch_sustain!r}"
+            )
         if not self.surplus_max_delay_ratio >= 1.0:
             raise ValueError(
                 "surplus_max_delay_ratio must be >= 1 (generalising no later than memorising "

@@ -53,8 +53,7 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
     per_run = [
         name
         for name, var in ds.data_vars.items()
-        if var.dims == ("run",)
-        and schemas.role_of(name, version) in ("run_config", "run_state")
+        if var.dims == ("run",) and schemas.role_of(name, version) in ("run_config", "run_state")
     ]
     ds = ds.set_coords(per_run)
     for name in per_run:
@@ -87,13 +86,27 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
 
 
 def _with_schema_extras(ds: xr.Dataset, schema: dict) -> xr.Dataset:
-    """Per-run variables the schema marks optional (absent in stores written before they were
-    added) as their fill value, and units and descriptions on the known extra coordinates."""
+    """Variables the schema marks optional (absent in stores written before they were added)
+    as their fill value, and units and descriptions on the known extra coordinates.
+
+    An absent per-(run, step) metric (``train_set_accuracy``) becomes a lazy NaN array (never
+    measured) with the attribute ``absent``, so that readers can tell it from a stored one
+    without reading it."""
     for name, spec in schema["variables"].items():
-        if spec.get("optional", False) and spec["dims"] == ["run"] and name not in ds.variables:
+        if not spec.get("optional", False) or name in ds.variables:
+            continue
+        if spec["dims"] == ["run"]:
             fill = "" if spec["dtype"] == schemas.STRING_DTYPE else np.nan
             column = np.full(ds.sizes["run"], fill, dtype=object if fill == "" else float)
             ds = ds.assign_coords({name: ("run", column, {"description": spec["description"]})})
+        elif spec["dims"] == ["run", "step"]:
+            stand_in = xr.full_like(ds["train_loss"], np.nan, dtype=spec["dtype"])
+            stand_in.attrs = {
+                "units": spec["units"],
+                "description": spec["description"],
+                "absent": "not in this store (written before the variable existed): NaN",
+            }
+            ds[name] = stand_in
     for name, spec in schema["extra_run_coordinates"]["known"].items():
         if name in ds.coords:
             ds = _as_schema_dtype(ds, name, spec["dtype"])

@@ -7,7 +7,8 @@ loss, the accuracy rule, the test evaluation and the norm and histogram meters b
 the meters' results always carry a run axis (of 1 for one model), so
 :class:`runner.recording.StepRecord` stores both paths' measurements alike.
 
-The measurements of step k (test loss and accuracy on their cadence, per-group norms,
+The measurements of step k (test loss and accuracy on their cadence, and on the same cadence,
+for minibatch runs, the loss and accuracy on the whole training subset; per-group norms,
 histograms) see the weights just before update k. With ``StoreSettings.measure_in_background``
 (the default) the sequential trainer copies those weights into a shadow model (one fused copy, a
 few microseconds for the modular models) and goes on with update k, while a worker thread
@@ -31,8 +32,18 @@ import torch.nn.functional as F
 from runner.models.base import Classifier
 from runner.spec import PARAM_GROUPS
 
-#: Per-step scalar metrics, in buffer column order.
-SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "param_norm_total")
+#: Per-step scalar metrics, in buffer column order. ``train_set_*`` are measured on minibatch
+#: runs only (NaN otherwise: a full-batch run's ``train_*`` already cover the whole training
+#: subset), on the test cadence.
+SCALARS = (
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "param_norm_total",
+    "train_set_loss",
+    "train_set_accuracy",
+)
 
 #: Measure :attr:`StepMeasurer.target` (the weights before update ``step``) into buffer row
 #: ``row``.

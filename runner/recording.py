@@ -79,8 +79,11 @@ def load_checkpoint(
 
 #: ``checkpoint(slot, steps_done)``: the checkpoint bytes of the run in ``slot``.
 Checkpoint = Callable[[int, int], bytes]
-#: The test loss and accuracy of every run, scalars or (runs,).
+#: The test loss and accuracy of every run, scalars or (runs,) (or the same on the training
+#: subset, for ``train_set``).
 TestMetrics = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+_TRAIN_SET = (SCALARS.index("train_set_loss"), SCALARS.index("train_set_accuracy"))
 
 
 class StepRecord:
@@ -90,7 +93,9 @@ class StepRecord:
     Row ``r`` of :attr:`scalars` (rows, runs, ``SCALARS``) and :attr:`param_norm` (rows, runs,
     ``PARAM_GROUPS``) holds step ``first_step + r``; a column not measured at a step stays NaN.
     The training loop writes the train loss and accuracy (columns 0 and 1); :meth:`measure`
-    writes the rest with the meters it was given.
+    writes the rest with the meters it was given. ``train_set`` (minibatch runs) gives the loss
+    and accuracy on the whole training subset (or its fixed subset), taken on the test cadence
+    with the test metrics; without it those columns stay NaN.
     """
 
     def __init__(
@@ -104,9 +109,10 @@ class StepRecord:
         norms: NormMeter,
         histograms: HistogramMeter,
         device: torch.device,
+        train_set: TestMetrics | None = None,
     ):
         self.store, self.indices = store, list(indices)
-        self.eval_every, self.test = eval_every, test
+        self.eval_every, self.test, self.train_set = eval_every, test, train_set
         self.norms, self.histograms = norms, histograms
         runs = len(self.indices)
         self.scalars = torch.full((flush_every, runs, len(SCALARS)), float("nan"), device=device)
@@ -122,10 +128,14 @@ class StepRecord:
 
     @torch.no_grad()
     def measure(self, step: int, row: int) -> None:
-        """Test metrics (on their cadence), norms and histograms (at a histogram step) of the
-        weights before update ``step``, into row ``row``."""
+        """Test metrics and train-set metrics (on their cadence), norms and histograms (at a
+        histogram step) of the weights before update ``step``, into row ``row``."""
         if is_measured(step, self.eval_every):
             self.scalars[row, :, 2], self.scalars[row, :, 3] = self.test()
+            if self.train_set is not None:
+                loss, accuracy = self.train_set()
+                self.scalars[row, :, _TRAIN_SET[0]] = loss
+                self.scalars[row, :, _TRAIN_SET[1]] = accuracy
         self.param_norm[row], self.scalars[row, :, 4] = self.norms()
         if step in self.hist_positions:
             self.snapshots.append((step, self.hist_positions[step], *self.histograms()))
@@ -144,7 +154,11 @@ class StepRecord:
             if len(bad):  # keep the steps up to and including the first non-finite loss
                 run_rows, status = int(bad[0]) + 1, "diverged"
                 run_last = self.first_step + run_rows - 1
-            values = {name: scalars[:run_rows, slot, i] for i, name in enumerate(SCALARS)}
+            values = {
+                name: scalars[:run_rows, slot, i]
+                for i, name in enumerate(SCALARS)
+                if self.train_set is not None or i not in _TRAIN_SET  # never measured: fill
+            }
             values["param_norm"] = norms[:run_rows, slot]
             self.store.write_steps(index, self.first_step, values)
             kept = [s for s in self.snapshots if s[0] <= run_last]  # none after a divergence

@@ -17,7 +17,9 @@ Scheme 1 (stores written before scheme 2)
     ``sha256`` of the spec's full canonical JSON, defaults included, no prefix: every new field
     changed every id. Such stores carry no ``run_id_scheme`` attribute, and their ``spec_json``
     holds exactly the text that was hashed, so a scheme-1 id can always be checked against it.
-    ``runner.migrate`` re-keys them.
+    ``runner.migrate`` re-keys them. Fields added to the spec after scheme 1 was replaced
+    (:data:`FIELDS_AFTER_SCHEME_1`) were never in such a text: the scheme-1 form of a spec
+    (:func:`legacy_dump`) leaves them out while they are at their defaults.
 
 Rules that keep ids meaningful (a developer's side of the promise):
 
@@ -45,6 +47,9 @@ from pydantic_core import to_jsonable_python
 RUN_ID_SCHEME = 2
 #: Stores without a ``run_id_scheme`` attribute were written with this scheme.
 LEGACY_RUN_ID_SCHEME = 1
+#: Top-level spec fields added after the last version that wrote scheme 1: no scheme-1
+#: ``spec_json`` holds them, so the scheme-1 form of a spec omits them at their defaults.
+FIELDS_AFTER_SCHEME_1 = ("train_eval_subset",)
 #: Root attribute of a store naming the scheme of its ``run`` coordinate.
 SCHEME_ATTRIBUTE = "run_id_scheme"
 #: Hex digits of the sha256 kept as the id (48 bits: a collision is expected only beyond
@@ -73,6 +78,20 @@ def legacy_hash(full_canonical_json: str) -> str:
     return hashlib.sha256(full_canonical_json.encode()).hexdigest()[:RUN_ID_HEX_DIGITS]
 
 
+def legacy_dump(model: BaseModel) -> dict[str, Any]:
+    """The full JSON dump (defaults included) a scheme-1 version wrote for ``model``: without
+    the :data:`FIELDS_AFTER_SCHEME_1` that are at their defaults (set away from them, a spec
+    has no scheme-1 form, and keeping them keeps its scheme-1 id distinct)."""
+    dump = model.model_dump(mode="json")
+    fields = type(model).model_fields
+    for name in FIELDS_AFTER_SCHEME_1:
+        if name in fields and _same(
+            dump[name], to_jsonable_python(fields[name].get_default(call_default_factory=True))
+        ):
+            del dump[name]
+    return dump
+
+
 def is_type_tag(field: FieldInfo) -> bool:
     """Whether a field can hold one literal only (``family: Literal["gpt"]``): it names the
     spec's type and is kept in the identity even at its default."""
@@ -89,8 +108,8 @@ def without_defaults(model: BaseModel) -> dict[str, Any]:
         keep = field.is_required() or is_type_tag(field)
         if not keep and _same(to_jsonable_python(value), to_jsonable_python(default)):
             continue
-        out[name] = without_defaults(value) if isinstance(value, BaseModel) else (
-            to_jsonable_python(value)
+        out[name] = (
+            without_defaults(value) if isinstance(value, BaseModel) else (to_jsonable_python(value))
         )
     return out
 

@@ -66,8 +66,13 @@ class ModularAdditionTask(_Strict):
 
 
 TaskSpec = Annotated[ModularAdditionTask | TextClassificationTask, Field(discriminator="name")]
-TASK_NAMES = ("modular_addition", "imdb", "yelp_polarity", "natural_instructions",
-              "text_classification")
+TASK_NAMES = (
+    "modular_addition",
+    "imdb",
+    "yelp_polarity",
+    "natural_instructions",
+    "text_classification",
+)
 
 
 class OptimizerSpec(_Strict):
@@ -103,19 +108,25 @@ class NoiseSpec(_Strict):
     generator seeded by the run's seed and saved in every checkpoint (so resuming is exact)."""
 
     gradient: float = Field(
-        0.0, ge=0.0, description="std of Gaussian noise added to every gradient element before "
-        "the update, annealed as std / (1 + t)^(gradient_anneal / 2) (Neelakantan et al. 2015)"
+        0.0,
+        ge=0.0,
+        description="std of Gaussian noise added to every gradient element before "
+        "the update, annealed as std / (1 + t)^(gradient_anneal / 2) (Neelakantan et al. 2015)",
     )
     gradient_anneal: float = Field(
         0.55, ge=0.0, description="annealing exponent of the gradient-noise variance"
     )
     update: float = Field(
-        0.0, ge=0.0, description="std of Gaussian noise added to every parameter after each "
-        "update (it stays in the weights)"
+        0.0,
+        ge=0.0,
+        description="std of Gaussian noise added to every parameter after each "
+        "update (it stays in the weights)",
     )
     weight: float = Field(
-        0.0, ge=0.0, description="std of a Gaussian perturbation of the weights for the training "
-        "forward and backward pass only; removed before the update, never seen by test metrics"
+        0.0,
+        ge=0.0,
+        description="std of a Gaussian perturbation of the weights for the training "
+        "forward and backward pass only; removed before the update, never seen by test metrics",
     )
 
     @property
@@ -141,8 +152,9 @@ class InitFrom(_Strict):
     store: str | None = Field(None, min_length=1)
     run: str | None = Field(None, min_length=1)
     optimizer_state: bool = Field(
-        False, description="also restore the optimiser's state (cds-run checkpoints only); "
-        "default: a fresh optimiser, as when a new training phase starts"
+        False,
+        description="also restore the optimiser's state (cds-run checkpoints only); "
+        "default: a fresh optimiser, as when a new training phase starts",
     )
 
     @model_validator(mode="after")
@@ -164,32 +176,46 @@ class RunSpec(_Strict):
     """Everything that determines one run's numbers."""
 
     label: str = Field(
-        "", description="a name for the run's variant (grids with variants:), stored as a "
-        "coordinate for grouping; part of the run's identity"
+        "",
+        description="a name for the run's variant (grids with variants:), stored as a "
+        "coordinate for grouping; part of the run's identity",
     )
     task: TaskSpec = ModularAdditionTask()
     n_samples: PositiveInt | None = Field(
         None, description="training-subset size n (samples); or give data_fraction"
     )
     data_fraction: float | None = Field(
-        None, gt=0.0, le=1.0, description="training-subset size as a fraction of the task's "
-        "train split (rounded to the nearest sample); or give n_samples"
+        None,
+        gt=0.0,
+        le=1.0,
+        description="training-subset size as a fraction of the task's "
+        "train split (rounded to the nearest sample); or give n_samples",
     )
     seed: int = Field(0, ge=0, description="seed of the subset order and the initialisation")
     model: ModelSpec = GPTModel()
     alpha: PositiveFloat = Field(1.0, description="parameters are multiplied by alpha at init")
     alpha_scope: Literal["all", "weights"] = Field(
-        "all", description="which parameters alpha multiplies: all (the paper, LayerNorm gains "
-        "and biases included) or weights (norm layers and biases left unscaled)"
+        "all",
+        description="which parameters alpha multiplies: all (the paper, LayerNorm gains "
+        "and biases included) or weights (norm layers and biases left unscaled)",
     )
     optimizer: OptimizerSpec = OptimizerSpec()
     batch_size: PositiveInt | None = Field(
-        None, description="minibatch size (samples); none = full batch. Minibatches reshuffle "
-        "every epoch with a generator seeded by (seed, epoch)"
+        None,
+        description="minibatch size (samples); none = full batch. Minibatches reshuffle "
+        "every epoch with a generator seeded by (seed, epoch)",
+    )
+    train_eval_subset: PositiveInt | None = Field(
+        None,
+        description="minibatch runs: measure train_set_accuracy and train_set_loss (at the "
+        "test cadence) on at most this many training samples, a fixed seeded class-proportional "
+        "subset of the training subset when it is larger; None: the whole training subset. "
+        "Full-batch runs do not measure them (their train metrics are the whole training subset)",
     )
     loss: Literal["cross_entropy", "mse"] = Field(
-        "cross_entropy", description="cross-entropy, or the squared error between the softmax "
-        "and the one-hot label (seed 002)"
+        "cross_entropy",
+        description="cross-entropy, or the squared error between the softmax "
+        "and the one-hot label (seed 002)",
     )
     noise: NoiseSpec = NoiseSpec()
     init_from: InitFrom | None = None
@@ -245,11 +271,17 @@ class RunSpec(_Strict):
         """The run's id under the current scheme (``run_identity.RUN_ID_SCHEME``)."""
         return run_identity.hash_identity(self.identity_json())
 
+    def legacy_canonical_json(self) -> str:
+        """The ``spec_json`` a version of scheme 1 wrote for this spec: :meth:`canonical_json`
+        without the fields added since (``run_identity.FIELDS_AFTER_SCHEME_1``) at their
+        defaults."""
+        return run_identity.canonical(run_identity.legacy_dump(self))
+
     def legacy_run_id(self) -> str:
-        """The id scheme 1 gave this spec (the hash of :meth:`canonical_json`). Equal to the id a
-        scheme-1 store holds only while RunSpec has the fields it had then; to recognise a stored
-        run, hash its stored ``spec_json`` (``run_identity.legacy_hash``)."""
-        return run_identity.legacy_hash(self.canonical_json())
+        """The id scheme 1 gave this spec (the hash of :meth:`legacy_canonical_json`). Equal to
+        the id a scheme-1 store holds while RunSpec's other fields are those it had then; to
+        recognise a stored run, hash its stored ``spec_json`` (``run_identity.legacy_hash``)."""
+        return run_identity.legacy_hash(self.legacy_canonical_json())
 
     def train_split_size(self) -> int:
         """Samples in the task's train split (text tasks read their labels to count them)."""
@@ -266,6 +298,20 @@ class RunSpec(_Strict):
         from runner.tasks.pruning import subset_size
 
         return subset_size(self.train_split_size(), fraction=self.data_fraction)
+
+    def is_minibatch(self) -> bool:
+        """Whether a step sees a minibatch (``batch_size`` below the training-subset size)
+        rather than the whole training subset."""
+        return self.batch_size is not None and self.batch_size < self.resolved_n_samples()
+
+    def train_set_samples(self) -> int:
+        """Training samples ``train_set_accuracy`` is measured on: 0 for a full-batch run (not
+        measured), else the training-subset size capped at ``train_eval_subset``."""
+        if not self.is_minibatch():
+            return 0
+        n_samples = self.resolved_n_samples()
+        cap = self.train_eval_subset
+        return n_samples if cap is None else min(cap, n_samples)
 
     def parent_spec(self) -> RunSpec | None:
         """The parent run of ``init_from.parent`` (this spec with the parent's overrides)."""
@@ -391,8 +437,10 @@ class StoreSettings(_Strict):
     )
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
     eval_batch_size: PositiveInt = Field(
-        2048, description="samples per forward pass when evaluating the test set (memory only: "
-        "the metrics are over the whole test set or eval subset whatever this is)"
+        2048,
+        description="samples per forward pass when evaluating the test set (and a minibatch "
+        "run's training set; memory only: the metrics are over the whole set or its subset "
+        "whatever this is)",
     )
     vocab_tables: bool = Field(
         True,

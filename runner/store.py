@@ -175,7 +175,16 @@ def _write_new_store(
         "hist_step": layout.hist_steps,
         "hist_group": np.array(layout.hist_groups, dtype=object),
         "bin_edge": layout.bin_edges,
-        "spec_json": np.array([r.canonical_json() for r in runs], dtype=object),
+        # A store of scheme 1 reproduced as such a version wrote it (its ids hash this text).
+        "spec_json": np.array(
+            [
+                r.legacy_canonical_json()
+                if id_scheme == LEGACY_RUN_ID_SCHEME
+                else r.canonical_json()
+                for r in runs
+            ],
+            dtype=object,
+        ),
     }
     for name in coords[0]:
         column = [c[name] for c in coords]
@@ -279,21 +288,24 @@ class RunStore:
         self._add_optional_variables()
 
     def _add_optional_variables(self) -> None:
-        """Create the per-run variables the schema added after this store was written (each
-        starts at its fill value), so older stores take every field the runner writes."""
+        """Create the per-run and per-(run, step) variables the schema added after this store
+        was written (each starts at its fill value: NaN, never measured), so older stores take
+        every field the runner writes; one run per chunk, as everything training writes."""
         schema = schemas.load_schema()
+        sizes = {"run": len(self.run_ids), "step": self.n_steps}
         for name in schemas.optional_variables():
             spec = schema["variables"][name]
-            if name in self.root or spec["dims"] != ["run"]:
+            if name in self.root or spec["dims"] not in (["run"], ["run", "step"]):
                 continue
+            shape = tuple(sizes[d] for d in spec["dims"])
             with contextlib.suppress(zarr.errors.ContainsArrayError):  # another process won
                 self.root.create_array(
                     name,
-                    shape=(len(self.run_ids),),
-                    chunks=(1,),
+                    shape=shape,
+                    chunks=(1, *(min(n, MAX_STEP_CHUNK) for n in shape[1:])),
                     dtype=_dtype(spec["dtype"]),
                     fill_value=_fill(spec),
-                    dimension_names=["run"],
+                    dimension_names=spec["dims"],
                     attributes={"units": spec["units"], "description": spec["description"]},
                 )
 
@@ -356,8 +368,10 @@ class RunStore:
         wanted = _run_ids(runs, id_scheme)
         if wanted != self.run_ids:
             # A store of an older id scheme reaches here only when its specs are not this grid's.
-            missing = len(set(wanted) - set(self.run_ids)) if self.id_scheme == id_scheme else (
-                "all" if len(wanted) != len(self.run_ids) else "some"
+            missing = (
+                len(set(wanted) - set(self.run_ids))
+                if self.id_scheme == id_scheme
+                else ("all" if len(wanted) != len(self.run_ids) else "some")
             )
             raise StoreError(
                 f"{self.location.text} already exists and was created from a different grid "

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
-from runner.data import load_task_data
+from runner.data import load_task_data, train_set_positions
 from runner.init_from import load_initial_weights
 from runner.measuring import (
     HistogramMeter,
@@ -60,6 +61,9 @@ class RunSetup:
     train_y: torch.Tensor
     test: dict[str, torch.Tensor]
     test_y: torch.Tensor
+    # Rows train_set_accuracy is measured on (minibatch runs; None: not measured).
+    train_set: dict[str, torch.Tensor] | None
+    train_set_y: torch.Tensor | None
     n_classes: int  # logits considered for accuracy (columns 0..n_classes-1)
     initial: list[torch.Tensor] | None  # w0, kept when decay pulls towards the initialisation
     noise: torch.Generator | None  # the noise interventions' own generator
@@ -83,6 +87,14 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
     initial = None
     if spec.optimizer.decay_towards == "init" and spec.optimizer.weight_decay:
         initial = [p.detach().clone() for p in model.parameters()]
+    train, train_y = tensors(data.train_features), torch.as_tensor(data.train_labels, device=device)
+    rows = train_set_positions(spec, data.train_labels)
+    train_set, train_set_y = None, None
+    if rows is not None and len(rows) == len(train_y):
+        train_set, train_set_y = train, train_y  # the whole subset: no copy
+    elif rows is not None:
+        index = torch.as_tensor(rows, device=device)
+        train_set, train_set_y = {k: v[index] for k, v in train.items()}, train_y[index]
     noise = None
     if spec.noise.active:
         noise = torch.Generator(device=device)
@@ -91,10 +103,12 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
         spec,
         model,
         optimizer,
-        tensors(data.train_features),
-        torch.as_tensor(data.train_labels, device=device),
+        train,
+        train_y,
         tensors(data.test_features),
         torch.as_tensor(data.test_labels, device=device),
+        train_set,
+        train_set_y,
         min(data.n_classes, model.n_outputs),
         initial,
         noise,
@@ -155,15 +169,24 @@ class Batches:
 
 @torch.no_grad()
 def evaluate(
-    setup: RunSetup, batch_size: int, model: Classifier | None = None
+    setup: RunSetup,
+    batch_size: int,
+    model: Classifier | None = None,
+    split: Literal["test", "train_set"] = "test",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and accuracy on the whole test set, in slices of ``batch_size`` samples, of
-    ``model`` (default: the run's own; a shadow copy when measuring in the background)."""
+    """Loss and accuracy, in eval mode, in slices of ``batch_size`` samples, of ``model``
+    (default: the run's own; a shadow copy when measuring in the background) on the whole test
+    set, or (``train_set``) on the rows of the training subset ``train_set_accuracy`` is
+    measured on."""
     model = setup.model if model is None else model
+    features, labels = (
+        (setup.test, setup.test_y) if split == "test" else (setup.train_set, setup.train_set_y)
+    )
+    assert features is not None and labels is not None, f"this run does not measure {split}"
     was_training = model.training
     model.eval()
     loss, accuracy = test_metrics(
-        model, setup.test, setup.test_y, setup.spec.loss, setup.n_classes, batch_size
+        model, features, labels, setup.spec.loss, setup.n_classes, batch_size
     )
     model.train(was_training)
     return loss, accuracy
@@ -233,6 +256,9 @@ def train_run(
         NormMeter(measurer.target),
         HistogramMeter(measurer.target, store.hist_groups, store.bin_edges),
         device,
+        train_set=None
+        if setup.train_set is None
+        else lambda: evaluate(setup, settings.eval_batch_size, measurer.target, "train_set"),
     )
     scalars, block = record.scalars, settings.flush_every
 

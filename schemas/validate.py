@@ -194,6 +194,8 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
     interrupted = (codes["running"], codes["failed"])
     steps = np.arange(1, arrays["step"].shape[0] + 1)
     for name in schemas.variables_with_role("metric"):
+        if name not in arrays:  # an optional metric a store written before it lacks
+            continue
         for run_index in range(len(done)):
             values = _read(arrays, name, run_index)
             values = values.reshape(len(steps), -1)

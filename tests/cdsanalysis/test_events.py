@@ -190,3 +190,115 @@ def test_mean_last_matches_brute_force(values, last_k):
             assert np.isnan(value)
         else:
             assert value == pytest.approx(measured[-last_k:].mean(), rel=1e-9, abs=1e-12)
+
+
+# -- memorisation on minibatch runs ------------------------------------------------------------
+
+#: Planted per-minibatch train accuracy of a 60-step minibatch run: one perfect batch at step
+#: 5, 7 in a row at steps 12-18, and every batch from step 30 on (0.875 = 7 of 8 elsewhere).
+_MINIBATCH = np.full(60, 0.875, dtype=np.float32)
+_MINIBATCH[[4, *range(11, 18), *range(29, 60)]] = 1.0
+#: Its accuracy on the whole training set, at the evaluated steps 1, 10, ..., 60.
+_WHOLE_SET = {1: 0.5, 10: 0.6, 20: 0.8, 30: 0.95, 40: 0.99, 50: 1.0, 60: 1.0}
+#: A full-batch run's train accuracy (the whole set every step): reached at step 5, kept
+#: from step 25 on.
+_FULL_BATCH = np.full(60, 0.9, dtype=np.float32)
+_FULL_BATCH[[4, *range(24, 60)]] = 1.0
+
+
+def _minibatch_store(path, with_train_set: bool = True):
+    """Run 0 trains on minibatches of 8 of its 40 samples, run 1 on all 40 (batch 40); both
+    'done'. ``with_train_set=False``: the store as written before ``train_set_*`` existed."""
+    import shutil
+
+    from runner.grid import parse_grid
+    from runner.store import RunStore
+
+    text = (
+        "name: minibatch\nn_samples: 40\nbatch_size: [8, 40]\nsteps: 60\neval_every: 10\n"
+        "histogram: {every: 100, groups: [embedding], bins: 2}\n"
+    )
+    grid = parse_grid(text)
+    store = RunStore.create_or_open(path, grid.runs, grid.settings, grid.text)
+    whole = np.full(60, np.nan, dtype=np.float32)
+    for step, value in _WHOLE_SET.items():
+        whole[step - 1] = value
+    test = np.full(60, 0.1, dtype=np.float32)  # test accuracy and every train loss
+    store.write_steps(0, 1, {"train_accuracy": _MINIBATCH, "train_loss": test})
+    store.write_steps(0, 1, {"test_accuracy": test, "train_set_accuracy": whole})
+    store.write_steps(1, 1, {"train_accuracy": _FULL_BATCH, "train_loss": test})
+    store.write_steps(1, 1, {"test_accuracy": test})
+    for index in (0, 1):
+        store.set_state(index, "done", 60)
+    if not with_train_set:
+        for name in ("train_set_accuracy", "train_set_loss"):
+            shutil.rmtree(path / name)
+    return path
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_minibatch_memorisation_is_read_off_the_whole_training_set(tmp_path, lazy):
+    from cdsanalysis import open_runs
+    from cdsanalysis.regimes import classify_runs
+
+    ds = open_runs(_minibatch_store(tmp_path / "s.zarr"))
+    runs = classify_runs(ds, lazy=lazy)
+    assert runs.memorisation_source.values.tolist() == ["train_set_accuracy", "train_accuracy"]
+    # run 0: the first evaluated step with whole-set accuracy >= 0.99, not the minibatch at 5
+    assert runs.memorisation_step.values.tolist() == [40.0, 5.0]
+    assert "train_set_accuracy" in runs.memorisation_step.attrs["memorisation_sources"]
+    direct = memorisation_step(ds)
+    assert direct.values.tolist() == [40.0, 5.0]
+    assert direct.attrs["memorisation_sources"] == "train_accuracy, train_set_accuracy"
+    # the sustained path: 2 measurements in a row (at 40, 50; at 25, 26)
+    robust = classify_runs(ds, sustain=2)
+    assert robust.memorisation_step.values.tolist() == [40.0, 25.0]
+
+
+def test_an_old_store_without_train_set_accuracy_still_analyses(tmp_path):
+    from cdsanalysis import open_runs, validate_store
+    from cdsanalysis.regimes import classify_runs
+
+    path = _minibatch_store(tmp_path / "old.zarr", with_train_set=False)
+    validate_store(path, deep=True)
+    ds = open_runs(path)
+    assert "absent" in ds.train_set_accuracy.attrs
+    assert np.isnan(ds.train_set_accuracy.values).all()
+    runs = classify_runs(ds)
+    assert runs.memorisation_source.values.tolist() == [
+        "minibatch_train_accuracy",
+        "train_accuracy",
+    ]
+    # Run 0: 10 perfect minibatches in a row (the default) first from step 30; the single
+    # perfect minibatch at 5 and the 7 at 12-18 do not count. Run 1 (full batch): step 5.
+    assert runs.memorisation_step.values.tolist() == [30.0, 5.0]
+    assert runs.attrs["minibatch_sustain"] == 10
+    assert classify_runs(ds, minibatch_sustain=7).memorisation_step.values.tolist() == [12.0, 5.0]
+    assert classify_runs(ds, minibatch_sustain=8).memorisation_step.values.tolist() == [30.0, 5.0]
+    # a larger --sustain wins over minibatch_sustain, and applies to the full-batch run too
+    both = classify_runs(ds, sustain=20, minibatch_sustain=7, lazy=True)
+    assert both.memorisation_step.values.tolist() == [30.0, 25.0]
+    assert memorisation_step(ds, minibatch_sustain=1).values.tolist() == [5.0, 5.0]
+
+
+def test_minibatch_sustain_is_a_validated_setting():
+    from cdsanalysis.settings import AnalysisSettings
+
+    assert AnalysisSettings().minibatch_sustain == 10
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="minibatch_sustain"):
+            AnalysisSettings(minibatch_sustain=bad)
+
+
+def test_first_step_sustained_takes_one_count_per_run():
+    from cdsanalysis.events import first_step_sustained
+
+    curve = _curve([[1, 0, 1, 1, 0, 1, 1, 1], [1, 0, 1, 1, 0, 1, 1, 1]])
+    assert first_step_sustained(curve, 0.5, [1, 3]).values.tolist() == [1.0, 6.0]
+    np.testing.assert_array_equal(
+        first_step_sustained(curve, 0.5, np.array([2, 4])).values, [3.0, np.nan]
+    )
+    with pytest.raises(ValueError, match="one count per run"):
+        first_step_sustained(curve, 0.5, [1, 2, 3])
+    with pytest.raises(ValueError, match="positive integer"):
+        first_step_sustained(curve, 0.5, [1, 0])

@@ -43,6 +43,8 @@ def test_report_round_trips_through_json(report):
         "reached": 2,
     }
     assert len(report["runs"]) == 12
+    # full-batch runs: memorisation read off train_accuracy
+    assert {r["memorisation_source"] for r in report["runs"]} == {"train_accuracy"}
     assert {r["regime"] for r in report["runs"]} == {
         "insufficiency",
         "sufficiency",

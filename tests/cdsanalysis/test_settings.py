@@ -28,6 +28,7 @@ CHANGED = AnalysisSettings(
     smoothing="ema",
     smoothing_width=2.0,
     sustain=2,
+    minibatch_sustain=4,
     surplus_max_delay_ratio=3.0,
     surplus_max_delay_steps=5.0,
     size_coord="n_samples",  # the only size the planted stores have

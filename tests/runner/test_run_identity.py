@@ -78,8 +78,11 @@ def test_builtin_default_grid_prints_the_pinned_ids():
 def test_legacy_ids_of_the_quickstart_are_those_the_old_version_wrote():
     runs = _quickstart()
     assert [r.legacy_run_id() for r in runs] == QUICKSTART_LEGACY_IDS
-    # and a stored spec_json (the full canonical JSON) alone gives the same ids
-    assert [legacy_hash(r.canonical_json()) for r in runs] == QUICKSTART_LEGACY_IDS
+    # and the spec_json such a version stored (the full canonical JSON of its fields; fields
+    # added since, at their defaults, were not among them) alone gives the same ids
+    assert [legacy_hash(r.legacy_canonical_json()) for r in runs] == QUICKSTART_LEGACY_IDS
+    assert all("train_eval_subset" not in r.legacy_canonical_json() for r in runs)
+    assert all('"train_eval_subset":null' in r.canonical_json() for r in runs)
 
 
 def test_the_id_is_the_versioned_hash_of_the_reduced_spec():
@@ -93,9 +96,7 @@ def test_the_id_is_the_versioned_hash_of_the_reduced_spec():
 def _with_new_fields():
     """RunSpec as a later version might have it: a new top-level field and a new optimiser
     field, both with defaults that keep the old behaviour."""
-    optimizer_plus = create_model(
-        "OptimizerPlus", __base__=OptimizerSpec, nesterov=(bool, False)
-    )
+    optimizer_plus = create_model("OptimizerPlus", __base__=OptimizerSpec, nesterov=(bool, False))
     return create_model(
         "RunSpecPlus",
         __base__=RunSpec,
@@ -151,6 +152,7 @@ CHANGES = {
     "optimizer.betas": [0.9, 0.99],
     "optimizer.momentum": 0.5,
     "batch_size": 64,
+    "train_eval_subset": 200,
     "loss": "mse",
     "noise.gradient": 0.01,
     "noise.gradient_anneal": 1.0,

@@ -8,7 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -18,7 +20,7 @@ from cdsanalysis.validate import StoreValidationError
 from runner.cli import app
 from runner.grid import load_grid
 from runner.store import RunStore, StoreError
-from runner.trainer import train_run
+from runner.trainer import RunInterrupted, train_run
 
 from .conftest import TINY_GRID
 
@@ -160,16 +162,42 @@ def test_a_run_trained_under_a_default_since_changed_is_refused_by_name(tmp_path
 
     grid = load_grid(tiny_grid())
     # the version that wrote the store defaulted alpha_scope to "weights" (this one: "all")
-    before_change = create_model(
-        "RunSpecThen", __base__=RunSpec, alpha_scope=(str, "weights")
-    )
+    before_change = create_model("RunSpecThen", __base__=RunSpec, alpha_scope=(str, "weights"))
     runs_then = [before_change.model_validate(r.model_dump(exclude={"alpha_scope"}))
                  for r in grid.runs]  # fmt: skip
     assert [r.run_id for r in runs_then] == [r.run_id for r in grid.runs]
     store = tmp_path / "s.zarr"
     RunStore.create_or_open(store, runs_then, grid.settings, grid.text)
     before = _snapshot(store)
-    with pytest.raises(StoreError, match=r"run 0 \(\w{12}\) was trained with alpha_scope = "
-                       r"'weights' \(now 'all'\), which this version of cds takes by default"):
+    with pytest.raises(
+        StoreError,
+        match=r"run 0 \(\w{12}\) was trained with alpha_scope = "
+        r"'weights' \(now 'all'\), which this version of cds takes by default",
+    ):
         RunStore.create_or_open(store, grid.runs, grid.settings, grid.text)
     assert _snapshot(store) == before
+
+
+def test_a_store_written_before_train_set_metrics_takes_them_when_resumed(tmp_path, tiny_grid):
+    grid_path = tiny_grid(n_samples="[40]", steps=30, eval_every=10, flush_every=8)
+    grid_path.write_text(grid_path.read_text() + "batch_size: 8\n")
+    grid = load_grid(grid_path)
+    path = tmp_path / "s.zarr"
+    store = RunStore.create_or_open(path, grid.runs, grid.settings, grid.text)
+    stops = iter(range(1, 100))
+    with pytest.raises(RunInterrupted, match="after step 8"):
+        train_run(store, 0, grid.settings, stop=lambda: next(stops) == 8)
+    # The earlier layout: no train_set_* arrays at all; it still validates and opens.
+    for name in ("train_set_accuracy", "train_set_loss"):
+        shutil.rmtree(path / name)
+    validate_store(path, deep=True)
+    assert np.isnan(open_runs(path).train_set_accuracy.values).all()
+    # Opened to resume, the runner adds them (one run per chunk) and measures from then on.
+    resumed = RunStore(path)
+    group = zarr.open_group(str(path), mode="r")
+    array = group["train_set_accuracy"]
+    assert list(array.metadata.dimension_names) == ["run", "step"] and array.chunks[0] == 1
+    assert train_run(resumed, 0, grid.settings) == "done"
+    validate_store(path, deep=True)
+    measured = np.flatnonzero(np.isfinite(open_runs(path).train_set_accuracy.values[0])) + 1
+    assert measured.tolist() == [10, 20, 30]  # step 1 was flushed before the arrays existed
