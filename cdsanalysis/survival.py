@@ -140,10 +140,13 @@ def fraction_at(steps: np.ndarray, fraction: np.ndarray, at_steps: np.ndarray) -
     return fraction[np.clip(index, 0, None)]
 
 
-def _summary(
+def km_summary(
     time_steps: np.ndarray, event: np.ndarray, settings: AnalysisSettings
 ) -> dict[str, float]:
-    """The quantities of one size (and threshold), rules in the module docstring."""
+    """The Kaplan-Meier quantities of one group of runs (a size, a threshold): ``time_steps``
+    (event or censoring step of each run) and ``event`` (bool, the event happened); rules and
+    NaN / inf conventions in the module docstring. Used per size by
+    :func:`kaplan_meier_by_size`, and by ``benchmarks.coverage``."""
     n_runs, n_events = int(time_steps.size), int(event.sum())
     out: dict[str, float] = {name: np.nan for name in _ATTRS}
     out.update(n_runs=n_runs, n_events=n_events)
@@ -242,7 +245,7 @@ def kaplan_meier_by_size(
     for i, size in enumerate(labels):
         at = sizes == size
         for j in range(time.shape[1]):
-            for name, value in _summary(time[at, j], event[at, j], settings).items():
+            for name, value in km_summary(time[at, j], event[at, j], settings).items():
                 values[name][i, j] = value
     dims = (size_coord, *others)
     variables = {}
