@@ -31,13 +31,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import aggregate_curve, at_precision
+from cdsanalysis.aggregate import at_precision, final_test_accuracy
 from cdsanalysis.settings import DEFAULTS, SIZE_COORDS, AnalysisSettings
+
+if TYPE_CHECKING:  # (cdsanalysis.thresholds imports this module)
+    from cdsanalysis.thresholds import Thresholds
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
 _NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done"})
@@ -358,6 +361,7 @@ def estimate_cds(
     settings: AnalysisSettings | None = None,
     *,
     final_accuracy: xr.DataArray | None = None,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> CDSResult:
     """Estimate the critical data size of the runs in ``ds``, with a bootstrap interval.
@@ -370,14 +374,19 @@ def estimate_cds(
         runs with status ``'done'`` are used.
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
-        ``eps`` (the threshold the mean must reach), ``aggregate`` / ``last_k`` (each run's
-        final test accuracy), ``require_all_larger``, ``allow_varying``, ``size_coord`` and the
+        the thresholds (``eps`` or ``eps_relative``, resolved by
+        :func:`cdsanalysis.thresholds.resolve_thresholds`: the mean must reach the absolute
+        eps), ``aggregate`` and its window (each run's final test accuracy),
+        ``require_all_larger``, ``allow_varying``, ``size_coord`` and the
         bootstrap (``n_resamples`` resamples, each drawing runs with replacement within each
         ``n`` independently; ``confidence``; ``seed``).
     final_accuracy
         The runs' aggregate test accuracy (over ``run``, aligned with ``ds``), when the caller
-        already computed it with the same ``aggregate`` and ``last_k`` (e.g.
+        already computed it with the same ``aggregate`` and window (e.g.
         ``classify_runs(...).final_test_accuracy``): the curves are then not read again.
+    thresholds
+        :class:`~cdsanalysis.thresholds.Thresholds` already resolved for these runs and
+        settings; default: resolved here.
     **overrides
         Fields of ``settings`` to change, e.g. ``estimate_cds(ds, eps=0.8)``.
 
@@ -388,8 +397,15 @@ def estimate_cds(
         ``NaN`` when no usable run exists), plus the per-``n`` table. The interval bounds are
         tested ``n`` values (or ``inf``), never interpolated between them.
     """
+    from cdsanalysis.thresholds import resolve_thresholds  # (it imports this module)
+
     settings = AnalysisSettings.resolve(settings, **overrides)
-    s = settings
+    if final_accuracy is None:
+        final_accuracy = final_test_accuracy(ds, settings)
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings, final_accuracy=final_accuracy)
+    s = thresholds.applied(settings)  # the absolute eps from here on
+    echo = {**settings.as_attrs(), **thresholds.as_attrs(), **_window_attrs(final_accuracy)}
     done, values, n_of_run = final_accuracy_by_size(ds, settings, final_accuracy)
     if values.size == 0:
         empty = np.array([], dtype=np.float64)
@@ -405,7 +421,7 @@ def estimate_cds(
             s.confidence,
             s.size_coord,
         )
-        per_n.attrs = {"size_coord": s.size_coord}
+        per_n.attrs = {"size_coord": s.size_coord, **echo}
         return CDSResult(math.nan, math.nan, math.nan, 0, settings, per_n)
 
     labels, boot_means, counts = bootstrap_group_means(values, n_of_run, s.n_resamples, s.seed)
@@ -429,8 +445,13 @@ def estimate_cds(
         s.confidence,
         s.size_coord,
     )
-    per_n.attrs = settings.as_attrs()
+    per_n.attrs = echo
     return CDSResult(cds, float(cds_low), float(cds_high), int(values.size), settings, per_n)
+
+
+def _window_attrs(final_accuracy: xr.DataArray) -> dict[str, Any]:
+    """The window (in words) and warnings a :func:`final_test_accuracy` result carries."""
+    return {k: final_accuracy.attrs[k] for k in ("window", "warnings") if k in final_accuracy.attrs}
 
 
 def final_accuracy_by_size(
@@ -443,8 +464,7 @@ def final_accuracy_by_size(
     done = done_runs(ds)
     check_single_configuration(done, settings.allow_varying)
     if final_accuracy is None:
-        final = aggregate_curve(done["test_accuracy"], settings.aggregate, settings.last_k)
-        final = final.compute()
+        final = final_test_accuracy(done, settings)
     else:
         final = final_accuracy.sel(run=done["run"])
     values = np.asarray(final.values, dtype=np.float64)

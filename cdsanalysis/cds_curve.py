@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import expit, logit
 
-from cdsanalysis.aggregate import at_precision
+from cdsanalysis.aggregate import at_precision, final_test_accuracy
 from cdsanalysis.cds import (
     SIZE_UNITS,
     bootstrap_group_means,
@@ -44,7 +44,9 @@ from cdsanalysis.cds import (
     first_passing,
     percentile_interval,
 )
-from cdsanalysis.settings import DEFAULTS, AnalysisSettings
+from cdsanalysis.notices import add_warning
+from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 
 #: Newton (IRLS) iterations of the vectorised logistic fit; 50 reach machine precision on
 #: every well-posed fit we met (the log-likelihood is concave), and cost milliseconds.
@@ -136,7 +138,7 @@ def invert_logistic(
     b0: np.ndarray | float,
     b1: np.ndarray | float,
     eps: float,
-    chance_accuracy: float = DEFAULTS.chance_accuracy,
+    chance_accuracy: float = 0.0,
 ) -> np.ndarray:
     """Size at which ``chance + (1 - chance) * expit(b0 + b1 * log(size))`` reaches ``eps``.
 
@@ -155,9 +157,7 @@ def invert_logistic(
     return np.where(b1 > 0, size, np.where(np.isnan(b1), np.nan, np.inf))
 
 
-def glm_fit(
-    sizes: np.ndarray, values: np.ndarray, chance_accuracy: float = DEFAULTS.chance_accuracy
-):
+def glm_fit(sizes: np.ndarray, values: np.ndarray, chance_accuracy: float = 0.0):
     """The statsmodels quasi-binomial GLM of per-run accuracy on log size (point estimate).
 
     Parameters
@@ -190,6 +190,7 @@ def cds_curve(
     settings: AnalysisSettings | None = None,
     *,
     final_accuracy: xr.DataArray | None = None,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
     """Mean accuracy per size with intervals, the logistic fit, and the CDS by both rules.
@@ -201,11 +202,15 @@ def cds_curve(
         ``'done'`` and a measured aggregate are used.
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
-        ``eps``, ``aggregate`` / ``last_k``, ``size_coord`` (the CDS is in its units),
-        ``chance_accuracy`` (floor of the logistic model), ``require_all_larger`` (grid rule),
-        ``allow_varying`` and the bootstrap (``n_resamples``, ``confidence``, ``seed``).
+        the thresholds (``eps`` or ``eps_relative``; ``chance_accuracy``, the floor of the
+        logistic model, given or from the task: :mod:`cdsanalysis.thresholds`), ``aggregate``
+        and its window, ``size_coord`` (the CDS is in its units), ``require_all_larger`` (grid
+        rule), ``allow_varying`` and the bootstrap (``n_resamples``, ``confidence``, ``seed``).
     final_accuracy
         Precomputed aggregate per run (aligned with ``ds``), to avoid reading curves again.
+    thresholds
+        :class:`~cdsanalysis.thresholds.Thresholds` already resolved for these runs and
+        settings (e.g. one eps shared by several models); default: resolved here.
     **overrides
         Fields of ``settings`` to change, e.g. ``cds_curve(ds, chance_accuracy=0.5)``.
 
@@ -220,17 +225,31 @@ def cds_curve(
         ``glm_intercept``, ``glm_slope`` (per unit of log size) and their quasi-binomial
         standard errors, ``n_runs_total``, ``n_failed_resamples``, ``extrapolated`` (the
         fitted CDS lies outside the tested sizes). ``attrs`` echo the settings
-        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`).
+        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`), the resolved thresholds
+        (``thresholds_*``), the window in words (``window``) and the ``warnings``.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
+    if final_accuracy is None:
+        final_accuracy = final_test_accuracy(ds, settings)
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings, final_accuracy=final_accuracy)
     done, values, sizes = final_accuracy_by_size(ds, settings, final_accuracy)
     sizes = sizes.astype(np.float64)
     if values.size == 0:
         raise ValueError("no finished run with a measured test accuracy: nothing to fit")
     if (sizes <= 0).any():
         raise ValueError(f"{settings.size_coord} must be > 0 for a fit in log size")
-    threshold = at_precision(settings.eps, done["test_accuracy"].dtype)
-    return cds_curve_arrays(values, sizes, settings, threshold=threshold)
+    threshold = at_precision(thresholds.eps, done["test_accuracy"].dtype)
+    out = cds_curve_arrays(values, sizes, thresholds.applied(settings), threshold=threshold)
+    out.attrs.update({**settings.as_attrs(), **thresholds.as_attrs()})
+    out.attrs.update({k: v for k, v in final_accuracy.attrs.items() if k in ("window", "warnings")})
+    if thresholds.chance is None:
+        add_warning(
+            out.attrs,
+            f"chance accuracy unknown ({thresholds.chance_source}): the logistic fit starts "
+            "from 0; pass chance_accuracy (--chance-accuracy)",
+        )
+    return out
 
 
 def cds_curve_arrays(
@@ -246,11 +265,15 @@ def cds_curve_arrays(
 
     ``threshold`` is ``eps`` at the storage precision of the accuracies (the grid rule compares
     with it; default ``settings.eps``, right for float64 values). Used by :func:`cds_curve` and
-    by simulations (no store needed).
+    by simulations (no store needed). Its ``eps`` is absolute (``eps_relative`` needs the
+    store: :func:`cds_curve`); ``chance_accuracy`` ``None`` (no task known here) is 0.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
+    if settings.eps_relative is not None:
+        raise ValueError("cds_curve_arrays takes an absolute eps; eps_relative needs cds_curve")
     eps, confidence, n_resamples = settings.eps, settings.confidence, settings.n_resamples
-    chance_accuracy, require_all_larger = settings.chance_accuracy, settings.require_all_larger
+    chance_accuracy = settings.chance_accuracy if settings.chance_accuracy is not None else 0.0
+    require_all_larger = settings.require_all_larger
     size_coord = settings.size_coord
     threshold = eps if threshold is None else threshold
     labels, boot_means, counts = bootstrap_group_means(values, sizes, n_resamples, settings.seed)

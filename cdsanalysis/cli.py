@@ -19,16 +19,19 @@ import typer
 import xarray as xr
 from rich.console import Console
 
+from cdsanalysis.aggregate import final_accuracy_sentence
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
 from cdsanalysis.estimators import StepwiseAnalysis
 from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
+from cdsanalysis.notices import WARNINGS_KEY, warning_lines, warnings_of
 from cdsanalysis.plots.kinds import KINDS
 from cdsanalysis.report import regimes_report, render_regimes_table, settings_lines
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.stepwise import DEFAULT_METRIC, DEFAULT_THRESHOLDS
 from cdsanalysis.store import open_runs
 from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -107,18 +110,22 @@ def validate(
 _OPTION_NAMES = {"n_resamples": "--resamples"}
 _BOOTSTRAP = ("n_resamples", "confidence", "seed")
 _EVENTS = ("smoothing", "smoothing_width", "sustain")
+#: The threshold (absolute, or relative to chance and ceiling) and the reduction of a run's test
+#: curve with its window (an estimated ceiling is a mean of such reductions).
+_THRESHOLDS = ("eps", "eps_relative", "chance_accuracy", "ceiling_accuracy")
+_WINDOW = ("aggregate", "last_steps", "last_steps_fraction", "last_k")
 #: The AnalysisSettings fields each command offers as options.
 REGIMES_OPTIONS = (
-    *("eps", "memorisation_threshold", "aggregate", "last_k", *_EVENTS),
+    *(*_THRESHOLDS, "memorisation_threshold", *_WINDOW, *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
     *("allow_varying", *_BOOTSTRAP),
 )
 CDS_OPTIONS = (
-    *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "require_all_larger"),
+    *(*_THRESHOLDS, *_WINDOW, "size_coord", "require_all_larger"),
     *("allow_varying", *_BOOTSTRAP),
 )
-DECAY_OPTIONS = ("eps", "memorisation_threshold", *_BOOTSTRAP)
-STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP)
+DECAY_OPTIONS = (*_THRESHOLDS, "memorisation_threshold", *_WINDOW, *_BOOTSTRAP)
+STEPWISE_OPTIONS = (*_EVENTS, "chance_accuracy", "size_coord", *_BOOTSTRAP)
 
 
 def _cli_type(hint: Any) -> Any:
@@ -242,6 +249,30 @@ def _settings_text(attrs: dict[str, Any]) -> str:
     return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
 
 
+def _thresholds_text(attrs: dict[str, Any]) -> str:
+    """``Thresholds: eps = ...`` and ``Final test accuracy: ...`` lines of a result's attrs."""
+    lines = []
+    if isinstance(attrs.get("thresholds_text"), str):
+        lines.append(f"Thresholds: {attrs['thresholds_text']}")
+    if isinstance(attrs.get("window"), str):
+        lines.append(final_accuracy_sentence(attrs["window"]))
+    return "".join(f"\n{line}" for line in lines)
+
+
+def _warnings_text(attrs: dict[str, Any]) -> str:
+    """The ``Warning: ...`` lines that end a text report (empty without warnings)."""
+    return "".join(f"\n{line}" for line in warning_lines(warnings_of(attrs)))
+
+
+def _with_notes(data: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """A JSON result with its ``warnings`` (and resolved thresholds) at the top level."""
+    thresholds = Thresholds.from_attrs(attrs)
+    if thresholds is not None:
+        data["thresholds"] = thresholds.to_dict()
+    data[WARNINGS_KEY] = warnings_of(attrs)
+    return data
+
+
 @app.command()
 @settings_options(AnalysisSettings, REGIMES_OPTIONS)
 @analysis_command(hint=ONE_CONFIGURATION)
@@ -264,7 +295,10 @@ def cds(
 ) -> tuple[Any, str]:
     """CDS by the grid rule and by a logistic fit in log size, with bootstrap intervals."""
     result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
-    data = dataset_to_json(result.drop_dims("size_grid", errors="ignore"))
+    data = _with_notes(
+        dataset_to_json(result.drop_dims("size_grid", errors="ignore")), result.attrs
+    )
+    eps = float(result.attrs["thresholds_eps"])
     conf = f"{settings.confidence:.0%}"
     size_coord = settings.size_coord
     if by:
@@ -294,14 +328,15 @@ def cds(
         ]
         text = render_table([size_coord, f"mean accuracy [{conf}]", "runs", "fit"], rows)
         text += (
-            f"\n\nCDS (logistic fit in log {size_coord}, eps={settings.eps:g}): "
+            f"\n\nCDS (logistic fit in log {size_coord}, eps={eps:.4g}): "
             f"{interval(result, 'cds_glm')}"
             f"{'  (extrapolated)' if bool(result['extrapolated']) else ''}"
             f"\nCDS (grid rule): {interval(result, 'cds_grid')}"
             f"\n{conf} bootstrap intervals, {settings.n_resamples} resamples over "
             f"{fmt(result['n_runs_total'])} runs ({fmt(result['n_failed_resamples'])} failed fits)"
         )
-    return data, f"{text}\n{_settings_text(result.attrs)}"
+    notes = _thresholds_text(result.attrs)
+    return data, f"{text}{notes}\n{_settings_text(result.attrs)}{_warnings_text(result.attrs)}"
 
 
 @app.command()
@@ -351,10 +386,12 @@ def decay(
     text += (
         f"\n\nmean over {fmt(res['n_fitted'])} fitted runs: gamma = {interval(res, 'gamma_mean')}"
         f" per step, gamma/(lr*wd) = {interval(res, 'ratio_mean')} ({conf} bootstrap over runs)"
+        f"{_thresholds_text(res.attrs)}"
         f"\n{_settings_text(res.attrs)}\n"
         + "\n".join(settings_lines(DecaySettings.from_attrs(decay_echo).to_dict(), "Decay"))
+        + _warnings_text(res.attrs)
     )
-    return dataset_to_json(res), text
+    return _with_notes(dataset_to_json(res), res.attrs), text
 
 
 def _thresholds(text: str) -> list[float]:
@@ -382,6 +419,7 @@ def stepwise(
     data = {
         "runs": dataset_to_json(est.first_step_.to_dataset()),
         "by_size": dataset_to_json(by_size),
+        WARNINGS_KEY: warnings_of(by_size),
     }
     size_coord = settings.size_coord
     rows = []
@@ -398,9 +436,17 @@ def stepwise(
     text += (
         f"\n\nfirst step with {metric} >= threshold: median [min-max] (reached/done runs); "
         "never reached = '-', not 0"
-        f"\n{_settings_text(by_size.attrs)}"
+        f"\n{_chance_line(by_size.attrs)}"
+        f"\n{_settings_text(by_size.attrs)}{_warnings_text(by_size.attrs)}"
     )
     return data, text
+
+
+def _chance_line(attrs: dict[str, Any]) -> str:
+    chance, source = attrs.get("thresholds_chance", "none"), attrs.get("thresholds_chance_source")
+    if isinstance(chance, str):
+        return f"Chance accuracy: unknown ({source})"
+    return f"Chance accuracy: {chance:.4g} ({source})"
 
 
 @app.command()
@@ -420,6 +466,13 @@ def plot(
     if kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
+    try:
+        # The thresholds, resolved once (and reported): the figures draw the absolute eps.
+        thresholds = resolve_thresholds(ds, settings)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    settings = thresholds.applied(settings)
+    err.print(f"Thresholds: {thresholds.describe()}")
     # matplotlib is imported only when plotting
     from cdsanalysis.plots import cds_curve as p_cds
     from cdsanalysis.plots import curves as p_curves

@@ -25,10 +25,12 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from cdsanalysis.aggregate import aggregate_curve
+from cdsanalysis.aggregate import final_test_accuracy
 from cdsanalysis.cds import SIZE_UNITS, check_size_coord, done_runs
 from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.notices import add_warning, merge_warnings, warnings_of
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.thresholds import resolve_thresholds
 
 #: The default model coordinate: the hidden size.
 DEFAULT_BY = "width"
@@ -67,7 +69,9 @@ def cds_by_model(
     settings, **overrides
         :class:`~cdsanalysis.settings.AnalysisSettings` and keyword changes of its fields, as
         for :func:`cdsanalysis.cds_curve.cds_curve` (run on each model's runs); ``confidence``
-        is also the level of the trend's interval.
+        is also the level of the trend's interval. The thresholds are resolved once for all
+        models (:mod:`cdsanalysis.thresholds`), so that every model's CDS is at the same eps;
+        an estimated ceiling is then the best size's mean over the runs of all models.
 
     Returns
     -------
@@ -76,15 +80,24 @@ def cds_by_model(
         (units of ``size_coord``), ``n_runs``. Scalars: ``trend_slope`` (d log CDS / d log
         ``by``) with its ``confidence`` interval ``trend_slope_low`` / ``_high``,
         ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
-        trend). ``attrs`` echo ``by`` and the settings.
+        trend). ``attrs`` echo ``by``, the settings, the thresholds and the warnings.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     values = _check_by(ds, by)
     check_size_coord(ds, settings.size_coord)
+    final = final_test_accuracy(ds, settings)
+    pooled = settings.replace(allow_varying=(*settings.allow_varying, by))
+    thresholds = resolve_thresholds(ds, pooled, final_accuracy=final)
     rows = {k: [] for k in (*_CDS_FIELDS, "n_runs")}
+    warnings = list(warnings_of(final))
     for value in values:
-        sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
-        curve = cds_curve(sub, settings)
+        chosen = np.flatnonzero(np.asarray(ds[by].values) == value)
+        sub = ds.isel(run=chosen)
+        curve = cds_curve(
+            sub, settings, final_accuracy=final.isel(run=chosen), thresholds=thresholds
+        )
+        own = [f"{by} = {value}: {w}" for w in warnings_of(curve) if w not in warnings]
+        warnings = merge_warnings(warnings, own)
         for k in _CDS_FIELDS:
             rows[k].append(float(curve[k]))
         rows["n_runs"].append(int(curve["n_runs_total"]))
@@ -103,8 +116,13 @@ def cds_by_model(
     out.attrs = {
         "by": by,
         **settings.as_attrs(),
+        **thresholds.as_attrs(),
         "trend": "WLS of log cds_glm on log by, inverse-variance weights from the intervals",
     }
+    if "window" in final.attrs:
+        out.attrs["window"] = final.attrs["window"]
+    for text in warnings:
+        add_warning(out.attrs, text)
     return out
 
 
@@ -127,8 +145,7 @@ def _trend(by_values, out, confidence):
 
 def _run_table(ds, by, settings):
     done = done_runs(ds)
-    final = aggregate_curve(done["test_accuracy"], settings.aggregate, settings.last_k)
-    final = final.compute().values
+    final = final_test_accuracy(done, settings).values
     keep = np.isfinite(final)
     return (
         np.asarray(done[by].values)[keep],
@@ -145,7 +162,7 @@ def accuracy_landscape(
 ) -> xr.Dataset:
     """Mean aggregate test accuracy per (model ``by``, data size), over done runs.
 
-    ``settings`` (and keyword ``overrides``): ``aggregate`` / ``last_k`` reduce each run's
+    ``settings`` (and keyword ``overrides``): ``aggregate`` and its window reduce each run's
     curve; ``size_coord`` is the data size.
 
     Returns

@@ -16,9 +16,11 @@ update ``k``, so step 1 is the initialisation).
   stretch.
 - *memorisation step*: the first step with train accuracy ``>= memorisation_threshold`` (NaN
   if never); the run is **memorised** when it is finite.
-- *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if never);
-  *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate`` and ``last_k``
-  (read off the raw, unsmoothed curve: the aggregate already chooses how spikes are treated).
+- *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if never;
+  ``eps`` absolute, or relative to chance and ceiling: :mod:`cdsanalysis.thresholds`);
+  *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate`` over its window
+  (``last_steps`` steps, by default ``last_steps_fraction`` of the run; read off the raw,
+  unsmoothed curve: the aggregate already chooses how spikes are treated).
   The run is **generalised** when the final test accuracy is ``>= eps`` *and* the
   generalisation step is finite (a run that reached ``eps`` and fell back below it for good is
   not generalised).
@@ -62,7 +64,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import aggregate_curve, aggregate_label, at_precision
+from cdsanalysis.aggregate import (
+    aggregate_attrs,
+    aggregate_curve,
+    at_precision,
+    window_counts,
+    window_notes,
+)
 from cdsanalysis.blockwise import run_events
 from cdsanalysis.cds import (
     as_strings,
@@ -71,8 +79,10 @@ from cdsanalysis.cds import (
     percentile_interval,
 )
 from cdsanalysis.events import first_step_sustained, generalisation_step, memorisation_step
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
+from cdsanalysis.thresholds import ATTRS_PREFIX, Thresholds, resolve_thresholds
 
 #: Regime names, in the order used to break ties (first wins), see the module docstring.
 REGIMES: tuple[str, ...] = ("undetermined", "insufficiency", "sufficiency", "surplus")
@@ -115,6 +125,8 @@ def classify_runs(
     ds: xr.Dataset,
     settings: AnalysisSettings | None = None,
     lazy: bool = False,
+    *,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
     """Classify every run of ``ds`` into a regime (rules: the module docstring).
@@ -126,15 +138,20 @@ def classify_runs(
         ``test_accuracy`` and the decoded ``status`` coordinate).
     settings, **overrides
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults) and keyword
-        changes of its fields. Used here: ``memorisation_threshold``, ``eps``, ``aggregate`` /
-        ``last_k``, ``smoothing`` / ``smoothing_width``, ``sustain``,
-        ``surplus_max_delay_ratio``, ``surplus_max_delay_steps``.
+        changes of its fields. Used here: ``memorisation_threshold``, the thresholds (``eps``
+        or ``eps_relative``, ``chance_accuracy``, ``ceiling_accuracy``: see
+        :mod:`cdsanalysis.thresholds`), ``aggregate`` and its window (``last_steps``,
+        ``last_steps_fraction`` or ``last_k``), ``smoothing`` / ``smoothing_width``,
+        ``sustain``, ``surplus_max_delay_ratio``, ``surplus_max_delay_steps``.
     lazy
         Compute the events with the lazy xarray definitions
         (:func:`~cdsanalysis.events.first_step_reaching`,
         :func:`~cdsanalysis.aggregate.aggregate_curve`) instead of reading the store in blocks
         of runs (:mod:`cdsanalysis.blockwise`, the default for unsmoothed curves, many times
         faster on large stores). Same numbers either way.
+    thresholds
+        Thresholds already resolved (:func:`~cdsanalysis.thresholds.resolve_thresholds`) for
+        these runs and settings; default: resolved here.
 
     Returns
     -------
@@ -142,11 +159,18 @@ def classify_runs(
         Over ``run`` (with the store's run coordinates), computed (not lazy):
         ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never reached),
         ``delay_steps`` (generalisation minus memorisation step; may be negative),
-        ``final_test_accuracy`` (the aggregate, fraction) and ``regime`` (str). Steps and
-        accuracies are given for every run, finished or not; only the regime depends on the
-        status. ``attrs`` echo the settings.
+        ``final_test_accuracy`` (the aggregate, fraction), ``window_steps`` (its window's
+        length in steps, NaN unless the window is in steps) and ``window_values`` (measured
+        values in it), and ``regime`` (str). Steps and accuracies are given for every run,
+        finished or not; only the regime depends on the status. ``attrs`` echo the settings,
+        the resolved thresholds (``thresholds_*``, :meth:`Thresholds.as_attrs`), the window in
+        words (``window``) and the warnings (``warnings``: windows holding fewer than
+        :data:`~cdsanalysis.aggregate.MIN_WINDOW_VALUES` measured values).
     """
-    rules = AnalysisSettings.resolve(settings, **overrides)
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings)
+    rules = thresholds.applied(settings)  # eps absolute from here on
     if rules.smoothing == "none" and rules.sustain == 1 and not lazy:
         out = _blockwise_events(ds, rules)
     else:
@@ -155,14 +179,26 @@ def classify_runs(
             gen = generalisation_step(ds, rules.eps)
         else:
             mem, gen = _robust_events(ds, rules)
-        final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
-        final.name = "final_test_accuracy"
-        final.attrs["description"] = (
+        final = aggregate_curve(
+            ds["test_accuracy"],
+            rules.aggregate,
+            rules.last_k,
+            last_steps=rules.last_steps,
+            last_steps_fraction=rules.last_steps_fraction,
+        )
+        window_steps, window_values = window_counts(ds["test_accuracy"], rules)
+        out = xr.Dataset(
+            {
+                "memorisation_step": mem,
+                "generalisation_step": gen,
+                "final_test_accuracy": final,
+                "window_steps": window_steps,
+                "window_values": window_values.astype("float64"),
+            }
+        ).compute()  # one pass over the store for all of them
+        out["final_test_accuracy"].attrs["description"] = (
             f"{final.attrs['description']} (the run's aggregate test accuracy)"
         )
-        out = xr.Dataset(
-            {"memorisation_step": mem, "generalisation_step": gen, "final_test_accuracy": final}
-        ).compute()  # one pass over the store for all three
     out["delay_steps"] = out["generalisation_step"] - out["memorisation_step"]
     out["delay_steps"].attrs = {
         "units": "steps",
@@ -178,7 +214,18 @@ def classify_runs(
         at_precision(rules.eps, ds["test_accuracy"].dtype),
     )
     out["regime"] = ("run", regime, {"description": "rules: see cdsanalysis.regimes"})
-    out.attrs = rules.as_attrs()
+    done = status == "done"
+    label, warnings = window_notes(
+        rules, out["window_steps"].values[done], out["window_values"].values[done]
+    )
+    out["window_steps"].attrs = {"units": "steps", "description": f"window of the {label}"}
+    out["window_values"].attrs = {
+        "units": "measurements",
+        "description": "measured test accuracies in the window",
+    }
+    out.attrs = {**settings.as_attrs(), **thresholds.as_attrs(), "window": label}
+    for text in warnings:
+        add_warning(out.attrs, text)
     return out
 
 
@@ -197,13 +244,16 @@ def _blockwise_events(ds: xr.Dataset, rules: AnalysisSettings) -> xr.Dataset:
             "description": f"first {evaluated}step with {metric} >= {threshold:g}; "
             "NaN if never reached",
         }
-    label = aggregate_label(rules.aggregate, rules.last_k)
+    like = aggregate_attrs(
+        ds["test_accuracy"],
+        rules.aggregate,
+        rules.last_k,
+        rules.last_steps,
+        rules.last_steps_fraction,
+    )
     out["final_test_accuracy"].attrs = {
-        "units": ds["test_accuracy"].attrs.get("units", ""),
-        "aggregate": rules.aggregate,
-        "last_k": rules.last_k,
-        "description": f"{label} measured value of test_accuracy (the run's aggregate test "
-        "accuracy)",
+        **like,
+        "description": f"{like['description']} (the run's aggregate test accuracy)",
     }
     return out
 
@@ -368,5 +418,11 @@ def classify_data_sizes(
         variables,
         coords={"n_samples": ("n_samples", labels.astype(np.int64), {"units": "samples"})},
     )
-    out.attrs = settings.as_attrs()
+    # The thresholds, window and warnings of the classification carry over.
+    carried = {
+        k: v
+        for k, v in run_regimes.attrs.items()
+        if k.startswith(ATTRS_PREFIX) or k in ("window", "warnings")
+    }
+    out.attrs = {**settings.as_attrs(), **carried}
     return out

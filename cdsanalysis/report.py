@@ -10,15 +10,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import aggregate_label
+from cdsanalysis.aggregate import aggregate_label, final_accuracy_sentence
 from cdsanalysis.cds import as_strings, estimate_cds, json_number
+from cdsanalysis.notices import WARNINGS_KEY, warning_lines, warnings_of
 from cdsanalysis.regimes import classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.thresholds import resolve_thresholds
 
 REPORT_KIND = "cds-regimes-report"
 #: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
-#: ``cds``).
-REPORT_VERSION = 2
+#: ``cds``). 3: ``thresholds`` (the resolved eps, chance and ceiling), ``window`` and
+#: ``warnings``; the window is in steps.
+REPORT_VERSION = 3
 #: Width of the wrapped settings lines of the text reports, in characters.
 SETTINGS_WIDTH = 100
 
@@ -101,17 +104,22 @@ def regimes_report(
     dict
         JSON-serialisable (NaN -> ``None``, infinities -> ``"inf"`` / ``"-inf"``): ``kind``,
         ``version``, ``store`` (grid name, run counts by status), ``settings``
-        (:meth:`AnalysisSettings.to_dict`), ``cds`` (:meth:`CDSResult.to_dict` less its
+        (:meth:`AnalysisSettings.to_dict`), ``thresholds`` (the resolved thresholds,
+        :meth:`~cdsanalysis.thresholds.Thresholds.to_dict`), ``window`` (the reduction of each
+        run's test curve, in words), ``cds`` (:meth:`CDSResult.to_dict` less its
         settings), ``data_sizes`` (one row per ``n``, see
         :func:`~cdsanalysis.regimes.classify_data_sizes`) and ``runs`` (one row per run, see
-        :func:`~cdsanalysis.regimes.classify_runs`). Steps are in steps (store convention),
-        accuracies are fractions, data sizes are in samples.
+        :func:`~cdsanalysis.regimes.classify_runs`) and ``warnings`` (sentences). Steps are in
+        steps (store convention), accuracies are fractions, data sizes are in samples.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
-    runs = classify_runs(ds, settings)
+    thresholds = resolve_thresholds(ds, settings)  # once, for the regimes and the CDS
+    runs = classify_runs(ds, settings, thresholds=thresholds)
     sizes = classify_data_sizes(runs, settings)
     # final_accuracy: already computed, so the store is read once.
-    cds = estimate_cds(ds, settings, final_accuracy=runs["final_test_accuracy"]).to_dict()
+    cds = estimate_cds(
+        ds, settings, final_accuracy=runs["final_test_accuracy"], thresholds=thresholds
+    ).to_dict()
     del cds["settings"]  # stated once, at the top of the report
     status = as_strings(ds["status"].values)
     names, counts = np.unique(status, return_counts=True)
@@ -124,9 +132,12 @@ def regimes_report(
             "status_counts": dict(zip(names.tolist(), counts.tolist(), strict=True)),
         },
         "settings": settings.to_dict(),
+        "thresholds": thresholds.to_dict(),
+        "window": runs.attrs["window"],
         "cds": cds,
         "data_sizes": _sizes_rows(sizes),
         "runs": _runs_rows(runs),
+        WARNINGS_KEY: warnings_of(runs),
     }
     return _jsonable(report)
 
@@ -188,12 +199,32 @@ def _acc_cell(acc: dict[str, Any]) -> str:
     return f"{_fmt_acc(acc['mean'])} [{_fmt_acc(acc['low'])}, {_fmt_acc(acc['high'])}]"
 
 
+def _eps(report: dict[str, Any]) -> float:
+    """The absolute eps the report used (reports before version 3: the setting)."""
+    return float(report.get("thresholds", report["settings"])["eps"])
+
+
+def _window(report: dict[str, Any]) -> str:
+    """Each run's reduction of its test curve, in words (``median of the last 100 steps``)."""
+    settings = report["settings"]
+    return report.get("window") or aggregate_label(settings["aggregate"], settings.get("last_k"))
+
+
+def _accuracy(report: dict[str, Any]) -> str:
+    """The run's final test accuracy (its reduction is stated on a line of its own)."""
+    return "maximum test accuracy" if _window(report) == "maximum" else "final test accuracy"
+
+
+def _eps_text(report: dict[str, Any]) -> str:
+    eps = _eps(report)
+    return f"{eps:.2f}" if round(eps, 2) == eps else f"{eps:.4g}"
+
+
 def _cds_line(report: dict[str, Any]) -> str:
     cds, settings = report["cds"], report["settings"]
-    label = aggregate_label(settings["aggregate"], settings["last_k"])
     variant = ", every larger n passing too" if settings["require_all_larger"] else ""
     head = (
-        f"CDS (eps={settings['eps']:.2f}, mean {label} test accuracy{variant}, "
+        f"CDS (eps={_eps_text(report)}, mean {_accuracy(report)}{variant}, "
         f"{settings['n_resamples']} bootstrap resamples over {cds['n_runs']} runs)"
     )
     value = _num(cds["cds"])
@@ -216,10 +247,9 @@ def _cds_line(report: dict[str, Any]) -> str:
 
 def _rules_line(report: dict[str, Any]) -> str:
     r = report["settings"]
-    label = aggregate_label(r["aggregate"], r["last_k"])
     return (
         f"Rules: memorised = train accuracy >= {r['memorisation_threshold']:g}; "
-        f"generalised = {label} test accuracy >= {r['eps']:g}; "
+        f"generalised = {_accuracy(report)} >= {_eps(report):.4g}; "
         f"sufficiency if generalisation step > {r['surplus_max_delay_ratio']:g} x memorisation "
         "step, else surplus; only 'done' runs are classified."
     )
@@ -235,14 +265,13 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     ``json.dumps``/``json.loads`` round trip as well.
     """
     confidence = report["settings"]["confidence"]
-    label = aggregate_label(report["settings"]["aggregate"], report["settings"]["last_k"])
     headers = [
         ("n", ""),
         ("runs", "done/all"),
         ("regime", "(agreeing/done)"),
         ("memorisation step", "median [min-max] (reached)"),
         ("generalisation step", "median [min-max] (reached)"),
-        (f"{label} test accuracy", f"mean [{confidence:.0%} interval]"),
+        ("final test accuracy", f"mean [{confidence:.0%} interval]"),
     ]
     rows = []
     for row in report["data_sizes"]:
@@ -278,7 +307,11 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     # What the table means, one statement a line: the CDS, the rules, the settings.
     out.append(_cds_line(report))
     out.append(_rules_line(report))
+    out.append(final_accuracy_sentence(_window(report)))
+    if "thresholds" in report:
+        out.append(f"Thresholds: {report['thresholds']['text']}")
     out.extend(settings_lines(report["settings"]))
+    out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
     return "\n".join(out) + "\n"
 
 

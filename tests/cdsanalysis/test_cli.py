@@ -84,7 +84,7 @@ def test_cds_text_rows_estimates_and_settings(flat_store):
     assert re.search(r"^CDS \(grid rule\): 200 \[", text.stdout, re.M)
     assert "eps=0.6)" in text.stdout and "300 resamples over 12 runs" in text.stdout
     settings = _settings(text.stdout)
-    for echoed in ("eps=0.6,", "aggregate=final,", "last_k=1,", "n_resamples=300,", "seed=0"):
+    for echoed in ("eps=0.6,", "aggregate=final,", "last_k=None,", "n_resamples=300,", "seed=0"):
         assert echoed in settings
 
 
