@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import at_precision
+from cdsanalysis.aggregate import at_precision, fraction_window_steps
 from cdsanalysis.events import (
     memorisation_curve,
     memorisation_source,
@@ -40,19 +40,36 @@ def first_steps(values: np.ndarray, steps: np.ndarray, limit: float) -> np.ndarr
     return np.where(reached.any(axis=1), steps[first], np.nan)
 
 
-def aggregate_rows(values: np.ndarray, how: str, last_k: int) -> np.ndarray:
-    """:func:`~cdsanalysis.aggregate.aggregate_curve` of each row (float64, NaN skipped)."""
-    out = np.full(values.shape[0], np.nan)
+def aggregate_rows(
+    values: np.ndarray, steps: np.ndarray, settings: AnalysisSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~cdsanalysis.aggregate.aggregate_curve` of each row (float64, NaN skipped), with
+    each row's window length in steps and the measured values it holds (as
+    :func:`~cdsanalysis.aggregate.window_counts`)."""
+    how, last_k, last_steps = settings.aggregate, settings.last_k, settings.last_steps
+    out, length, count = (np.full(values.shape[0], np.nan) for _ in range(3))
     for i, row in enumerate(values):
         measured = np.flatnonzero(~np.isnan(row))
         if measured.size == 0:
+            count[i] = 0
             continue
         if how == "max":
-            out[i] = float(row[measured].astype(np.float64).max())
+            out[i], count[i] = float(row[measured].astype(np.float64).max()), measured.size
             continue
-        kept = row[measured[-last_k:]].astype(np.float64)
-        out[i] = np.median(kept) if how == "median_last" else kept.mean()
-    return out
+        if how == "final" or last_k is not None:
+            kept = measured[-(1 if how == "final" else last_k) :]
+        else:
+            end = steps[measured[-1]]
+            length[i] = (
+                last_steps
+                if last_steps is not None
+                else fraction_window_steps(end, settings.last_steps_fraction)
+            )
+            kept = measured[steps[measured] > end - length[i]]
+        window = row[kept].astype(np.float64)
+        out[i] = np.median(window) if how == "median_last" else window.mean()
+        count[i] = kept.size
+    return out, length, count
 
 
 def run_events(
@@ -67,10 +84,11 @@ def run_events(
         ``test_accuracy`` over ``(run, step)``).
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings`: ``memorisation_threshold`` and ``eps``
-        (train / test accuracy to reach, compared ``>=`` at storage precision),
-        ``minibatch_sustain`` (a minibatch run without ``train_set_accuracy``, see
-        :mod:`cdsanalysis.events`), ``aggregate`` and ``last_k`` (reduction of the test curve,
-        as :func:`cdsanalysis.aggregate.aggregate_curve`).
+        (train / test accuracy to reach, compared ``>=`` at storage precision; ``eps``
+        absolute, as resolved by :mod:`cdsanalysis.thresholds`), ``minibatch_sustain`` (a
+        minibatch run without ``train_set_accuracy``, see :mod:`cdsanalysis.events`),
+        ``aggregate`` and its window (reduction of the test curve, as
+        :func:`cdsanalysis.aggregate.aggregate_curve`).
     block_runs
         Runs read at a time (memory: ``2 * block_runs * steps * 4`` bytes).
 
@@ -79,7 +97,9 @@ def run_events(
     xarray.Dataset
         ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never),
         ``final_test_accuracy`` (float64 fraction) and ``memorisation_source`` (str) over
-        ``run``, with the run coordinates.
+        ``run``, with the run coordinates; and the window of the aggregate: ``window_steps``
+        (its length in steps, NaN unless given in steps) and ``window_values`` (measured values
+        in it).
     """
     source = memorisation_source(ds)
     sustain = memorisation_sustain(source, 1, settings.minibatch_sustain)
@@ -88,7 +108,7 @@ def run_events(
     mem_limit = at_precision(settings.memorisation_threshold, ds["train_accuracy"].dtype)
     gen_limit = at_precision(settings.eps, test.dtype)
     n_runs = ds.sizes["run"]
-    mem, gen, final = (np.full(n_runs, np.nan) for _ in range(3))
+    mem, gen, final, length, count = (np.full(n_runs, np.nan) for _ in range(5))
     for lo in range(0, n_runs, block_runs):
         hi = min(lo + block_runs, n_runs)
         rows = slice(lo, hi)
@@ -101,7 +121,7 @@ def run_events(
             )
         test_block = _block(test, lo, hi)
         gen[lo:hi] = first_steps(test_block, steps, gen_limit)
-        final[lo:hi] = aggregate_rows(test_block, settings.aggregate, settings.last_k)
+        final[lo:hi], length[lo:hi], count[lo:hi] = aggregate_rows(test_block, steps, settings)
     coords = {k: v for k, v in ds.coords.items() if v.dims == ("run",)}
     return xr.Dataset(
         {
@@ -109,6 +129,8 @@ def run_events(
             "generalisation_step": ("run", gen),
             "final_test_accuracy": ("run", final),
             "memorisation_source": ("run", source),
+            "window_steps": ("run", length),
+            "window_values": ("run", count),
         },
         coords=coords,
     )

@@ -35,16 +35,20 @@ for one model and training setup.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import aggregate_curve, at_precision
+from cdsanalysis.aggregate import at_precision, final_test_accuracy
 from cdsanalysis.settings import DEFAULTS, SIZE_COORDS, AnalysisSettings
+
+if TYPE_CHECKING:  # (cdsanalysis.thresholds imports this module)
+    from cdsanalysis.thresholds import Thresholds
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
 _NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done"})
@@ -454,6 +458,7 @@ def estimate_cds(
     settings: AnalysisSettings | None = None,
     *,
     final_accuracy: xr.DataArray | None = None,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> CDSResult:
     """Estimate the critical data size of the runs in ``ds``, with a bootstrap interval.
@@ -466,14 +471,19 @@ def estimate_cds(
         runs with status ``'done'`` are used.
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
-        ``eps`` (the threshold the mean must reach), ``aggregate`` / ``last_k`` (each run's
-        final test accuracy), ``require_all_larger``, ``allow_varying``, ``size_coord`` and the
+        the thresholds (``eps`` or ``eps_relative``, resolved by
+        :func:`cdsanalysis.thresholds.resolve_thresholds`: the mean must reach the absolute
+        eps), ``aggregate`` and its window (each run's final test accuracy),
+        ``require_all_larger``, ``allow_varying``, ``size_coord`` and the
         bootstrap (``n_resamples`` resamples, each drawing runs with replacement within each
         ``n`` independently; ``confidence``; ``seed``).
     final_accuracy
         The runs' aggregate test accuracy (over ``run``, aligned with ``ds``), when the caller
-        already computed it with the same ``aggregate`` and ``last_k`` (e.g.
+        already computed it with the same ``aggregate`` and window (e.g.
         ``classify_runs(...).final_test_accuracy``): the curves are then not read again.
+    thresholds
+        :class:`~cdsanalysis.thresholds.Thresholds` already resolved for these runs and
+        settings; default: resolved here.
     **overrides
         Fields of ``settings`` to change, e.g. ``estimate_cds(ds, eps=0.8)``.
 
@@ -484,11 +494,23 @@ def estimate_cds(
         support and bracket interval, plus the per-size table. Every bound is a tested size
         (or open); the curve estimate between them is :func:`cdsanalysis.cds_curve.cds_curve`.
     """
+    from cdsanalysis.thresholds import resolve_thresholds  # (it imports this module)
+
     settings = AnalysisSettings.resolve(settings, **overrides)
-    s = settings
+    if final_accuracy is None:
+        final_accuracy = final_test_accuracy(ds, settings)
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings, final_accuracy=final_accuracy)
+    s = thresholds.applied(settings)  # the absolute eps from here on
+    echo = {**settings.as_attrs(), **thresholds.as_attrs(), **_window_attrs(final_accuracy)}
     done, values, n_of_run = final_accuracy_by_size(ds, settings, final_accuracy)
     threshold = at_precision(s.eps, done["test_accuracy"].dtype)
-    return estimate_cds_arrays(values, n_of_run, settings, threshold=threshold)
+    result = estimate_cds_arrays(values, n_of_run, s, threshold=threshold)
+    # The result echoes the settings as given (eps_relative, not the eps it resolved to) and
+    # the resolved thresholds beside them.
+    above = {k: v for k, v in result.per_n.attrs.items() if k == "above_fraction"}
+    result.per_n.attrs = {**echo, **above}
+    return dataclasses.replace(result, settings=settings)
 
 
 def estimate_cds_arrays(
@@ -560,6 +582,11 @@ def estimate_cds_arrays(
     )
 
 
+def _window_attrs(final_accuracy: xr.DataArray) -> dict[str, Any]:
+    """The window (in words) and warnings a :func:`final_test_accuracy` result carries."""
+    return {k: final_accuracy.attrs[k] for k in ("window", "warnings") if k in final_accuracy.attrs}
+
+
 def final_accuracy_by_size(
     ds: xr.Dataset, settings: AnalysisSettings, final_accuracy: xr.DataArray | None
 ) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
@@ -570,8 +597,7 @@ def final_accuracy_by_size(
     done = done_runs(ds)
     check_single_configuration(done, settings.allow_varying)
     if final_accuracy is None:
-        final = aggregate_curve(done["test_accuracy"], settings.aggregate, settings.last_k)
-        final = final.compute()
+        final = final_test_accuracy(done, settings)
     else:
         final = final_accuracy.sel(run=done["run"])
     values = np.asarray(final.values, dtype=np.float64)

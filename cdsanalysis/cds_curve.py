@@ -25,13 +25,14 @@ import numpy as np
 import xarray as xr
 from scipy.special import expit
 
-from cdsanalysis.aggregate import at_precision
+from cdsanalysis.aggregate import at_precision, final_test_accuracy
 from cdsanalysis.cds import SIZE_UNITS, as_strings, estimate_cds_arrays, final_accuracy_by_size
 from cdsanalysis.cds_text import cds_summary, cds_warnings
 from cdsanalysis.crossing import Crossing, estimate_crossing
 from cdsanalysis.data_warnings import curve_falls, few_finished_runs_in, unfinished_runs
 from cdsanalysis.notices import WARNINGS_KEY, add_warning, merge_warnings, warnings_of
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 
 #: Points of the fitted local curve drawn across its window.
 CURVE_POINTS = 100
@@ -42,6 +43,7 @@ def cds_curve(
     settings: AnalysisSettings | None = None,
     *,
     final_accuracy: xr.DataArray | None = None,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
     """Mean accuracy per size with intervals, and the CDS by both estimates.
@@ -53,12 +55,17 @@ def cds_curve(
         ``'done'`` and a measured aggregate are used.
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults). Used here:
-        ``eps``, ``aggregate`` / ``last_k``, ``size_coord`` (the CDS is in its units),
-        ``chance_accuracy`` (floor of the curve model), ``curve_sizes_per_side`` (its window),
-        ``require_all_larger`` (grid rule), ``allow_varying``, ``confidence`` (both intervals)
-        and the bootstrap of the bracket and the means (``n_resamples``, ``seed``).
+        the thresholds (``eps`` or ``eps_relative``; ``chance_accuracy``, the floor of the
+        curve model, given or from the task: :mod:`cdsanalysis.thresholds`;
+        ``ceiling_accuracy``, its ceiling when given), ``aggregate`` and its window,
+        ``size_coord`` (the CDS is in its units), ``curve_sizes_per_side`` (the curve's
+        window), ``require_all_larger`` (grid rule), ``allow_varying``, ``confidence`` (both
+        intervals) and the bootstrap of the bracket and the means (``n_resamples``, ``seed``).
     final_accuracy
         Precomputed aggregate per run (aligned with ``ds``), to avoid reading curves again.
+    thresholds
+        :class:`~cdsanalysis.thresholds.Thresholds` already resolved for these runs and
+        settings (e.g. one eps shared by several models); default: resolved here.
     **overrides
         Fields of ``settings`` to change, e.g. ``cds_curve(ds, chance_accuracy=0.5)``.
 
@@ -73,29 +80,52 @@ def cds_curve(
         estimate: ``cds_curve`` with its Fieller interval ``cds_curve_low`` / ``_high`` (clipped
         to the tested sizes; ``cds_curve_low_open`` / ``_high_open`` say a bound lies beyond
         them), the delta-method cross-check ``cds_curve_delta_low`` / ``_high``,
-        ``cds_curve_censoring`` (``none`` / ``above`` / ``below`` / ``not_estimable``) and
-        ``cds_curve_reason``, ``curve_slope`` / ``_se``, ``curve_dispersion``,
-        ``curve_window`` (sizes fitted) and ``curve_window_runs``; the fitted curve over its
-        window, ``curve_accuracy`` over ``size_grid``; ``chance_accuracy_used``,
-        ``ceiling_accuracy_used``, ``n_runs_total``. ``attrs`` echo the settings
-        (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`) and ``above_fraction``, and
-        carry ``warnings``: a censored or unestimable CDS, an open interval bound
-        (:func:`cdsanalysis.cds_text.cds_warnings`), and from :mod:`cdsanalysis.data_warnings`
-        unfinished runs, sizes with few finished runs, mean accuracy falling with size.
+        ``cds_curve_censoring`` (``none`` / ``above`` / ``below`` / ``not_estimable`` /
+        ``no_data``) and ``cds_curve_reason``, ``curve_slope`` / ``_se``,
+        ``curve_dispersion``, ``curve_window`` (sizes fitted) and ``curve_window_runs``; the
+        fitted curve over its window, ``curve_accuracy`` over ``size_grid``;
+        ``chance_accuracy_used``, ``ceiling_accuracy_used``, ``n_runs_total``. ``attrs`` echo
+        the settings (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`), the resolved
+        thresholds (``thresholds_*``), the window in words (``window``) and
+        ``above_fraction``, and carry ``warnings``: from :mod:`cdsanalysis.data_warnings`
+        unfinished runs, sizes with few finished runs, mean accuracy falling with size; a
+        window with few measured values; a censored or unestimable CDS, an open interval bound
+        (:func:`cdsanalysis.cds_text.cds_warnings`).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
+    if final_accuracy is None:
+        final_accuracy = final_test_accuracy(ds, settings)
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings, final_accuracy=final_accuracy)
     done, values, sizes = final_accuracy_by_size(ds, settings, final_accuracy)
     sizes = sizes.astype(np.float64)
     if (sizes <= 0).any():
         raise ValueError(f"{settings.size_coord} must be > 0 for a fit in log size")
-    threshold = at_precision(settings.eps, done["test_accuracy"].dtype)
-    out = cds_curve_arrays(values, sizes, settings, threshold=threshold)
-    # What weakens it (cdsanalysis.data_warnings): the runs it left out or rests on, and a mean
-    # accuracy that falls with size (the grid rule assumes it grows).
-    # They come first: the CDS warnings (already in attrs) follow from them.
+    threshold = at_precision(thresholds.eps, done["test_accuracy"].dtype)
+    out = cds_curve_arrays(
+        values,
+        sizes,
+        thresholds.applied(settings),
+        threshold=threshold,
+        ceiling=settings.ceiling_accuracy,
+    )
+    cds_notes = warnings_of(out)
+    out.attrs.update({**settings.as_attrs(), **thresholds.as_attrs()})
+    out.attrs.update({k: v for k, v in final_accuracy.attrs.items() if k == "window"})
+    # What weakens it, first (cdsanalysis.data_warnings): the runs it left out or rests on, a
+    # mean accuracy that falls with size (the grid rule assumes it grows), short windows; then
+    # the CDS warnings, which follow from them.
     status = as_strings(ds["status"].values)
     data = unfinished_runs(status) + few_finished_runs_in(ds, settings.size_coord)
-    out.attrs[WARNINGS_KEY] = merge_warnings(data + curve_falls(out), warnings_of(out))
+    out.attrs[WARNINGS_KEY] = merge_warnings(
+        data + curve_falls(out), warnings_of(final_accuracy), cds_notes
+    )
+    if thresholds.chance is None:
+        add_warning(
+            out.attrs,
+            f"chance accuracy unknown ({thresholds.chance_source}): the curve estimate starts "
+            "from 0; pass chance_accuracy (--chance-accuracy)",
+        )
     return out
 
 
@@ -112,29 +142,35 @@ def cds_curve_arrays(
     """:func:`cds_curve` on plain arrays: per-run aggregate accuracies and data sizes.
 
     ``threshold`` is ``eps`` at the storage precision of the accuracies (the grid rule compares
-    with it; default ``settings.eps``, right for float64 values). ``chance`` and ``ceiling`` are
-    the floor and ceiling of the curve model (fractions; default ``settings.chance_accuracy``
-    and the ceiling estimated by :func:`cdsanalysis.crossing.estimate_ceiling`).
-    Used by :func:`cds_curve` and by simulations (no store needed).
+    with it; default ``settings.eps``, right for float64 values). Its ``eps`` is absolute
+    (``eps_relative`` needs the store: :func:`cds_curve`). ``chance`` and ``ceiling`` are the
+    floor and ceiling of the curve model (fractions; default ``settings.chance_accuracy``, 0
+    when it is ``None`` as no task is known here, and ``settings.ceiling_accuracy``, estimated
+    by :func:`cdsanalysis.crossing.estimate_ceiling` when ``None``). Used by
+    :func:`cds_curve` and by simulations (no store needed).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
+    if settings.eps_relative is not None:
+        raise ValueError("cds_curve_arrays takes an absolute eps; eps_relative needs cds_curve")
     values = np.asarray(values, dtype=np.float64)
     sizes = np.asarray(sizes, dtype=np.float64)
-    chance = settings.chance_accuracy if chance is None else float(chance)
-    ceiling = None if ceiling is None else float(ceiling)
+    if chance is None:
+        chance = settings.chance_accuracy if settings.chance_accuracy is not None else 0.0
+    if ceiling is None:
+        ceiling = settings.ceiling_accuracy
     grid = estimate_cds_arrays(values, sizes, settings, threshold=threshold)
     crossing = estimate_crossing(
         values,
         sizes,
         eps=settings.eps,
-        chance=chance,
-        ceiling=ceiling,
+        chance=float(chance),
+        ceiling=None if ceiling is None else float(ceiling),
         confidence=settings.confidence,
         sizes_per_side=settings.curve_sizes_per_side,
         threshold=threshold,
         require_all_larger=settings.require_all_larger,
     )
-    return curve_dataset(grid.per_n, grid, crossing, settings, chance=chance)
+    return curve_dataset(grid.per_n, grid, crossing, settings, chance=float(chance))
 
 
 def curve_dataset(

@@ -19,6 +19,7 @@ import typer
 import xarray as xr
 from rich.console import Console
 
+from cdsanalysis.aggregate import final_accuracy_sentence
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.cds_text import (
     bracket_cell,
@@ -58,6 +59,7 @@ from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.stepwise import DEFAULT_METRIC, DEFAULT_THRESHOLDS
 from cdsanalysis.store import open_runs
 from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -137,18 +139,24 @@ _OPTION_NAMES = {"n_resamples": "--resamples"}
 _BOOTSTRAP = ("n_resamples", "confidence", "seed")
 _EVENTS = ("smoothing", "smoothing_width", "sustain")
 _SURVIVAL = ("km_ci_method", "fraction_ci_method")
+#: The threshold (absolute, or relative to chance and ceiling) and the reduction of a run's test
+#: curve with its window (an estimated ceiling is a mean of such reductions).
+_THRESHOLDS = ("eps", "eps_relative", "chance_accuracy", "ceiling_accuracy")
+_WINDOW = ("aggregate", "last_steps", "last_steps_fraction", "last_k")
 #: The AnalysisSettings fields each command offers as options.
 REGIMES_OPTIONS = (
-    *("eps", "memorisation_threshold", "minibatch_sustain", "aggregate", "last_k", *_EVENTS),
+    *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
-    *("chance_accuracy", "curve_sizes_per_side", "allow_varying", *_BOOTSTRAP, *_SURVIVAL),
+    *("curve_sizes_per_side", "allow_varying", *_BOOTSTRAP, *_SURVIVAL),
 )
 CDS_OPTIONS = (
-    *("eps", "aggregate", "last_k", "size_coord", "chance_accuracy", "curve_sizes_per_side"),
-    *("require_all_larger", "allow_varying", *_BOOTSTRAP),
+    *(*_THRESHOLDS, *_WINDOW, "size_coord", "curve_sizes_per_side", "require_all_larger"),
+    *("allow_varying", *_BOOTSTRAP),
 )
-DECAY_OPTIONS = ("eps", "memorisation_threshold", "minibatch_sustain", *_BOOTSTRAP)
-STEPWISE_OPTIONS = (*_EVENTS, "size_coord", *_BOOTSTRAP, *_SURVIVAL)
+DECAY_OPTIONS = (
+    *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_BOOTSTRAP),
+)
+STEPWISE_OPTIONS = (*_EVENTS, "chance_accuracy", "size_coord", *_BOOTSTRAP, *_SURVIVAL)
 
 
 def _cli_type(hint: Any) -> Any:
@@ -267,16 +275,33 @@ def analysis_command(hint: str = "") -> Callable:
     return wrap
 
 
-def _with_warnings(data: dict[str, Any], text: str, warnings: list[str]) -> tuple[Any, str]:
-    """A command's JSON and text with its warnings: a top-level ``warnings`` list, and one
-    ``Warning: ...`` line each at the end of the text (after the settings)."""
-    data[WARNINGS_KEY] = list(warnings)
-    return data, "\n".join([text.rstrip("\n"), *warning_lines(warnings)])
-
-
 def _settings_text(attrs: dict[str, Any]) -> str:
     """The settings a result echoes in its ``attrs``, as the last lines of a text report."""
     return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
+
+
+def _thresholds_text(attrs: dict[str, Any]) -> str:
+    """``Thresholds: eps = ...`` and ``Final test accuracy: ...`` lines of a result's attrs."""
+    lines = []
+    if isinstance(attrs.get("thresholds_text"), str):
+        lines.append(f"Thresholds: {attrs['thresholds_text']}")
+    if isinstance(attrs.get("window"), str):
+        lines.append(final_accuracy_sentence(attrs["window"]))
+    return "".join(f"\n{line}" for line in lines)
+
+
+def _warnings_text(attrs: dict[str, Any]) -> str:
+    """The ``Warning: ...`` lines that end a text report (empty without warnings)."""
+    return "".join(f"\n{line}" for line in warning_lines(warnings_of(attrs)))
+
+
+def _with_notes(data: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """A JSON result with its ``warnings`` (and resolved thresholds) at the top level."""
+    thresholds = Thresholds.from_attrs(attrs)
+    if thresholds is not None:
+        data["thresholds"] = thresholds.to_dict()
+    data[WARNINGS_KEY] = warnings_of(attrs)
+    return data
 
 
 @app.command()
@@ -302,7 +327,10 @@ def cds(
     """CDS as a grid bracket and as a local curve estimate with its interval; censored outside
     the tested sizes."""
     result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
-    data = dataset_to_json(result.drop_dims("size_grid", errors="ignore"))
+    data = _with_notes(
+        dataset_to_json(result.drop_dims("size_grid", errors="ignore")), result.attrs
+    )
+    eps = float(result.attrs["thresholds_eps"])
     conf = f"{settings.confidence:.0%}"
     size_coord = settings.size_coord
     if by:
@@ -330,12 +358,13 @@ def cds(
         text = render_table(headers, rows)
         summary = cds_summary(result)
         text += (
-            f"\n\nCDS (eps={settings.eps:g}, {summary['n_runs']} runs)"
+            f"\n\nCDS (eps={eps:.4g}, {summary['n_runs']} runs)"
             f"\n  grid bracket: "
             f"{bracket_text(summary['bracket'], settings.confidence, settings.n_resamples)}"
             f"\n  curve estimate: {curve_text(summary['curve'], settings.confidence)}"
         )
-    return _with_warnings(data, f"{text}\n{_settings_text(result.attrs)}", warnings_of(result))
+    notes = _thresholds_text(result.attrs)
+    return data, f"{text}{notes}\n{_settings_text(result.attrs)}{_warnings_text(result.attrs)}"
 
 
 @app.command()
@@ -388,10 +417,12 @@ def decay(
     text += (
         f"\n\nmean over {fmt(res['n_fitted'])} fitted runs: gamma = {interval(res, 'gamma_mean')}"
         f" per step, gamma/(lr*wd) = {interval(res, 'ratio_mean')} ({conf} bootstrap over runs)"
+        f"{_thresholds_text(res.attrs)}"
         f"\n{_settings_text(res.attrs)}\n"
         + "\n".join(settings_lines(DecaySettings.from_attrs(decay_echo).to_dict(), "Decay"))
+        + _warnings_text(res.attrs)
     )
-    return _with_warnings(dataset_to_json(res), text, warnings_of(res))
+    return _with_notes(dataset_to_json(res), res.attrs), text
 
 
 def _thresholds(text: str) -> list[float]:
@@ -421,6 +452,7 @@ def stepwise(
     data = {
         "runs": dataset_to_json(est.first_step_.to_dataset()),
         "by_size": dataset_to_json(by_size),
+        WARNINGS_KEY: warnings_of(by_size),
     }
     size_coord = settings.size_coord
     rows = []
@@ -446,9 +478,10 @@ def stepwise(
         f"[{settings.confidence:.0%} interval] (reached/done runs), runs that never reached it "
         "censored at their last step; '> S' = median not reached within the S steps observed; "
         "bounds: '-' undefined (too few runs), 'inf' open"
-        f"\n{_settings_text(by_size.attrs)}"
+        f"\n{_chance_line(by_size.attrs)}"
+        f"\n{_settings_text(by_size.attrs)}{_warnings_text(by_size.attrs)}"
     )
-    return _with_warnings(data, text, warnings_of(by_size))
+    return _with_notes(data, by_size.attrs), text
 
 
 def _km_cell(by_size: xr.Dataset, i: int, j: int) -> str:
@@ -466,6 +499,13 @@ def _km_cell(by_size: xr.Dataset, i: int, j: int) -> str:
         "followup_steps": get("followup_steps"),
     }
     return f"{time_to_grok_cell(entry)} ({get('n_events')}/{get('n_runs')})"
+
+
+def _chance_line(attrs: dict[str, Any]) -> str:
+    chance, source = attrs.get("thresholds_chance", "none"), attrs.get("thresholds_chance_source")
+    if isinstance(chance, str):
+        return f"Chance accuracy: unknown ({source})"
+    return f"Chance accuracy: {chance:.4g} ({source})"
 
 
 @app.command()
@@ -486,6 +526,13 @@ def plot(
     if kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
+    try:
+        # The thresholds, resolved once (and reported): the figures draw the absolute eps.
+        thresholds = resolve_thresholds(ds, settings)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    settings = thresholds.applied(settings)
+    err.print(f"Thresholds: {thresholds.describe()}")
     # matplotlib is imported only when plotting
     from cdsanalysis.plots import cds_curve as p_cds
     from cdsanalysis.plots import curves as p_curves

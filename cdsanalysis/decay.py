@@ -47,6 +47,7 @@ from scipy.optimize import curve_fit
 from cdsanalysis.cds import as_strings, bootstrap_group_means, percentile_interval
 from cdsanalysis.events import generalisation_step, memorisation_step
 from cdsanalysis.settings import AnalysisSettings, SettingsBase
+from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 
 DecayModel = Literal["exponential", "asymptote"]
 DECAY_MODELS: tuple[str, ...] = get_args(DecayModel)
@@ -200,6 +201,8 @@ def fit_decay(
     ds: xr.Dataset,
     settings: AnalysisSettings | None = None,
     decay: DecaySettings | None = None,
+    *,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
     """Fit the decay model to every run of ``ds`` (see the module docstring).
@@ -211,12 +214,15 @@ def fit_decay(
         ``test_accuracy``, and the ``lr`` / ``weight_decay`` run coordinates for the ratio).
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings`. Used here: ``memorisation_threshold``,
-        ``minibatch_sustain`` and ``eps`` (the memorisation and generalisation steps:
-        automatic window, ``w*`` and the observed generalisation step), ``confidence``
+        ``minibatch_sustain`` and the thresholds (``eps`` or ``eps_relative``, resolved by
+        :func:`cdsanalysis.thresholds.resolve_thresholds`; the memorisation and generalisation
+        steps: automatic window, ``w*`` and the observed generalisation step), ``confidence``
         (every interval), ``n_resamples`` and ``seed`` (bootstrap over runs of the mean
         ``gamma`` and mean ratio).
     decay
         :class:`DecaySettings`: model, window, norm, ``w*``, covariance, fewest points.
+    thresholds
+        :class:`~cdsanalysis.thresholds.Thresholds` already resolved; default: resolved here.
     **overrides
         Fields of either to change, e.g. ``fit_decay(ds, window=(51, 500), eps=0.8)``.
 
@@ -231,7 +237,8 @@ def fit_decay(
         ``fit_status`` (``"ok"``, ``"not memorised"``, ``"generalised before memorising"``,
         ``"window too short"``, ``"no norm measured"``, ``"fit failed"``). Scalars over the
         fitted runs: ``gamma_mean`` and ``ratio_mean`` with bootstrap intervals, and ``n_fitted``.
-        ``attrs`` echo both settings (the decay ones prefixed ``decay_``).
+        ``attrs`` echo both settings (the decay ones prefixed ``decay_``) and the resolved
+        thresholds (``thresholds_*``).
     """
     own = set(DecaySettings.field_names())
     decay = (decay if decay is not None else DEFAULT_DECAY).replace(
@@ -241,7 +248,9 @@ def fit_decay(
         settings, **{k: v for k, v in overrides.items() if k not in own}
     )
     model, window, norm, w_star = decay.model, decay.window, decay.norm, decay.w_star
-    confidence, eps = settings.confidence, settings.eps
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings)
+    confidence, eps = settings.confidence, thresholds.eps
 
     norms = norm_curve(ds, norm).astype("float64")
     events = xr.Dataset(
@@ -337,6 +346,7 @@ def fit_decay(
     res.attrs = {
         **settings.as_attrs(),
         **{f"decay_{k}": v for k, v in decay.as_attrs().items()},
+        **thresholds.as_attrs(),
     }
     return res
 

@@ -10,7 +10,10 @@ keyword parameter, with the same default (the fields are copied from it, so a se
 in one place); :class:`DecayFit` also takes those of :class:`~cdsanalysis.decay.DecaySettings`.
 ``fit`` builds the settings object from them (``settings_``) and passes it to the function the
 estimator names, which can be called directly; a field an estimator does not use has no effect
-on it (it is echoed in the results' ``attrs`` all the same).
+on it (it is echoed in the results' ``attrs`` all the same). The accuracy threshold is resolved
+once per fit (:func:`cdsanalysis.thresholds.resolve_thresholds`: ``eps`` absolute, or
+``eps_relative`` between chance and ceiling) and kept as ``thresholds_``; ``eps_`` is the
+absolute eps the estimates were made at.
 
 >>> est = CDSEstimator(eps=0.9).fit(ds)          # doctest: +SKIP
 >>> est.cds_, est.cds_low_, est.cds_high_, est.n_runs_  # doctest: +SKIP
@@ -27,6 +30,7 @@ from typing import Any, Literal
 
 import xarray as xr
 
+from cdsanalysis.aggregate import final_test_accuracy
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.decay import DecaySettings, fit_decay
 from cdsanalysis.modelwise import DEFAULT_BY, cds_by_model
@@ -38,6 +42,7 @@ from cdsanalysis.stepwise import (
     stepwise_by_size,
     stepwise_steps,
 )
+from cdsanalysis.thresholds import resolve_thresholds, thresholds_of
 
 
 def _parameters(*sources: type) -> type:
@@ -94,14 +99,17 @@ class CDSEstimator(_Estimator):
         ``cds_``). Both are in ``result_``.
     **settings
         The fields of :class:`~cdsanalysis.settings.AnalysisSettings` (used:
-        ``eps``, ``aggregate``, ``last_k``, ``size_coord``, ``chance_accuracy``,
-        ``curve_sizes_per_side``, ``require_all_larger``, ``allow_varying``, ``n_resamples``,
-        ``confidence``, ``seed``).
+        the thresholds ``eps`` / ``eps_relative`` / ``chance_accuracy`` /
+        ``ceiling_accuracy``, ``aggregate`` and its window ``last_steps`` /
+        ``last_steps_fraction`` / ``last_k``, ``size_coord``, ``curve_sizes_per_side``,
+        ``require_all_larger``, ``allow_varying``, ``n_resamples``, ``confidence``, ``seed``).
 
     Attributes
     ----------
     settings_ : AnalysisSettings
         The settings used.
+    thresholds_ : Thresholds
+        The resolved thresholds (``eps_`` = ``thresholds_.eps``, absolute).
     result_ : xarray.Dataset
         The full :func:`cdsanalysis.cds_curve.cds_curve` result.
     cds_, cds_low_, cds_high_ : float
@@ -124,7 +132,12 @@ class CDSEstimator(_Estimator):
                 "'glm' was replaced by the local 'curve' estimate)"
             )
         self.settings_ = self._build(AnalysisSettings)
-        self.result_ = res = cds_curve(ds, self.settings_)
+        final = final_test_accuracy(ds, self.settings_)  # read once, for eps and the CDS
+        self.thresholds_ = resolve_thresholds(ds, self.settings_, final_accuracy=final)
+        self.eps_ = self.thresholds_.eps
+        self.result_ = res = cds_curve(
+            ds, self.settings_, final_accuracy=final, thresholds=self.thresholds_
+        )
         if self.method == "curve":
             self.cds_ = float(res["cds_curve"])
             self.cds_low_ = float(res["cds_curve_low"])
@@ -151,12 +164,14 @@ class DecayFit(_Estimator, _parameters(DecaySettings)):  # type: ignore[misc]
         The fields of :class:`~cdsanalysis.decay.DecaySettings` (model, window, norm,
         ``w_star``, covariance, fewest points) and of
         :class:`~cdsanalysis.settings.AnalysisSettings` (used: ``memorisation_threshold``,
-        ``eps``, ``n_resamples``, ``confidence``, ``seed``).
+        the thresholds, ``n_resamples``, ``confidence``, ``seed``).
 
     Attributes
     ----------
     settings_, decay_settings_ : AnalysisSettings, DecaySettings
         The settings used.
+    thresholds_, eps_ : Thresholds, float
+        The resolved thresholds and the absolute eps used.
     result_ : xarray.Dataset
         The full :func:`cdsanalysis.decay.fit_decay` result (over ``run``).
     gamma_, gamma_low_, gamma_high_ : xarray.DataArray
@@ -170,7 +185,11 @@ class DecayFit(_Estimator, _parameters(DecaySettings)):  # type: ignore[misc]
     def fit(self, ds: xr.Dataset) -> DecayFit:
         self.settings_ = self._build(AnalysisSettings)
         self.decay_settings_ = self._build(DecaySettings)
-        self.result_ = fit_decay(ds, self.settings_, self.decay_settings_)
+        self.thresholds_ = resolve_thresholds(ds, self.settings_)
+        self.eps_ = self.thresholds_.eps
+        self.result_ = fit_decay(
+            ds, self.settings_, self.decay_settings_, thresholds=self.thresholds_
+        )
         self.gamma_ = self.result_["gamma"]
         self.gamma_low_ = self.result_["gamma_low"]
         self.gamma_high_ = self.result_["gamma_high"]
@@ -234,6 +253,8 @@ class RegimeClassifier(_Estimator):
     ----------
     settings_ : AnalysisSettings
         The settings used.
+    thresholds_, eps_ : Thresholds, float
+        The resolved thresholds and the absolute eps used.
     runs_ : xarray.Dataset
         :func:`cdsanalysis.regimes.classify_runs` (over ``run``).
     sizes_ : xarray.Dataset
@@ -242,7 +263,9 @@ class RegimeClassifier(_Estimator):
 
     def fit(self, ds: xr.Dataset) -> RegimeClassifier:
         self.settings_ = self._build(AnalysisSettings)
-        self.runs_ = classify_runs(ds, self.settings_)
+        self.thresholds_ = resolve_thresholds(ds, self.settings_)
+        self.eps_ = self.thresholds_.eps
+        self.runs_ = classify_runs(ds, self.settings_, thresholds=self.thresholds_)
         self.sizes_ = classify_data_sizes(self.runs_, self.settings_)
         return self
 
@@ -263,6 +286,8 @@ class ModelwiseCDS(_Estimator):
     ----------
     settings_ : AnalysisSettings
         The settings used.
+    thresholds_, eps_ : Thresholds, float
+        The thresholds resolved once for all models, and the absolute eps used.
     result_ : xarray.Dataset
         Over ``by``: both CDS estimates with intervals and run counts; trend scalars.
     cds_ : xarray.DataArray
@@ -276,6 +301,8 @@ class ModelwiseCDS(_Estimator):
     def fit(self, ds: xr.Dataset) -> ModelwiseCDS:
         self.settings_ = self._build(AnalysisSettings)
         self.result_ = cds_by_model(ds, self.by, self.settings_)
+        self.thresholds_ = thresholds_of(self.result_)
+        self.eps_ = self.thresholds_.eps
         self.cds_ = self.result_["cds_curve"]
         self.trend_slope_ = float(self.result_["trend_slope"])
         self.trend_p_value_ = float(self.result_["trend_p_value"])

@@ -25,13 +25,13 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from cdsanalysis.aggregate import aggregate_curve
+from cdsanalysis.aggregate import final_test_accuracy
 from cdsanalysis.cds import SIZE_UNITS, as_strings, check_size_coord, done_runs
 from cdsanalysis.cds_curve import cds_curve
-from cdsanalysis.cds_text import cds_summary, cds_warnings
-from cdsanalysis.data_warnings import curve_falls, few_finished_runs_in, unfinished_runs
-from cdsanalysis.notices import add_warning
+from cdsanalysis.data_warnings import unfinished_runs
+from cdsanalysis.notices import add_warning, merge_warnings, warnings_of
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.thresholds import resolve_thresholds
 
 #: The default model coordinate: the hidden size.
 DEFAULT_BY = "width"
@@ -72,7 +72,9 @@ def cds_by_model(
     settings, **overrides
         :class:`~cdsanalysis.settings.AnalysisSettings` and keyword changes of its fields, as
         for :func:`cdsanalysis.cds_curve.cds_curve` (run on each model's runs); ``confidence``
-        is also the level of the trend's interval.
+        is also the level of the trend's interval. The thresholds are resolved once for all
+        models (:mod:`cdsanalysis.thresholds`), so that every model's CDS is at the same eps;
+        an estimated ceiling is then the best size's mean over the runs of all models.
 
     Returns
     -------
@@ -85,23 +87,28 @@ def cds_by_model(
         (d log CDS / d log ``by``) with its ``confidence`` interval ``trend_slope_low`` /
         ``_high``,
         ``trend_p_value`` (two-sided z-test of slope 0), ``trend_n_models`` (models in the
-        trend). ``attrs`` echo ``by`` and the settings and carry ``warnings``
-        (:mod:`cdsanalysis.data_warnings`; per model, named ``"<by> = <value>: ..."``).
+        trend). ``attrs`` echo ``by``, the settings and the thresholds, and carry ``warnings``
+        (unfinished runs once for the store, then each model's, named
+        ``"<by> = <value>: ..."``: :func:`cdsanalysis.cds_curve.cds_curve`).
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     values = _check_by(ds, by)
     check_size_coord(ds, settings.size_coord)
+    final = final_test_accuracy(ds, settings)
+    pooled = settings.replace(allow_varying=(*settings.allow_varying, by))
+    thresholds = resolve_thresholds(ds, pooled, final_accuracy=final)
     rows = {k: [] for k in (*_CDS_FIELDS, *_FLAGS, *_LABELS, "n_runs")}
-    # Unfinished runs are counted once for the store; the per-size checks per model.
-    warnings = unfinished_runs(as_strings(ds["status"].values))
+    # Unfinished runs are counted once for the store; everything else per model.
+    warnings = merge_warnings(unfinished_runs(as_strings(ds["status"].values)), warnings_of(final))
     for value in values:
-        sub = ds.isel(run=np.flatnonzero(np.asarray(ds[by].values) == value))
-        curve = cds_curve(sub, settings)
-        prefix = f"{by} = {value}: "
-        warnings += few_finished_runs_in(sub, settings.size_coord, prefix) + curve_falls(
-            curve, prefix
+        chosen = np.flatnonzero(np.asarray(ds[by].values) == value)
+        sub = ds.isel(run=chosen)
+        curve = cds_curve(
+            sub, settings, final_accuracy=final.isel(run=chosen), thresholds=thresholds
         )
-        warnings += [prefix + text for text in cds_warnings(cds_summary(curve))]
+        counted = set(warnings) | set(unfinished_runs(as_strings(sub["status"].values)))
+        own = [f"{by} = {value}: {w}" for w in warnings_of(curve) if w not in counted]
+        warnings = merge_warnings(warnings, own)
         for k in _CDS_FIELDS:
             rows[k].append(float(curve[k]))
         for k in (*_FLAGS, *_LABELS):
@@ -127,8 +134,11 @@ def cds_by_model(
     out.attrs = {
         "by": by,
         **settings.as_attrs(),
+        **thresholds.as_attrs(),
         "trend": "WLS of log cds_curve on log by, inverse-variance weights from the intervals",
     }
+    if "window" in final.attrs:
+        out.attrs["window"] = final.attrs["window"]
     for text in warnings:
         add_warning(out.attrs, text)
     return out
@@ -154,8 +164,7 @@ def _trend(by_values, out, confidence):
 
 def _run_table(ds, by, settings):
     done = done_runs(ds)
-    final = aggregate_curve(done["test_accuracy"], settings.aggregate, settings.last_k)
-    final = final.compute().values
+    final = final_test_accuracy(done, settings).values
     keep = np.isfinite(final)
     return (
         np.asarray(done[by].values)[keep],
@@ -172,7 +181,7 @@ def accuracy_landscape(
 ) -> xr.Dataset:
     """Mean aggregate test accuracy per (model ``by``, data size), over done runs.
 
-    ``settings`` (and keyword ``overrides``): ``aggregate`` / ``last_k`` reduce each run's
+    ``settings`` (and keyword ``overrides``): ``aggregate`` and its window reduce each run's
     curve; ``size_coord`` is the data size.
 
     Returns

@@ -21,9 +21,11 @@ update ``k``, so step 1 is the initialisation).
   minibatch per step, stores written before ``train_set_accuracy``) the threshold must hold for
   ``max(sustain, minibatch_sustain)`` measurements. Each run's source is reported as
   ``memorisation_source`` (:mod:`cdsanalysis.events`).
-- *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if never);
-  *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate`` and ``last_k``
-  (read off the raw, unsmoothed curve: the aggregate already chooses how spikes are treated).
+- *generalisation step*: the first evaluated step with test accuracy ``>= eps`` (NaN if never;
+  ``eps`` absolute, or relative to chance and ceiling: :mod:`cdsanalysis.thresholds`);
+  *final test accuracy*: the run's test-accuracy curve reduced by ``aggregate`` over its window
+  (``last_steps`` steps, by default ``last_steps_fraction`` of the run; read off the raw,
+  unsmoothed curve: the aggregate already chooses how spikes are treated).
   The run is **generalised** when the final test accuracy is ``>= eps`` *and* the
   generalisation step is finite (a run that reached ``eps`` and fell back below it for good is
   not generalised).
@@ -68,7 +70,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import aggregate_curve, aggregate_label, at_precision
+from cdsanalysis.aggregate import (
+    aggregate_attrs,
+    aggregate_curve,
+    at_precision,
+    window_counts,
+    window_notes,
+)
 from cdsanalysis.blockwise import run_events
 from cdsanalysis.cds import (
     as_strings,
@@ -91,9 +99,10 @@ from cdsanalysis.events import (
     memorisation_step,
     memorisation_sustain,
 )
-from cdsanalysis.notices import add_warning
+from cdsanalysis.notices import add_warning, warnings_of
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
+from cdsanalysis.thresholds import ATTRS_PREFIX, Thresholds, resolve_thresholds
 
 #: Regime names of finished runs, in the order reports list them (the ``regime_name``
 #: coordinate of ``regime_count``).
@@ -139,6 +148,8 @@ def classify_runs(
     ds: xr.Dataset,
     settings: AnalysisSettings | None = None,
     lazy: bool = False,
+    *,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
     """Classify every run of ``ds`` into a regime (rules: the module docstring).
@@ -151,14 +162,20 @@ def classify_runs(
     settings, **overrides
         :class:`~cdsanalysis.settings.AnalysisSettings` (default: its defaults) and keyword
         changes of its fields. Used here: ``memorisation_threshold``, ``minibatch_sustain``,
-        ``eps``, ``aggregate`` / ``last_k``, ``smoothing`` / ``smoothing_width``, ``sustain``,
-        ``surplus_max_delay_ratio``, ``surplus_max_delay_steps``.
+        the thresholds (``eps`` or ``eps_relative``, ``chance_accuracy``,
+        ``ceiling_accuracy``: see :mod:`cdsanalysis.thresholds`), ``aggregate`` and its window
+        (``last_steps``, ``last_steps_fraction`` or ``last_k``), ``smoothing`` /
+        ``smoothing_width``, ``sustain``, ``surplus_max_delay_ratio``,
+        ``surplus_max_delay_steps``.
     lazy
         Compute the events with the lazy xarray definitions
         (:func:`~cdsanalysis.events.first_step_reaching`,
         :func:`~cdsanalysis.aggregate.aggregate_curve`) instead of reading the store in blocks
         of runs (:mod:`cdsanalysis.blockwise`, the default for unsmoothed curves, many times
         faster on large stores). Same numbers either way.
+    thresholds
+        Thresholds already resolved (:func:`~cdsanalysis.thresholds.resolve_thresholds`) for
+        these runs and settings; default: resolved here.
 
     Returns
     -------
@@ -166,13 +183,20 @@ def classify_runs(
         Over ``run`` (with the store's run coordinates), computed (not lazy):
         ``memorisation_step``, ``generalisation_step`` (float64 steps, NaN if never reached),
         ``delay_steps`` (generalisation minus memorisation step; may be negative),
-        ``final_test_accuracy`` (the aggregate, fraction), ``memorisation_source`` (the curve
-        the memorisation step was read from, :data:`~cdsanalysis.events.MEMORISATION_SOURCES`)
-        and ``regime`` (str). Steps and
+        ``final_test_accuracy`` (the aggregate, fraction), ``window_steps`` (its window's
+        length in steps, NaN unless the window is in steps) and ``window_values`` (measured
+        values in it), ``memorisation_source`` (the curve the memorisation step was read from,
+        :data:`~cdsanalysis.events.MEMORISATION_SOURCES`) and ``regime`` (str). Steps and
         accuracies are given for every run, finished or not; only the regime depends on the
-        status. ``attrs`` echo the settings.
+        status. ``attrs`` echo the settings, the resolved thresholds (``thresholds_*``,
+        :meth:`Thresholds.as_attrs`), the window in words (``window``) and the warnings
+        (``warnings``: windows holding fewer than
+        :data:`~cdsanalysis.aggregate.MIN_WINDOW_VALUES` measured values).
     """
-    rules = AnalysisSettings.resolve(settings, **overrides)
+    settings = AnalysisSettings.resolve(settings, **overrides)
+    if thresholds is None:
+        thresholds = resolve_thresholds(ds, settings)
+    rules = thresholds.applied(settings)  # eps absolute from here on
     if rules.smoothing == "none" and rules.sustain == 1 and not lazy:
         out = _blockwise_events(ds, rules)
     else:
@@ -184,14 +208,26 @@ def classify_runs(
             gen = generalisation_step(ds, rules.eps)
         else:
             mem, gen = _robust_events(ds, rules, source)
-        final = aggregate_curve(ds["test_accuracy"], rules.aggregate, rules.last_k)
-        final.name = "final_test_accuracy"
-        final.attrs["description"] = (
+        final = aggregate_curve(
+            ds["test_accuracy"],
+            rules.aggregate,
+            rules.last_k,
+            last_steps=rules.last_steps,
+            last_steps_fraction=rules.last_steps_fraction,
+        )
+        window_steps, window_values = window_counts(ds["test_accuracy"], rules)
+        out = xr.Dataset(
+            {
+                "memorisation_step": mem,
+                "generalisation_step": gen,
+                "final_test_accuracy": final,
+                "window_steps": window_steps,
+                "window_values": window_values.astype("float64"),
+            }
+        ).compute()  # one pass over the store for all of them
+        out["final_test_accuracy"].attrs["description"] = (
             f"{final.attrs['description']} (the run's aggregate test accuracy)"
         )
-        out = xr.Dataset(
-            {"memorisation_step": mem, "generalisation_step": gen, "final_test_accuracy": final}
-        ).compute()  # one pass over the store for all three
         out["memorisation_source"] = ("run", source)
     out["memorisation_source"].attrs = {
         "description": "curve the memorisation step was read from: train_set_accuracy, "
@@ -213,7 +249,18 @@ def classify_runs(
         at_precision(rules.eps, ds["test_accuracy"].dtype),
     )
     out["regime"] = ("run", regime, {"description": "rules: see cdsanalysis.regimes"})
-    out.attrs = rules.as_attrs()
+    done = status == "done"
+    label, warnings = window_notes(
+        rules, out["window_steps"].values[done], out["window_values"].values[done]
+    )
+    out["window_steps"].attrs = {"units": "steps", "description": f"window of the {label}"}
+    out["window_values"].attrs = {
+        "units": "measurements",
+        "description": "measured test accuracies in the window",
+    }
+    out.attrs = {**settings.as_attrs(), **thresholds.as_attrs(), "window": label}
+    for text in warnings:
+        add_warning(out.attrs, text)
     return out
 
 
@@ -235,13 +282,16 @@ def _blockwise_events(ds: xr.Dataset, rules: AnalysisSettings) -> xr.Dataset:
         "description": f"first evaluated step with test accuracy >= {rules.eps:g}; "
         "NaN if never reached",
     }
-    label = aggregate_label(rules.aggregate, rules.last_k)
+    like = aggregate_attrs(
+        ds["test_accuracy"],
+        rules.aggregate,
+        rules.last_k,
+        rules.last_steps,
+        rules.last_steps_fraction,
+    )
     out["final_test_accuracy"].attrs = {
-        "units": ds["test_accuracy"].attrs.get("units", ""),
-        "aggregate": rules.aggregate,
-        "last_k": rules.last_k,
-        "description": f"{label} measured value of test_accuracy (the run's aggregate test "
-        "accuracy)",
+        **like,
+        "description": f"{like['description']} (the run's aggregate test accuracy)",
     }
     return out
 
@@ -436,13 +486,19 @@ def classify_data_sizes(
             "regime_name": ("regime_name", np.array(REGIMES, dtype=object)),
         },
     )
-    out.attrs = settings.as_attrs()
-    # What weakens the table (cdsanalysis.data_warnings), from the numbers it already holds.
+    # The thresholds and window of the classification carry over; its warnings (short windows)
+    # follow what weakens the table itself (cdsanalysis.data_warnings), computed from the
+    # numbers it already holds.
+    carried = {
+        k: v for k, v in run_regimes.attrs.items() if k.startswith(ATTRS_PREFIX) or k == "window"
+    }
+    out.attrs = {**settings.as_attrs(), **carried}
     for text in (
         unfinished_runs(status)
         + few_finished_runs(labels, out["n_done"].values)
         + mixed_regimes(out)
         + accuracy_falls(labels, acc_mean, acc_low, acc_high, confidence=confidence)
+        + warnings_of(run_regimes)
     ):
         add_warning(out.attrs, text)
     return out

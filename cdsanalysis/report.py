@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.aggregate import aggregate_label
+from cdsanalysis.aggregate import aggregate_label, final_accuracy_sentence
 from cdsanalysis.cds import as_strings, json_number
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.cds_text import bracket_text, cds_summary, cds_warnings, curve_text
@@ -19,13 +19,15 @@ from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines, war
 from cdsanalysis.regimes import MIXED, classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.survival import time_to_grok
+from cdsanalysis.thresholds import resolve_thresholds
 
 REPORT_KIND = "cds-regimes-report"
 #: 2: one ``settings`` object replaces ``rules`` and ``bootstrap`` (and the settings inside
 #: ``cds``).
 #: 3: a top-level ``warnings`` list; a size's ``regime`` is ``"mixed"`` unless its done runs all
 #: agree, with ``regime_counts`` per row; ``cds`` holds the grid ``bracket`` and the ``curve``
-#: estimate (:func:`cdsanalysis.cds_text.cds_summary`).
+#: estimate (:func:`cdsanalysis.cds_text.cds_summary`); ``time_to_grok`` per size;
+#: ``thresholds`` (the resolved eps, chance and ceiling) and ``window`` (in steps).
 REPORT_VERSION = 3
 #: Width of the wrapped settings lines of the text reports, in characters.
 SETTINGS_WIDTH = 100
@@ -144,23 +146,29 @@ def regimes_report(
     dict
         JSON-serialisable (NaN -> ``None``, infinities -> ``"inf"`` / ``"-inf"``): ``kind``,
         ``version``, ``store`` (grid name, run counts by status), ``settings``
-        (:meth:`AnalysisSettings.to_dict`), ``cds`` (:meth:`CDSResult.to_dict` less its
+        (:meth:`AnalysisSettings.to_dict`), ``thresholds`` (the resolved thresholds,
+        :meth:`~cdsanalysis.thresholds.Thresholds.to_dict`), ``window`` (the reduction of each
+        run's test curve, in words), ``cds`` (:meth:`CDSResult.to_dict` less its
         settings), ``data_sizes`` (one row per ``n``, see
         :func:`~cdsanalysis.regimes.classify_data_sizes`, with a ``time_to_grok`` object: the
         Kaplan-Meier median generalisation step with its interval and whether it is censored,
         ``followup_steps``, and the fraction of done runs that generalised with its binomial
         interval, see :mod:`cdsanalysis.survival`), ``runs`` (one row per run, see
-        :func:`~cdsanalysis.regimes.classify_runs`) and ``warnings`` (sentences, see
-        :mod:`cdsanalysis.data_warnings`). Steps are in steps (store convention), accuracies are
-        fractions, data sizes are in samples.
+        :func:`~cdsanalysis.regimes.classify_runs`), ``thresholds`` (the resolved eps, chance
+        and ceiling), ``window`` (each run's reduction in words) and ``warnings`` (sentences,
+        see :mod:`cdsanalysis.data_warnings`). Steps are in steps (store convention),
+        accuracies are fractions, data sizes are in samples.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
-    runs = classify_runs(ds, settings)
+    thresholds = resolve_thresholds(ds, settings)  # once, for the regimes and the CDS
+    runs = classify_runs(ds, settings, thresholds=thresholds)
     sizes = classify_data_sizes(runs, settings)
     # The regimes are per n_samples, whatever the CDS's size coordinate.
     grok = time_to_grok(runs, settings.replace(size_coord="n_samples"))
     # final_accuracy: already computed, so the store is read once.
-    cds = cds_summary(cds_curve(ds, settings, final_accuracy=runs["final_test_accuracy"]))
+    cds = cds_summary(
+        cds_curve(ds, settings, final_accuracy=runs["final_test_accuracy"], thresholds=thresholds)
+    )
     status = as_strings(ds["status"].values)
     names, counts = np.unique(status, return_counts=True)
     report = {
@@ -172,6 +180,8 @@ def regimes_report(
             "status_counts": dict(zip(names.tolist(), counts.tolist(), strict=True)),
         },
         "settings": settings.to_dict(),
+        "thresholds": thresholds.to_dict(),
+        "window": runs.attrs["window"],
         "cds": cds,
         "data_sizes": _sizes_rows(sizes, grok),
         "runs": _runs_rows(runs),
@@ -260,11 +270,31 @@ def _acc_cell(acc: dict[str, Any]) -> str:
     return f"{_fmt_acc(acc['mean'])} [{_fmt_acc(acc['low'])}, {_fmt_acc(acc['high'])}]"
 
 
+def _eps(report: dict[str, Any]) -> float:
+    """The absolute eps the report used (reports before version 3: the setting)."""
+    return float(report.get("thresholds", report["settings"])["eps"])
+
+
+def _window(report: dict[str, Any]) -> str:
+    """Each run's reduction of its test curve, in words (``median of the last 100 steps``)."""
+    settings = report["settings"]
+    return report.get("window") or aggregate_label(settings["aggregate"], settings.get("last_k"))
+
+
+def _accuracy(report: dict[str, Any]) -> str:
+    """The run's final test accuracy (its reduction is stated on a line of its own)."""
+    return "maximum test accuracy" if _window(report) == "maximum" else "final test accuracy"
+
+
+def _eps_text(report: dict[str, Any]) -> str:
+    eps = _eps(report)
+    return f"{eps:.2f}" if round(eps, 2) == eps else f"{eps:.4g}"
+
+
 def _cds_lines(report: dict[str, Any]) -> list[str]:
     cds, settings = report["cds"], report["settings"]
-    label = aggregate_label(settings["aggregate"], settings["last_k"])
     variant = ", every larger n passing too" if settings["require_all_larger"] else ""
-    head = f"CDS (eps={settings['eps']:.2f}, mean {label} test accuracy{variant}"
+    head = f"CDS (eps={_eps_text(report)}, mean {_accuracy(report)}{variant}"
     confidence, resamples = settings["confidence"], settings["n_resamples"]
     return [
         f"{head}, {cds['n_runs']} runs)",
@@ -275,10 +305,9 @@ def _cds_lines(report: dict[str, Any]) -> list[str]:
 
 def _rules_line(report: dict[str, Any]) -> str:
     r = report["settings"]
-    label = aggregate_label(r["aggregate"], r["last_k"])
     return (
         f"Rules: memorised = train accuracy >= {r['memorisation_threshold']:g}; "
-        f"generalised = {label} test accuracy >= {r['eps']:g}; "
+        f"generalised = {_accuracy(report)} >= {_eps(report):.4g}; "
         f"sufficiency if generalisation step > {r['surplus_max_delay_ratio']:g} x memorisation "
         "step, else surplus; only 'done' runs are classified."
     )
@@ -298,14 +327,13 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     ``json.dumps``/``json.loads`` round trip as well.
     """
     confidence = report["settings"]["confidence"]
-    label = aggregate_label(report["settings"]["aggregate"], report["settings"]["last_k"])
     headers = [
         ("n", ""),
         ("runs", "done/all"),
         ("regime", "(agreeing/done)"),
         ("memorisation step", "median [min-max] (reached)"),
         ("generalisation step", "median [min-max] (reached)"),
-        (f"{label} test accuracy", f"mean [{confidence:.0%} interval]"),
+        ("final test accuracy", f"mean [{confidence:.0%} interval]"),
         ("time to grok (KM)", f"median [{confidence:.0%} interval]"),
         ("grokked", f"k/N [{confidence:.0%} {report['settings']['fraction_ci_method']}]"),
     ]
@@ -345,6 +373,9 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     # What the table means, one statement a line: the CDS, the rules, the settings.
     out.extend(_cds_lines(report))
     out.append(_rules_line(report))
+    out.append(final_accuracy_sentence(_window(report)))
+    if "thresholds" in report:
+        out.append(f"Thresholds: {report['thresholds']['text']}")
     out.extend(settings_lines(report["settings"]))
     out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
     return "\n".join(out) + "\n"

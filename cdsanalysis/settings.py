@@ -26,7 +26,8 @@ import numpy as np
 #: The reductions of a curve to one number (:func:`cdsanalysis.aggregate.aggregate_curve`).
 Aggregate = Literal["final", "max", "mean_last", "median_last"]
 AGGREGATES: tuple[str, ...] = get_args(Aggregate)
-#: Reductions over the last ``last_k`` measured values.
+#: Reductions over a window at the end of the curve (``last_steps`` steps, or ``last_k``
+#: measured values).
 WINDOWED = ("mean_last", "median_last")
 
 #: The smoothing methods (:func:`cdsanalysis.smoothing.smooth_curve`).
@@ -45,18 +46,31 @@ FRACTION_CI_METHODS: tuple[str, ...] = get_args(FractionCIMethod)
 SIZE_COORDS = ("n_samples", "data_fraction")
 
 
-def check_aggregate(how: str, last_k: int) -> int:
-    """Validate a reduction and return the ``last_k`` it really uses.
+def check_aggregate(
+    how: str, last_k: int | None = None, last_steps: int | None = None
+) -> tuple[int | None, int | None]:
+    """Validate a reduction and its window; return the ``(last_k, last_steps)`` it really uses.
 
-    ``last_k`` only means something for ``"mean_last"`` and ``"median_last"``; the other
-    reductions use one value (``"final"``) or all of them (``"max"``), so for them it is taken
-    as 1, whatever was passed (so that ``--aggregate final`` works without ``--last-k 1``).
+    The window only means something for ``"mean_last"`` and ``"median_last"``; the other
+    reductions use one value (``"final"``) or all of them (``"max"``), so for them both are
+    taken as ``None``, whatever was passed (so ``--aggregate final`` needs no window option).
+    ``last_k`` (measured values) and ``last_steps`` (steps) are two ways to give the window:
+    giving both is refused rather than one silently winning.
     """
     if how not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {how!r}")
-    if not _is_count(last_k):
+    if last_k is not None and not _is_count(last_k):
         raise ValueError(f"last_k must be a positive integer (measurements), got {last_k!r}")
-    return last_k if how in WINDOWED else 1
+    if last_steps is not None and not _is_count(last_steps):
+        raise ValueError(f"last_steps must be a positive integer (steps), got {last_steps!r}")
+    if last_k is not None and last_steps is not None:
+        raise ValueError(
+            f"last_k ({last_k} measured values) and last_steps ({last_steps} steps) both give "
+            "the window of the reduction: pass one of them"
+        )
+    if how not in WINDOWED:
+        return None, None
+    return last_k, last_steps
 
 
 def check_smoothing(method: str, width: float) -> None:
@@ -174,8 +188,22 @@ class AnalysisSettings(SettingsBase):
     eps
         Test accuracy (fraction of the test split) that counts as generalised: the
         generalisation step is the first evaluated step at or above it, and the CDS is the
-        smallest data size whose mean final test accuracy reaches it. In (0, 1]. Default
-        ``0.9``.
+        smallest data size whose mean final test accuracy reaches it. Absolute; ignored when
+        ``eps_relative`` is given. In (0, 1]. Default ``0.9``.
+    eps_relative
+        The threshold as a fraction ``F`` of the way from chance to the ceiling:
+        ``eps = chance + F * (ceiling - chance)`` (see :mod:`cdsanalysis.thresholds`), so that
+        one setting fits a 2-class and a 113-class task alike. In (0, 1]; ``None`` = use
+        ``eps``. Default ``None``.
+    chance_accuracy
+        Accuracy (fraction) of guessing, in [0, 1): the floor of the logistic fit of the CDS
+        curve and the start of ``eps_relative``. ``None`` = from the task recorded in the
+        store (``1 / p`` for modular addition, ``1 / classes`` for a text task whose classes
+        are known); an explicit value overrides it. Default ``None``.
+    ceiling_accuracy
+        Accuracy (fraction) the best runs reach, in (0, 1], the top of ``eps_relative``.
+        ``None`` = estimated as the mean final test accuracy of the best data size, with its
+        bootstrap interval (used only when ``eps_relative`` is given). Default ``None``.
     memorisation_threshold
         Train accuracy (fraction of the training subset) that counts as memorised: the
         memorisation step is the first step at or above it, read off ``train_set_accuracy``
@@ -183,17 +211,28 @@ class AnalysisSettings(SettingsBase):
         else off ``train_accuracy`` (see ``minibatch_sustain``). In (0, 1]. Default ``0.99``.
     aggregate
         Reduction of a run's test-accuracy curve to its final test accuracy: ``"median_last"``
-        (the median of the last ``last_k`` measured values), ``"mean_last"``, ``"final"`` (the
-        last measured value) or ``"max"`` (an optimistic selection on the test curve).
-        Full-batch AdamW runs show brief loss spikes after memorising (accuracy collapses for
-        1-15 steps, then recovers); the last value alone can land in one and misread a
-        generalised run, while a median over a window ignores spikes shorter than half of it
-        and still follows a real late trend. Default ``'median_last'``.
+        (the median of the values measured in the window at the end of the run, see
+        ``last_steps``), ``"mean_last"``, ``"final"`` (the last measured value) or ``"max"``
+        (an optimistic selection on the test curve). Full-batch AdamW runs show brief loss
+        spikes after memorising (accuracy collapses for 1-15 steps, then recovers); the last
+        value alone can land in one and misread a generalised run, while a median over a
+        window ignores spikes shorter than half of it and still follows a real late trend.
+        Default ``'median_last'``.
+    last_steps
+        Window of ``"median_last"`` / ``"mean_last"``, in steps: the values measured in the
+        last ``last_steps`` steps of each run (steps ``end - last_steps + 1 .. end``, ``end``
+        the run's last measured step). ``None`` = ``last_steps_fraction`` of each run. A
+        window holding fewer than ``MIN_WINDOW_VALUES`` measured values is warned about.
+        ``None`` for ``"final"`` and ``"max"``. Default ``None``.
+    last_steps_fraction
+        Window when neither ``last_steps`` nor ``last_k`` is given, as a fraction of each
+        run's length (its last measured step), rounded to whole steps (at least 1): 0.1 of a
+        1,000-step run is its last 100 steps. In (0, 1]. Default ``0.1``.
     last_k
-        Measured values reduced by ``"median_last"`` / ``"mean_last"`` (measurements, not
-        steps: with a test evaluation every 10 steps, 100 values span the last 1,000 steps).
-        Stored as 1 for ``"final"`` and ``"max"``, which use one or all values. Default
-        ``100``.
+        The window as a count of measured values instead (the last ``last_k`` values,
+        whatever steps they span; with a test evaluation every 50 steps, 100 values span 5,000
+        steps). Excludes ``last_steps``. ``None`` for ``"final"`` and ``"max"``. Default
+        ``None``.
     smoothing
         Smoothing of the accuracy curves before events (memorisation, generalisation,
         step-wise thresholds) are read off them: ``"none"``, ``"ema"`` (causal) or
@@ -227,9 +266,6 @@ class AnalysisSettings(SettingsBase):
         Run coordinate that holds the data size: ``"n_samples"`` (samples) or
         ``"data_fraction"`` (fraction of the task's train split); a CDS is in its units.
         Default ``'n_samples'``.
-    chance_accuracy
-        Accuracy (fraction) the curve estimate of the CDS starts from, in [0, 1); e.g. 0.5
-        for balanced binary classification. Default ``0.0``.
     curve_sizes_per_side
         Tested sizes on each side of the grid bracket whose runs the curve estimate of the CDS
         fits (:mod:`cdsanalysis.crossing`): 1 uses the two bracketing sizes (the logit
@@ -261,9 +297,14 @@ class AnalysisSettings(SettingsBase):
     """
 
     eps: float = 0.9
+    eps_relative: float | None = None
+    chance_accuracy: float | None = None
+    ceiling_accuracy: float | None = None
     memorisation_threshold: float = 0.99
     aggregate: Aggregate = "median_last"
-    last_k: int = 100
+    last_steps: int | None = None
+    last_steps_fraction: float = 0.1
+    last_k: int | None = None
     smoothing: Smoothing = "none"
     smoothing_width: float = 5.0
     sustain: int = 1
@@ -271,7 +312,6 @@ class AnalysisSettings(SettingsBase):
     surplus_max_delay_ratio: float = 2.0
     surplus_max_delay_steps: float = 0.0
     size_coord: str = "n_samples"
-    chance_accuracy: float = 0.0
     curve_sizes_per_side: int = 1
     require_all_larger: bool = False
     allow_varying: tuple[str, ...] = ("seed",)
@@ -283,8 +323,22 @@ class AnalysisSettings(SettingsBase):
 
     def __post_init__(self) -> None:
         # Frozen: normalised values are set with object.__setattr__.
-        object.__setattr__(self, "last_k", check_aggregate(self.aggregate, self.last_k))
+        last_k, last_steps = check_aggregate(self.aggregate, self.last_k, self.last_steps)
+        object.__setattr__(self, "last_k", last_k)
+        object.__setattr__(self, "last_steps", last_steps)
+        _fraction("last_steps_fraction", self.last_steps_fraction)
         _fraction("eps", self.eps)
+        if self.eps_relative is not None:
+            _fraction("eps_relative", self.eps_relative)
+        if self.chance_accuracy is not None:
+            _fraction("chance_accuracy", self.chance_accuracy, low_open=False, high_open=True)
+        if self.ceiling_accuracy is not None:
+            _fraction("ceiling_accuracy", self.ceiling_accuracy)
+            if self.chance_accuracy is not None and self.ceiling_accuracy <= self.chance_accuracy:
+                raise ValueError(
+                    f"ceiling_accuracy ({self.ceiling_accuracy!r}) must lie above "
+                    f"chance_accuracy ({self.chance_accuracy!r})"
+                )
         _fraction("memorisation_threshold", self.memorisation_threshold)
         check_smoothing(self.smoothing, self.smoothing_width)
         if not _is_count(self.sustain):
@@ -307,7 +361,6 @@ class AnalysisSettings(SettingsBase):
             raise ValueError(
                 f"size_coord must be one of {list(SIZE_COORDS)}, got {self.size_coord!r}"
             )
-        _fraction("chance_accuracy", self.chance_accuracy, low_open=False, high_open=True)
         if isinstance(self.allow_varying, str):  # a lone name, not its letters
             object.__setattr__(self, "allow_varying", (self.allow_varying,))
         object.__setattr__(self, "allow_varying", tuple(str(n) for n in self.allow_varying))

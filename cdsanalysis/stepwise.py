@@ -23,9 +23,11 @@ from cdsanalysis.cds import (
     percentile_interval,
 )
 from cdsanalysis.events import first_step_sustained
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
 from cdsanalysis.survival import kaplan_meier_by_size
+from cdsanalysis.thresholds import ATTRS_PREFIX, chance_from_task
 
 #: The paper's sample-wise thresholds: 0.1, 0.2, ..., 0.9 (fractions).
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 2) for k in range(1, 10))
@@ -63,7 +65,9 @@ def stepwise_steps(
         :class:`~cdsanalysis.settings.AnalysisSettings` and keyword changes of its fields. Used
         here: ``smoothing`` / ``smoothing_width`` (smoothing of the curve before the events
         are read, see :func:`smooth_curve`) and ``sustain`` (consecutive measurements that
-        must reach a threshold, see :func:`cdsanalysis.events.first_step_sustained`).
+        must reach a threshold, see :func:`cdsanalysis.events.first_step_sustained`); and
+        ``chance_accuracy`` (given or from the task): accuracy thresholds at or below it are
+        warned about.
     thresholds
         Values to reach, in the metric's units (fractions for accuracies); default 0.1..0.9.
     metric
@@ -74,7 +78,8 @@ def stepwise_steps(
     xarray.DataArray
         ``first_step`` over ``(run, threshold)``, float64 steps (store convention, 1-based),
         NaN where never reached; the run coordinates of ``ds`` are kept. ``attrs`` record
-        ``metric`` and echo the settings.
+        ``metric``, echo the settings and the chance accuracy (``thresholds_chance``,
+        ``thresholds_chance_source``) and carry the ``warnings``.
     """
     settings = AnalysisSettings.resolve(settings, **overrides)
     smoothing, sustain = settings.smoothing, settings.sustain
@@ -96,7 +101,37 @@ def stepwise_steps(
         **settings.as_attrs(),
         "description": f"first step at which {metric} >= threshold; NaN if never reached",
     }
+    _note_chance(out.attrs, ds, settings, metric, values)
     return out
+
+
+def _note_chance(
+    attrs: dict[str, Any],
+    ds: xr.Dataset,
+    settings: AnalysisSettings,
+    metric: str,
+    values: np.ndarray,
+) -> None:
+    """Echo the chance accuracy (given or from the task, :mod:`cdsanalysis.thresholds`) and warn
+    about accuracy thresholds at or below it: guessing reaches them, so their steps say
+    nothing about learning (0.1..0.5 on a 2-class task)."""
+    if settings.chance_accuracy is not None:
+        chance, source = settings.chance_accuracy, "given"
+    else:
+        chance, source = chance_from_task(ds)
+    attrs[f"{ATTRS_PREFIX}chance"] = "none" if chance is None else chance
+    attrs[f"{ATTRS_PREFIX}chance_source"] = source
+    if chance is None or not metric.endswith("accuracy"):
+        return
+    low = values[values <= chance]
+    if low.size:
+        listed = ", ".join(f"{t:g}" for t in low)
+        add_warning(
+            attrs,
+            f"threshold{'s' if low.size > 1 else ''} {listed} of {metric} "
+            f"{'are' if low.size > 1 else 'is'} at or below chance ({chance:.4g}, {source}): "
+            "reached by guessing, not by learning",
+        )
 
 
 def stepwise_by_size(
@@ -197,5 +232,11 @@ def stepwise_by_size(
         "metric": first_step.attrs.get("metric", ""),
         **settings.as_attrs(),
         "only_done": int(only_done),
+        # chance and its warnings carry over from the step-wise events
+        **{
+            k: v
+            for k, v in first_step.attrs.items()
+            if k.startswith(ATTRS_PREFIX) or k == "warnings"
+        },
     }
     return out

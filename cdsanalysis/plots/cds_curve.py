@@ -19,7 +19,9 @@ def plot_cds_curve(curve: xr.Dataset):
     ``curve`` is :func:`cdsanalysis.cds_curve.cds_curve` output.
     """
     size_coord = curve.attrs["size_coord"]
-    eps, conf = curve.attrs["eps"], curve.attrs["confidence"]
+    # the absolute eps the CDS was estimated at (resolved: cdsanalysis.thresholds)
+    eps = curve.attrs.get("thresholds_eps", curve.attrs["eps"])
+    conf = curve.attrs["confidence"]
     sizes = curve[size_coord].values.astype(float)
     mean = curve["mean_accuracy"].values
     summary = cds_summary(curve)

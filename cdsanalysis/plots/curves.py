@@ -37,6 +37,7 @@ def plot_curves(ds: xr.Dataset, rules: AnalysisSettings = DEFAULTS):
             "(e.g. --where n_samples=900)"
         )
     regimes = classify_runs(ds, rules)
+    eps = regimes.attrs["thresholds_eps"]  # absolute (resolved: cdsanalysis.thresholds)
     data = ds[["train_accuracy", "test_accuracy", "train_loss", "test_loss", "param_norm_total"]]
     data = data.compute()
     steps = ds["step"].values
@@ -61,7 +62,7 @@ def plot_curves(ds: xr.Dataset, rules: AnalysisSettings = DEFAULTS):
             if np.isfinite(step):
                 for ax in axes:
                     ax.axvline(step, color=c, ls=style, lw=0.7, alpha=0.8)
-    axes[0].axhline(rules.eps, color="0.5", lw=0.6)
+    axes[0].axhline(eps, color="0.5", lw=0.6)
     axes[0].set_ylabel("accuracy (train --, test -)")
     axes[0].set_ylim(-0.02, 1.02)
     axes[1].set_yscale("log")
@@ -70,5 +71,5 @@ def plot_curves(ds: xr.Dataset, rules: AnalysisSettings = DEFAULTS):
     for ax in axes:
         ax.set_xlabel("step")
     axes[0].legend(loc="lower right", fontsize=6)
-    axes[1].set_title(f"memorisation step (:) and generalisation step (--); eps = {rules.eps:g}")
+    axes[1].set_title(f"memorisation step (:) and generalisation step (--); eps = {eps:.4g}")
     return fig

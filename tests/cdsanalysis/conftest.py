@@ -80,10 +80,20 @@ def _yaml_list(values) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
 
-def write_store(path: Path, runs: dict[tuple[int, int], Planted], steps: int) -> Path:
+def write_store(
+    path: Path,
+    runs: dict[tuple[int, int], Planted],
+    steps: int,
+    *,
+    task: str | None = None,
+    eval_every: int = EVAL_EVERY,
+) -> Path:
     """Write a store of the grid n_samples x seed covering ``runs`` (keys ``(n, seed)``).
 
-    Grid cells without a planted run stay 'pending' with NaN curves.
+    Grid cells without a planted run stay 'pending' with NaN curves. ``task``: the grid's
+    ``task:`` mapping as YAML flow text (e.g. ``"{name: imdb}"``; default: the runner's
+    default task, modular addition with p = 113); ``eval_every``: the cadence the grid
+    records (plant the curves with the same one, :meth:`Curves.evaluated`).
     """
     ns = sorted({n for n, _ in runs})
     seeds = sorted({s for _, s in runs})
@@ -93,7 +103,7 @@ def write_store(path: Path, runs: dict[tuple[int, int], Planted], steps: int) ->
         f"n_samples: {_yaml_list(ns)}\n"
         f"seed: {_yaml_list(seeds)}\n"
         f"steps: {steps}\n"
-        f"eval_every: {EVAL_EVERY}\n"
+        f"eval_every: {eval_every}\n" + (f"task: {task}\n" if task else "")
     )
     grid = parse_grid(text)
     store = RunStore.create_or_open(path, grid.runs, grid.settings, grid.text)
@@ -122,11 +132,12 @@ def curves() -> Curves:
 
 @pytest.fixture
 def make_store(tmp_path):
-    """Factory: ``make_store({(n, seed): Planted, ...}, steps)`` -> lazily opened Dataset."""
+    """Factory: ``make_store({(n, seed): Planted, ...}, steps, **grid)`` -> lazily opened
+    Dataset (``grid``: ``task``, ``eval_every``, as :func:`write_store`)."""
     counter = itertools.count()
 
-    def make(runs: dict[tuple[int, int], Planted], steps: int):
-        path = write_store(tmp_path / f"store{next(counter)}.zarr", runs, steps)
+    def make(runs: dict[tuple[int, int], Planted], steps: int, **grid):
+        path = write_store(tmp_path / f"store{next(counter)}.zarr", runs, steps, **grid)
         return open_runs(str(path))
 
     return make

@@ -43,10 +43,14 @@ def noisy_ds(tmp_path_factory):
     return open_runs(str(path))
 
 
+WINDOWS = [{"last_k": 7}, {"last_steps": 40}, {"last_steps_fraction": 0.15}]
+
+
 @pytest.mark.parametrize("aggregate", AGGREGATES)
 @pytest.mark.parametrize("block_runs", [1, 5, 64])
-def test_blockwise_equals_lazy_definitions(noisy_ds, aggregate, block_runs):
-    rules = AnalysisSettings(eps=0.9, memorisation_threshold=0.99, aggregate=aggregate, last_k=7)
+@pytest.mark.parametrize("window", WINDOWS)
+def test_blockwise_equals_lazy_definitions(noisy_ds, aggregate, block_runs, window):
+    rules = AnalysisSettings(eps=0.9, memorisation_threshold=0.99, aggregate=aggregate, **window)
     fast = run_events(noisy_ds, rules, block_runs=block_runs)
     lazy = classify_runs(noisy_ds, rules, lazy=True)
     for name in ("memorisation_step", "generalisation_step"):
@@ -54,6 +58,8 @@ def test_blockwise_equals_lazy_definitions(noisy_ds, aggregate, block_runs):
     np.testing.assert_allclose(
         fast["final_test_accuracy"].values, lazy["final_test_accuracy"].values, rtol=1e-12
     )
+    for name in ("window_steps", "window_values"):
+        np.testing.assert_array_equal(fast[name].values, lazy[name].values)
     assert np.isfinite(fast["generalisation_step"].values).any()  # the check has teeth
     assert np.isnan(fast["final_test_accuracy"].values).sum() == 1  # the never-evaluated run
 

@@ -69,9 +69,15 @@ def test_cds_json_has_every_size_with_its_runs_mean_and_interval(flat_store):
     assert scalar["cds_bracket_low"] == 200 and scalar["cds_bracket_high"] == 300
     assert scalar["n_runs_total"] == 12
     # the local curve crosses 0.9 between the last failing and the first passing size: by
-    # hand, logit interpolation of the means 0.65 (n = 200) and 0.94 (n = 300), chance 0
-    x0, x1, y0, y1 = np.log(200), np.log(300), np.log(0.65 / 0.35), np.log(0.94 / 0.06)
-    by_hand = np.exp(x0 + (np.log(0.9 / 0.1) - y0) * (x1 - x0) / (y1 - y0))
+    # hand, logit interpolation of the means 0.65 (n = 200) and 0.94 (n = 300) above chance
+    # 1/113 (the fixture's task: modular addition, p = 113)
+    def logit_above_chance(a, chance=1 / 113):
+        r = (a - chance) / (1 - chance)
+        return np.log(r / (1 - r))
+
+    x0, x1 = np.log(200), np.log(300)
+    y0, y1, target = (logit_above_chance(a) for a in (0.65, 0.94, 0.9))
+    by_hand = np.exp(x0 + (target - y0) * (x1 - x0) / (y1 - y0))
     assert scalar["cds_curve"] == pytest.approx(by_hand, rel=1e-5)
     assert scalar["cds_curve_low"] < scalar["cds_curve"] < scalar["cds_curve_high"]
     assert scalar["cds_curve_censoring"] == "none"
@@ -91,7 +97,7 @@ def test_cds_text_rows_estimates_and_settings(flat_store):
     assert re.search(r"^  curve estimate: 1\d\d  90% interval \[", text.stdout, re.M)
     assert "CDS (eps=0.6, 12 runs)" in text.stdout
     settings = _settings(text.stdout)
-    for echoed in ("eps=0.6,", "aggregate=final,", "last_k=1,", "n_resamples=300,", "seed=0"):
+    for echoed in ("eps=0.6,", "aggregate=final,", "last_k=None,", "n_resamples=300,", "seed=0"):
         assert echoed in settings
 
 

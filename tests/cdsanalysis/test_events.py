@@ -167,8 +167,9 @@ def test_aggregate_rejects_bad_arguments():
     curve = _curve([0.5, 0.6])
     with pytest.raises(ValueError, match="aggregate"):
         aggregate_curve(curve, "median")
-    # last_k means nothing to "final": ignored, not an error
-    assert aggregate_curve(curve, "final", last_k=3).attrs["last_k"] == 1
+    # a window means nothing to "final": ignored, not an error
+    assert aggregate_curve(curve, "final", last_k=3).attrs["last_k"] == "none"
+    assert aggregate_curve(curve, "final", last_steps=3).attrs["last_steps"] == "none"
     with pytest.raises(ValueError, match="last_k"):
         aggregate_curve(curve, "mean_last", last_k=0)
 

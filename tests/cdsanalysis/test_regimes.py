@@ -92,8 +92,11 @@ def test_rules_are_validated():
     with pytest.raises(ValueError, match="last_k"):
         AnalysisSettings(last_k=0)
     assert AnalysisSettings(aggregate="mean_last", last_k=4).last_k == 4
-    assert AnalysisSettings(aggregate="final").last_k == 1  # the default 100 means nothing there
-    assert (AnalysisSettings().aggregate, AnalysisSettings().last_k) == ("median_last", 100)
+    # a window means nothing for the last value
+    assert AnalysisSettings(aggregate="final", last_steps=50).last_steps is None
+    default = AnalysisSettings()
+    assert (default.aggregate, default.last_steps, default.last_k) == ("median_last", None, None)
+    assert default.last_steps_fraction == 0.1
 
 
 def test_data_sizes_on_three_regime_store(three_regime_ds):

@@ -77,7 +77,7 @@ def test_table_lists_the_three_regimes_cds_and_rules(report):
     assert any(line.startswith("Rules:") and "0.99" in line for line in lines)
     settings_at = next(i for i, line in enumerate(lines) if line.startswith("Settings: "))
     settings = " ".join(lines[settings_at:])  # the last lines, wrapped
-    for echoed in ("eps=0.9,", "aggregate=final,", "last_k=1,", "n_resamples=300,", "seed=0"):
+    for echoed in ("eps=0.9,", "aggregate=final,", "last_k=None,", "n_resamples=300,", "seed=0"):
         assert echoed in settings
     # rows of the table are aligned: every data row starts its regime column at one offset
     data_rows = [line for line in lines if line[:6].strip().isdigit()]

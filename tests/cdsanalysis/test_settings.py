@@ -22,9 +22,12 @@ STEPS = 60
 #: Every field set away from its default (valid values).
 CHANGED = AnalysisSettings(
     eps=0.8,
+    eps_relative=0.8,
+    ceiling_accuracy=0.95,
     memorisation_threshold=0.95,
     aggregate="mean_last",
-    last_k=3,
+    last_steps=30,
+    last_steps_fraction=0.2,
     smoothing="ema",
     smoothing_width=2.0,
     sustain=2,
@@ -50,7 +53,7 @@ def test_changed_really_changes_every_field_but_size_coord():
         for f in dataclasses.fields(AnalysisSettings)
         if getattr(CHANGED, f.name) == getattr(DEFAULTS, f.name)
     ]
-    assert same == ["size_coord"]
+    assert same == ["last_k", "size_coord"]  # (last_k excludes last_steps)
 
 
 @pytest.mark.parametrize("cls", [AnalysisSettings, DecaySettings])
@@ -70,6 +73,10 @@ def test_every_field_is_documented_once_with_its_default(cls):
         ("memorisation_threshold", 1.5),
         ("aggregate", "median"),
         ("last_k", 0),
+        ("last_steps", 0),
+        ("last_steps_fraction", 0.0),
+        ("eps_relative", 1.5),
+        ("ceiling_accuracy", 0.0),
         ("smoothing", "loess"),
         ("smoothing_width", -1.0),
         ("sustain", 0),
@@ -106,6 +113,13 @@ def test_bad_decay_values_are_refused_naming_the_field(field, bad):
         DecaySettings(**{field: bad})
 
 
+def test_a_window_in_steps_and_in_values_at_once_is_refused():
+    with pytest.raises(ValueError, match="last_k.*last_steps"):
+        AnalysisSettings(last_k=5, last_steps=50)
+    with pytest.raises(ValueError, match="ceiling_accuracy"):
+        AnalysisSettings(chance_accuracy=0.5, ceiling_accuracy=0.4)
+
+
 def test_replace_refuses_an_unknown_name_and_lists_the_fields():
     with pytest.raises(ValueError, match="'resamples'.*n_resamples"):
         DEFAULTS.replace(resamples=10)
@@ -115,7 +129,8 @@ def test_replace_refuses_an_unknown_name_and_lists_the_fields():
 
 
 def test_normalised_values():
-    assert AnalysisSettings(aggregate="final").last_k == 1  # the window means nothing there
+    final = AnalysisSettings(aggregate="final", last_k=5)
+    assert (final.last_k, final.last_steps) == (None, None)  # no window for the last value
     assert AnalysisSettings(allow_varying="split_seed").allow_varying == ("split_seed",)
     assert AnalysisSettings(allow_varying=["seed"]).allow_varying == ("seed",)
     assert DecaySettings(window="200:800").window == (200, 800)

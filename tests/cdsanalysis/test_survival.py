@@ -230,7 +230,7 @@ def test_cli_regimes_stepwise_and_the_survival_figure(tmp_path, make_store, curv
         app, ["plot", store, "--kind", "survival", "--out", str(stem), "--json"]
     )
     assert plot.exit_code == 0, plot.output
-    files = json.loads(plot.output)["files"]
+    files = json.loads(plot.stdout)["files"]  # (stderr: the thresholds)
     assert files == [str(stem) + ".png", str(stem) + ".pdf"]
     png = (tmp_path / "fig" / "survival.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
