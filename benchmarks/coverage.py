@@ -15,7 +15,11 @@ gives both estimates. Per scenario and seeds-per-size it reports:
   the share of replicates where it was not estimable or censored (then only the bracket
   stands; those replicates are left out of the curve figures and counted);
 - grid bracket: the share whose bracket "(lower, upper]" contains the truth, and the share
-  whose bootstrap bracket interval does.
+  whose bootstrap bracket interval does;
+- time to grok (the generalisation-step summary, :mod:`cdsanalysis.survival`): generalisation
+  steps drawn log-normal around a planted median, some runs never generalising (a cured
+  fraction), runs right-censored at their last step; the coverage of the Kaplan-Meier median's
+  interval, the share where it is undefined or open, and the bias of the median.
 
 Nothing here is tuned to a scenario: the estimator gets the task's chance accuracy (it knows
 the task) and the default ceiling (1), whatever the generator's ceiling is.
@@ -38,6 +42,7 @@ from scipy.stats import norm
 
 from cdsanalysis.cds_curve import cds_curve_arrays
 from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.survival import km_summary
 
 #: Seeds (runs) per size of the reported table, and replicates per setting.
 DEFAULT_SEEDS = (3, 4, 8)
@@ -189,6 +194,9 @@ def run_setting(scenario: Scenario, seeds: int, replicates: int, seed: int) -> d
         "curve_coverage_wilson95": wilson(fieller, estimated),
         "delta_coverage": delta / estimated if estimated else math.nan,
         "curve_relative_bias": float(errors_arr.mean()) if estimated else math.nan,
+        "curve_relative_bias_se": (
+            float(errors_arr.std(ddof=1) / math.sqrt(estimated)) if estimated > 1 else math.nan
+        ),
         "curve_relative_rmse": float(np.sqrt((errors_arr**2).mean())) if estimated else math.nan,
         "bracket_contains": bracket_hits / replicates,
         "bracket_contains_wilson95": wilson(bracket_hits, replicates),
@@ -196,10 +204,95 @@ def run_setting(scenario: Scenario, seeds: int, replicates: int, seed: int) -> d
     }
 
 
+@dataclass(frozen=True)
+class GrokScenario:
+    """Planted time to grok: a run generalises at ``median * exp(sd_log * z)`` steps (z normal)
+    unless it is among the ``never_fraction`` that never do; every run lasts ``run_steps``
+    steps (later events are censored there). The true median of the time to grok over runs
+    (never-generalising runs included, as Kaplan-Meier estimates it) is solved exactly."""
+
+    name: str
+    never_fraction: float = 0.0
+    sd_log: float = 0.5
+    run_steps: int = 1000
+    median_range: tuple[float, float] = (100.0, 500.0)
+
+    def true_median(self, median: float) -> float:
+        # S(t) = never + (1 - never) (1 - Phi(log(t / median) / sd)) = 1/2
+        z = norm.ppf(0.5 / (1.0 - self.never_fraction))
+        return median * math.exp(self.sd_log * z)
+
+    def draw(self, rng: np.random.Generator, runs: int) -> tuple[np.ndarray, np.ndarray, float]:
+        median = math.exp(rng.uniform(*np.log(self.median_range)))
+        steps = np.ceil(median * np.exp(self.sd_log * rng.standard_normal(runs)))
+        steps[rng.random(runs) < self.never_fraction] = np.inf
+        event = steps <= self.run_steps
+        return np.where(event, steps, self.run_steps), event, self.true_median(median)
+
+
+GROK_SCENARIOS = (
+    GrokScenario("every run groks, log-normal steps (sd 0.5)"),
+    GrokScenario("20% never grok, log-normal steps (sd 0.5)", never_fraction=0.2),
+)
+
+
+def run_grok_setting(scenario: GrokScenario, runs: int, replicates: int, seed: int) -> dict:
+    """Coverage of the Kaplan-Meier median interval of the time to grok, one size of ``runs``."""
+    rng = np.random.default_rng(seed)
+    settings = AnalysisSettings()
+    covered = defined = open_high = 0
+    errors = []
+    for _ in range(replicates):
+        steps, event, truth = scenario.draw(rng, runs)
+        km = km_summary(steps, event, settings)
+        low, high, median = km["median_low"], km["median_high"], km["median_steps"]
+        if np.isfinite(median):
+            errors.append(median / truth - 1.0)
+        if math.isnan(low) or math.isnan(high):
+            continue
+        defined += 1
+        open_high += math.isinf(high)
+        covered += low <= truth <= high
+    errors_arr = np.asarray(errors)
+    return {
+        "scenario": scenario.name,
+        "runs_per_size": runs,
+        "replicates": replicates,
+        "interval_defined": defined,
+        "interval_open_above": open_high,
+        "coverage": covered / defined if defined else math.nan,
+        "coverage_wilson95": wilson(covered, defined),
+        "median_reached": int(errors_arr.size),
+        "median_relative_bias": float(errors_arr.mean()) if errors_arr.size else math.nan,
+        "median_relative_bias_se": (
+            float(errors_arr.std(ddof=1) / math.sqrt(errors_arr.size))
+            if errors_arr.size > 1
+            else math.nan
+        ),
+    }
+
+
+def render_grok(rows: list[dict]) -> str:
+    head = (
+        f"{'time to grok scenario':<46} {'runs':>4} {'reps':>4} {'defined':>7} {'open':>5} "
+        f"{'coverage [95% CI]':>20} {'reached':>7} {'median bias':>14}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        lo, hi = row["coverage_wilson95"]
+        lines.append(
+            f"{row['scenario']:<46} {row['runs_per_size']:>4} {row['replicates']:>4} "
+            f"{row['interval_defined']:>7} {row['interval_open_above']:>5} "
+            f"{row['coverage']:>6.3f} [{lo:.3f}, {hi:.3f}] {row['median_reached']:>7} "
+            f"{row['median_relative_bias']:>+7.3f}+-{row['median_relative_bias_se']:.3f}"
+        )
+    return "\n".join(lines)
+
+
 def render(rows: list[dict]) -> str:
     head = (
         f"{'scenario':<72} {'seeds':>5} {'reps':>4} {'fitted':>6} {'coverage [95% CI]':>20} "
-        f"{'delta':>6} {'bias':>7} {'RMSE':>6} {'bracket':>8} {'br.int':>7}"
+        f"{'delta':>6} {'bias +- se':>14} {'RMSE':>6} {'bracket':>8} {'br.int':>7}"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
@@ -207,7 +300,8 @@ def render(rows: list[dict]) -> str:
         lines.append(
             f"{row['scenario']:<72} {row['seeds_per_size']:>5} {row['replicates']:>4} "
             f"{row['curve_estimated']:>6} {row['curve_coverage']:>6.3f} [{lo:.3f}, {hi:.3f}] "
-            f"{row['delta_coverage']:>6.3f} {row['curve_relative_bias']:>+7.3f} "
+            f"{row['delta_coverage']:>6.3f} {row['curve_relative_bias']:>+7.3f}"
+            f"+-{row['curve_relative_bias_se']:.3f} "
             f"{row['curve_relative_rmse']:>6.3f} {row['bracket_contains']:>8.3f} "
             f"{row['bracket_interval_contains']:>7.3f}"
         )
@@ -227,16 +321,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for i, scenario in enumerate(SCENARIOS)
         for seeds in seeds_list
     ]
+    grok_rows = [
+        run_grok_setting(scenario, runs, args.replicates, seed=5000 + 100 * i + runs)
+        for i, scenario in enumerate(GROK_SCENARIOS)
+        for runs in seeds_list
+    ]
     print(render(rows))
+    print()
+    print(render_grok(grok_rows))
     print(
         f"\nnominal {AnalysisSettings().confidence:.0%} intervals, eps = {EPS}; "
         f"{time.perf_counter() - start:.0f} s"
     )
     if args.json:
         args.json.write_text(
-            json.dumps({"scenarios": [asdict(s) for s in SCENARIOS], "rows": rows}, indent=2)
+            json.dumps(
+                {
+                    "scenarios": [asdict(s) for s in SCENARIOS],
+                    "rows": rows,
+                    "grok_scenarios": [asdict(s) for s in GROK_SCENARIOS],
+                    "grok_rows": grok_rows,
+                },
+                indent=2,
+            )
         )
-    return rows
+    return rows + grok_rows
 
 
 if __name__ == "__main__":
