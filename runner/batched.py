@@ -42,7 +42,13 @@ from runner.measuring import (
     test_metrics,
 )
 from runner.models.gpt import tabled_answer_logits
-from runner.recording import StepRecord, checkpoint_bytes, load_checkpoint
+from runner.recording import (
+    StepRecord,
+    StillMine,
+    always_mine,
+    checkpoint_bytes,
+    load_checkpoint,
+)
 from runner.spec import ModularAdditionTask, RunSpec, StoreSettings
 from runner.store import RunStore
 from runner.trainer import RunInterrupted, RunSetup, build_run, make_optimizer
@@ -238,6 +244,7 @@ def train_group(
     on_steps: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
     distinct_rows: bool = True,
+    still_mine: StillMine = always_mine,
 ) -> dict[int, str]:
     """Train runs ``indices`` of ``store`` together; return each run's final status.
 
@@ -246,6 +253,9 @@ def train_group(
     ``on_steps`` and ``stop`` are as for :func:`runner.trainer.train_run`; on a stop every run
     is flushed and :class:`~runner.trainer.RunInterrupted` is raised. ``distinct_rows``: use
     :class:`DistinctRows` for 1-layer models (off: the vmapped answer-position forward).
+    ``still_mine(index)`` is asked before every write of a run; a run found taken over is
+    written no more and ends :data:`~runner.recording.HELD` (the group stops once no run is
+    left to write).
     """
     specs = [store.spec(i) for i in indices]
     for spec in specs:
@@ -267,8 +277,6 @@ def train_group(
         raise ValueError("a batched group must resume from one step; train these runs apart")
     first_step = done.pop() + 1
     spec, first = specs[0], setups[0]  # what the runs share: everything but seed and data
-    for index in indices:
-        store.set_state(index, "running", first_step - 1)
 
     stacked = StackedRuns(setups, distinct_rows)
     optimizer = make_optimizer(spec.optimizer, stacked.tensors())
@@ -297,7 +305,11 @@ def train_group(
         NormMeter(stacked.template, stacked.params),
         HistogramMeter(stacked.template, store.hist_groups, store.bin_edges, stacked.params),
         device,
+        still_mine=still_mine,
     )
+    record.start()
+    if not record.active:  # every run taken over before its first step
+        return record.finish(first_step - 1)
     scalars, block = record.scalars, settings.flush_every
 
     def save(slot: int, steps_done: int) -> bytes:
@@ -331,7 +343,7 @@ def train_group(
         stopping = stop()
         if row + 1 == block or step == spec.steps or stopping:
             on_steps(record.flush(step, save))
-            if not record.active:  # every run diverged
+            if not record.active:  # every run diverged or was taken over
                 return record.finish(step)
             if stopping and step < spec.steps:
                 raise RunInterrupted(step)

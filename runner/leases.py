@@ -16,6 +16,13 @@ Two kinds, chosen by where the store lives:
   deterministic, so both write the same numbers into the same chunks. Expiry compares wall clocks,
   so hosts sharing a store need clocks synchronised to well within the lease time.
 
+A holder may be paused past its lease (a suspended process, a long GC or network stall) while
+another process takes the run over. Its heartbeat notices at its next beat, but the training
+thread may reach a write first; so every write of a run's training path is preceded by
+:meth:`Lease.confirm`, which reads the lease object there and then. That narrows the window in
+which a holder that lost its lease can still write to the few writes of one flush (a pause that
+falls between the check and those writes); without conditional writes it cannot be closed.
+
 This module does not import torch.
 """
 
@@ -70,6 +77,10 @@ class Lease(ABC):
     def release(self) -> None:
         """Give the lease back (a no-op when it is not held)."""
 
+    @abstractmethod
+    def confirm(self) -> bool:
+        """Whether this process holds the lease now; ask it right before writing the run."""
+
     def __enter__(self) -> Lease:
         return self
 
@@ -104,6 +115,10 @@ class FlockLease(Lease):
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    def confirm(self) -> bool:
+        """True while acquired: nobody can take an flock from a live holder."""
+        return self._fd is not None
 
 
 class TimedLease(Lease):
@@ -141,15 +156,23 @@ class TimedLease(Lease):
         record = {"holder": self.holder, "expires": time.time() + self.ttl, "ttl_s": self.ttl}
         self.location.write_bytes(json.dumps(record).encode(), *self.parts)
 
+    def _take(self) -> Holder | None:
+        """Write the lease as ours and read it back: None when it is ours, else who has it.
+
+        Of two processes that wrote at once, the later write wins (module note)."""
+        self._write()
+        current = self.current()
+        if current is None or current.holder != self.holder:
+            return current or Holder("unknown", time.time() + self.ttl)
+        return None
+
     def acquire(self) -> Holder | None:
         current = self.current()
         if current and current.holder != self.holder and current.expires > time.time():
             return current
-        self._write()
-        # Read back: of two processes that wrote at once, the later write wins (module note).
-        current = self.current()
-        if current is None or current.holder != self.holder:
-            return current or Holder("unknown", time.time() + self.ttl)
+        taken = self._take()
+        if taken is not None:
+            return taken
         self._stop.clear()
         self.lost.clear()
         self._heartbeat = threading.Thread(
@@ -158,13 +181,33 @@ class TimedLease(Lease):
         self._heartbeat.start()
         return None
 
+    def confirm(self) -> bool:
+        """Whether the lease is still ours, read from the store now; sets :attr:`lost` if not.
+
+        Ours means acquired, not released, and the stored lease names us. A lease that names us
+        but has expired by our clock (we were paused past it and nobody took it over) may be
+        being taken by another process at this very moment, so it is taken again exactly as
+        :meth:`acquire` takes a free one: written and read back, and ours only if our write
+        landed last. A lease that is absent was taken over and given back meanwhile: lost too.
+        A failed read raises ``OSError`` (we cannot tell; the caller must not write then).
+        """
+        if self._heartbeat is None:
+            return False  # not acquired, or released
+        if self.lost.is_set():
+            return False  # once lost, never ours again: a new acquire() is a new claim
+        current = self.current()
+        mine = current is not None and current.holder == self.holder
+        if mine and current.expires <= time.time():
+            mine = self._take() is None
+        if not mine:
+            self.lost.set()
+        return mine
+
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 3):
-            current = self.current()
-            if current is not None and current.holder != self.holder:
-                self.lost.set()  # taken over (we were presumed dead); stop renewing
-                return
             with contextlib.suppress(OSError):  # a missed renewal is retried; expiry is far off
+                if not self.confirm():
+                    return  # taken over (we were presumed dead); stop renewing
                 self._write()
 
     def release(self) -> None:

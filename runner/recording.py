@@ -8,6 +8,12 @@ without gap or duplicate: per run, its metrics block and histograms, then its ch
 ``steps_done``. A run whose training loss is not finite keeps its steps up to and including the
 first such step and is marked ``diverged``; the other runs of a group are not affected.
 
+Every write of a run (its ``running`` state at the start, each flush, its ``done`` state at the
+end) is preceded by ``still_mine(run)``, the caller's check that this process still holds the
+run's lease (:meth:`runner.leases.Lease.confirm`). A run found taken over by another process is
+written no more, drops out of the record and ends ``held`` (:data:`HELD`): its state in the
+store is the new holder's.
+
 Checkpoints have one format (:func:`checkpoint_bytes` writes it, :func:`load_checkpoint` reads
 it), so a run may be resumed by either path.
 """
@@ -77,6 +83,20 @@ def load_checkpoint(
     return int(state["steps_done"])
 
 
+#: ``still_mine(run_index)``: whether this process still holds the run's lease, asked right
+#: before each write of the run (the worker passes :meth:`runner.leases.Lease.confirm`).
+StillMine = Callable[[int], bool]
+
+
+def always_mine(run_index: int) -> bool:
+    """The ``still_mine`` of callers that hold no lease or need no check (tests, benchmarks)."""
+    return True
+
+
+#: The final status of a run whose lease was found taken over: nothing more was written. Not a
+#: store status (the store keeps the new holder's); the worker reports it as ``held``.
+HELD = "held"
+
 #: ``checkpoint(slot, steps_done)``: the checkpoint bytes of the run in ``slot``.
 Checkpoint = Callable[[int, int], bytes]
 #: The test loss and accuracy of every run, scalars or (runs,) (or the same on the training
@@ -95,7 +115,8 @@ class StepRecord:
     The training loop writes the train loss and accuracy (columns 0 and 1); :meth:`measure`
     writes the rest with the meters it was given. ``train_set`` (minibatch runs) gives the loss
     and accuracy on the whole training subset (or its fixed subset), taken on the test cadence
-    with the test metrics; without it those columns stay NaN.
+    with the test metrics; without it those columns stay NaN. ``still_mine`` is asked before
+    every write of a run (module note); call :meth:`start` before the first step.
     """
 
     def __init__(
@@ -110,8 +131,9 @@ class StepRecord:
         histograms: HistogramMeter,
         device: torch.device,
         train_set: TestMetrics | None = None,
+        still_mine: StillMine = always_mine,
     ):
-        self.store, self.indices = store, list(indices)
+        self.store, self.indices, self.still_mine = store, list(indices), still_mine
         self.eval_every, self.test, self.train_set = eval_every, test, train_set
         self.norms, self.histograms = norms, histograms
         runs = len(self.indices)
@@ -125,6 +147,21 @@ class StepRecord:
         self.snapshots: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
         self.active = list(range(runs))  # slots still recorded: a diverged run's are not
         self.statuses = {i: "running" for i in self.indices}
+
+    def _taken_over(self, slot: int) -> bool:
+        """Whether the run in ``slot`` is no longer ours; if so it is recorded no more."""
+        index = self.indices[slot]
+        if self.still_mine(index):
+            return False
+        self.active.remove(slot)
+        self.statuses[index] = HELD
+        return True
+
+    def start(self) -> None:
+        """Mark every run ``running`` from step ``first_step`` on (its steps before are done)."""
+        for slot in list(self.active):
+            if not self._taken_over(slot):
+                self.store.set_state(self.indices[slot], "running", self.first_step - 1)
 
     @torch.no_grad()
     def measure(self, step: int, row: int) -> None:
@@ -148,6 +185,8 @@ class StepRecord:
         norms = self.param_norm[:rows].cpu().numpy()
         written = 0
         for slot in list(self.active):
+            if self._taken_over(slot):
+                continue
             index = self.indices[slot]
             run_rows, run_last, status = rows, last_step, "running"
             bad = np.flatnonzero(~np.isfinite(scalars[:, slot, 0]))
@@ -184,9 +223,10 @@ class StepRecord:
 
     def finish(self, steps: int) -> dict[int, str]:
         """Mark the runs still active ``done`` after ``steps`` steps (all flushed); return every
-        run's final status. Their last checkpoint stays: it holds the final weights (for
-        continuing or ungrokking)."""
-        for slot in self.active:
-            self.store.set_state(self.indices[slot], "done", steps)
-            self.statuses[self.indices[slot]] = "done"
+        run's final status (``done``, ``diverged`` or :data:`HELD`). Their last checkpoint
+        stays: it holds the final weights (for continuing or ungrokking)."""
+        for slot in list(self.active):
+            if not self._taken_over(slot):
+                self.store.set_state(self.indices[slot], "done", steps)
+                self.statuses[self.indices[slot]] = "done"
         return dict(self.statuses)

@@ -30,7 +30,14 @@ from runner.measuring import (
     test_metrics,
 )
 from runner.models.base import Classifier, build_model
-from runner.recording import StepRecord, checkpoint_bytes, load_checkpoint
+from runner.recording import (
+    HELD,
+    StepRecord,
+    StillMine,
+    always_mine,
+    checkpoint_bytes,
+    load_checkpoint,
+)
 from runner.spec import ModularAdditionTask, OptimizerSpec, RunSpec, StoreSettings
 from runner.store import RunStore
 
@@ -221,13 +228,16 @@ def train_run(
     settings: StoreSettings,
     on_steps: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
+    still_mine: StillMine = always_mine,
 ) -> str:
     """Train run ``run_index`` of ``store`` to completion; return its final status.
 
     ``on_steps(k)`` is called after each flush with the number of steps just flushed (progress).
     ``stop()`` is asked after every step; when it returns True the steps taken so far are
     flushed (with their checkpoint) and :class:`RunInterrupted` is raised (Ctrl-C).
-    The caller must hold the run's lock.
+    The caller must hold the run's lease; ``still_mine(run_index)`` is asked before every write
+    of the run, and when it says the lease was taken over training stops at once, writing
+    nothing, and the status is :data:`~runner.recording.HELD`.
     """
     spec = store.spec(run_index)
     status, steps_done = store.state(run_index)
@@ -242,7 +252,6 @@ def train_run(
     if checkpoint is not None:
         # The checkpoint is written after its metrics and before steps_done, so it is the truth.
         first_step = load_checkpoint(checkpoint, setup.model, setup.optimizer, setup.noise) + 1
-    store.set_state(run_index, "running", first_step - 1)
 
     model, optimizer = setup.model, setup.optimizer
     measurer = StepMeasurer(model, settings.measure_in_background)
@@ -259,7 +268,11 @@ def train_run(
         train_set=None
         if setup.train_set is None
         else lambda: evaluate(setup, settings.eval_batch_size, measurer.target, "train_set"),
+        still_mine=still_mine,
     )
+    record.start()
+    if record.statuses[run_index] == HELD:
+        return HELD
     scalars, block = record.scalars, settings.flush_every
 
     def save(slot: int, steps_done: int) -> bytes:
@@ -304,7 +317,7 @@ def train_run(
             stopping = stop()
             if row + 1 == block or step == spec.steps or stopping:
                 status = flush(step)
-                if status == "diverged":
+                if status in ("diverged", HELD):
                     return status
                 if stopping and step < spec.steps:
                     raise RunInterrupted(step)

@@ -1,6 +1,11 @@
 """The per-run path every executor calls: open the store by its location, take the run's lease,
 train the run, give the lease back, and say what happened.
 
+Every write of a run, the trainer's and the ones made here at its end (its failure text, its
+``pending`` state after a stop), comes after :meth:`~runner.leases.Lease.confirm` says the run's
+lease is still ours. A run whose lease was taken over (we were paused past it and presumed dead)
+is written no more and reported ``held``: the store's state of it is the new holder's.
+
 It runs wherever the executor puts it (this process, a pool process, a Dask worker on another
 machine), so it takes only picklable values: the store's location as text, never an open store.
 """
@@ -25,6 +30,8 @@ from runner.store import RunStore, StoreError
 
 #: States a run never leaves: nothing trains it again.
 FINAL = ("done", "diverged")
+#: The message of a run that stopped because another process took its lease over.
+TAKEN_OVER = "lease taken over by another process; stopped, nothing written since"
 
 logger = logging.getLogger(__name__)
 
@@ -116,16 +123,28 @@ def _record_end(store: RunStore, index: int, status: str) -> str:
     return text
 
 
-def _record_failure(store: RunStore, index: int, exc: BaseException) -> tuple[str, str]:
-    """Mark the run failed with its full traceback in the store and the log; return the
-    one-line message (which also says when the store refused the state or text) and the
-    traceback text."""
+def _still_mine(lease: Lease) -> bool:
+    """:meth:`Lease.confirm`, where a lease that cannot even be read counts as not ours."""
+    try:
+        return lease.confirm()
+    except OSError:
+        return False
+
+
+def _record_failure(
+    store: RunStore, index: int, exc: BaseException, lease: Lease
+) -> tuple[str, str]:
+    """Mark the run failed with its full traceback in the store (if ``lease`` is still ours)
+    and the log; return the one-line message (which also says when the store refused the state
+    or text, or was not written) and the traceback text."""
     steps_done = -1  # unknown when the store cannot even be read
     with contextlib.suppress(Exception):
         steps_done = store.state(index)[1]
     text = failure_text(store.run_ids[index], steps_done, exc)
     logger.error("%s", text.rstrip())
     message = _summary(exc)
+    if not _still_mine(lease):
+        return message + " (not recorded in the store: the run's lease is no longer ours)", text
     try:
         store.set_state(index, "failed")
         store.set_failure(index, text)
@@ -173,7 +192,8 @@ def train_one(
     Never raises for a problem of the run itself (it is reported as ``failed`` and the store
     marks it so); a second Ctrl-C (``KeyboardInterrupt``) does propagate.
     """
-    from runner.trainer import RunInterrupted, train_run  # torch only where runs are trained
+    from runner.recording import HELD  # torch only where runs are trained
+    from runner.trainer import RunInterrupted, train_run
 
     configure_log_file(job.log_file)
     if job.torch_threads:
@@ -203,7 +223,10 @@ def train_one(
 
         logger.info(
             "run %d (%s) starts at step %d on %s",
-            index, store.run_ids[index], steps_done + 1, this_process(),
+            index,
+            store.run_ids[index],
+            steps_done + 1,
+            this_process(),
         )
         try:
             status = train_run(
@@ -212,14 +235,17 @@ def train_one(
                 settings,
                 on_steps=on_steps,
                 stop=lambda: stop() or lease.lost.is_set(),
+                still_mine=lambda i: lease.confirm(),
             )
         except RunInterrupted as exc:
-            if lease.lost.is_set():  # another process took over; its state is the truth
-                return outcome("held", "lease taken over by another process; stopped")
+            if not _still_mine(lease):
+                return outcome("held", TAKEN_OVER)
             store.set_state(index, "pending", exc.steps_done)  # resumable, nothing lost
             return outcome("interrupted", f"stopped after step {exc.steps_done} (flushed)")
         except Exception as exc:  # one bad run must not stop the grid
-            return outcome("failed", *_record_failure(store, index, exc))
+            return outcome("failed", *_record_failure(store, index, exc, lease))
+        if status == HELD or not lease.confirm():  # the new holder's state is the truth
+            return outcome("held", TAKEN_OVER)
         return outcome(status, failure=_record_end(store, index, status))
     finally:
         lease.release()
@@ -237,6 +263,7 @@ def train_batch(
     train together. Never raises for a problem of the runs (they are reported ``failed``).
     """
     from runner.batched import train_group
+    from runner.recording import HELD
     from runner.trainer import RunInterrupted
 
     configure_log_file(job.log_file)
@@ -269,9 +296,7 @@ def train_batch(
 
     def outcome(index: int, status: str, message: str = "", failure: str = "") -> RunOutcome:
         seconds = time.perf_counter() - started
-        return RunOutcome(
-            index, status, seconds, started_at[index], True, message, failure=failure
-        )
+        return RunOutcome(index, status, seconds, started_at[index], True, message, failure=failure)
 
     logger.info("runs %s train together as one batched group on %s", mine, this_process())
 
@@ -279,25 +304,33 @@ def train_batch(
         settings = StoreSettings.model_validate(job.settings)
         lost = lambda: any(lease.lost.is_set() for lease in leases.values())  # noqa: E731
         statuses = train_group(
-            store, mine, settings, on_steps=on_steps, stop=lambda: stop() or lost()
+            store,
+            mine,
+            settings,
+            on_steps=on_steps,
+            stop=lambda: stop() or lost(),
+            still_mine=lambda i: leases[i].confirm(),
         )
-        outcomes += [
-            outcome(i, statuses[i], failure=_record_end(store, i, statuses[i])) for i in mine
-        ]
+        for i in mine:
+            if statuses[i] == HELD or not leases[i].confirm():
+                outcomes.append(outcome(i, "held", TAKEN_OVER))
+            else:
+                outcomes.append(outcome(i, statuses[i], failure=_record_end(store, i, statuses[i])))
     except RunInterrupted as exc:
         for index in mine:
             status, _ = store.state(index)
-            if status in FINAL:
+            if not _still_mine(leases[index]):
+                outcomes.append(outcome(index, "held", TAKEN_OVER))
+            elif status in FINAL:
                 outcomes.append(outcome(index, status))
-            elif leases[index].lost.is_set():
-                outcomes.append(outcome(index, "held", "lease taken over; stopped"))
             else:
                 store.set_state(index, "pending", exc.steps_done)
                 message = f"stopped after step {exc.steps_done} (flushed)"
                 outcomes.append(outcome(index, "interrupted", message))
     except Exception as exc:  # the group failed: each of its runs is marked failed
         for index in mine:
-            outcomes.append(outcome(index, "failed", *_record_failure(store, index, exc)))
+            failure = _record_failure(store, index, exc, leases[index])
+            outcomes.append(outcome(index, "failed", *failure))
     finally:
         for lease in leases.values():
             lease.release()

@@ -157,6 +157,22 @@ def test_a_diverging_run_stops_alone_and_its_group_finishes(sequential, tmp_path
     _assert_same_runs(sequential, store, [0, 2, 3])  # the others: as if trained alone
 
 
+def test_a_run_taken_over_is_written_no_more_and_its_group_finishes(sequential, tmp_path):
+    store, grid = _store(tmp_path / "runs.zarr")
+    # Run 1's lease is ours until its first flush (step 16) has landed, then another holder's.
+    statuses = train_group(
+        store, [0, 1, 2, 3], grid.settings, still_mine=lambda i: i != 1 or store.state(1)[1] < 16
+    )
+    assert statuses == {0: "done", 1: "held", 2: "done", 3: "done"}
+    assert store.state(1) == ("running", 16)  # as the first flush left it
+    assert _weights(store, 1)["steps_done"] == 16
+    loss = store.array("train_loss")[1]
+    assert np.isfinite(loss[:16]).all() and np.isnan(loss[16:]).all()
+    histograms = store.array("weight_histogram")[1]  # hist_step 1, 20, 40
+    assert np.isfinite(histograms[0]).all() and np.isnan(histograms[1:]).all()
+    _assert_same_runs(sequential, store, [0, 2, 3])  # the others: as if trained alone
+
+
 def test_unbatchable_runs_are_refused(tmp_path):
     text = GRID.replace("steps: 40", "steps: 40\nnoise: {gradient: 0.01}")
     store, grid = _store(tmp_path / "runs.zarr", text)

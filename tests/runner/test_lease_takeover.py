@@ -111,8 +111,10 @@ def takeover(tmp_path_factory) -> Takeover:
 
         second = start_cds_run(*args, env=ONE_THREAD)
         _wait_for(
-            lambda: _held_by(directory, second)
-            and _steps_done(directory) >= flushed_by_first + 2 * FLUSH_EVERY,
+            lambda: (
+                _held_by(directory, second)
+                and _steps_done(directory) >= flushed_by_first + 2 * FLUSH_EVERY
+            ),
             "B to take the run over and flush twice",
             [second],
         )
@@ -170,12 +172,6 @@ def test_the_first_holder_notices_the_takeover_and_the_run_ends_as_if_trained_on
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner bug: a holder that finds its lease taken over still flushes the steps it "
-    "took since its last flush (train_run flushes on every stop) and writes its older "
-    "checkpoint and steps_done over the new holder's; see the report of issue 12",
-)
 def test_the_first_holder_writes_nothing_once_its_lease_is_taken_over(takeover):
     changed = sorted(
         name

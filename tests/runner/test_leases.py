@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -66,3 +67,44 @@ def test_a_timed_lease_is_renewed_while_its_holder_lives_and_taken_over_after_it
     assert mine.current().holder == "the-taker" and not mine.lost.is_set()
     mine.release()
     assert mine.current() is None
+
+
+def _store_lease(location, holder: str, expires: float) -> None:
+    """Write the lease object as the process ``holder`` would (the stored format)."""
+    record = {"holder": holder, "expires": expires, "ttl_s": 60.0}
+    location.write_bytes(json.dumps(record).encode(), "run.json")
+
+
+def test_confirm_reads_the_lease_now_and_says_lost_once_another_holder_has_it(tmp_path):
+    location = parse_location(str(tmp_path))
+    mine = TimedLease(location, ("run.json",), ttl=60.0, holder="me")
+    assert not mine.confirm()  # not acquired: nothing to write under
+    assert mine.acquire() is None
+    assert mine.confirm() and not mine.lost.is_set()  # still ours: the heartbeat is 20 s off
+    # Paused past our expiry, nobody took it: taken again (written, read back), still ours.
+    _store_lease(location, "me", time.time() - 1.0)
+    assert mine.confirm() and not mine.lost.is_set()
+    assert mine.current().holder == "me" and mine.current().expires > time.time() + 30
+    # Taken over while we were paused: not ours, lost, and the new holder's lease untouched.
+    _store_lease(location, "another", time.time() + 60.0)
+    assert not mine.confirm() and mine.lost.is_set()
+    assert not mine.confirm()  # once lost, lost
+    mine.release()
+    assert mine.current().holder == "another"  # releasing a lost lease leaves it alone
+
+
+def test_confirm_says_lost_when_the_lease_was_taken_over_and_given_back(tmp_path):
+    location = parse_location(str(tmp_path))
+    mine = TimedLease(location, ("run.json",), ttl=60.0, holder="me")
+    assert mine.acquire() is None
+    location.remove("run.json")  # another holder took it, finished, and released it
+    assert not mine.confirm() and mine.lost.is_set()
+    mine.release()
+
+
+def test_an_flock_is_confirmed_exactly_while_held(tmp_path):
+    lease = FlockLease(tmp_path / "run.lock")
+    assert not lease.confirm()
+    assert lease.acquire() is None and lease.confirm()
+    lease.release()
+    assert not lease.confirm()

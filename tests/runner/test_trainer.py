@@ -131,9 +131,7 @@ def test_vocab_tables_setting_changes_rounding_only(tiny_grid, tmp_path):
     tabled, plain = stores[True], stores[False]
     assert not np.array_equal(tabled.train_loss.values, plain.train_loss.values)
     for name in ("train_loss", "test_loss", "param_norm_total", "param_norm"):
-        np.testing.assert_allclose(
-            tabled[name].values, plain[name].values, rtol=1e-4, err_msg=name
-        )
+        np.testing.assert_allclose(tabled[name].values, plain[name].values, rtol=1e-4, err_msg=name)
     for name in ("train_accuracy", "test_accuracy"):
         np.testing.assert_array_equal(tabled[name].values, plain[name].values, err_msg=name)
 
@@ -170,3 +168,18 @@ def test_a_checkpoint_of_another_format_is_refused_by_name(tiny_grid, tmp_path):
     _rewrite_checkpoint(store, 0, lambda state: state.update(format=2))
     with pytest.raises(ValueError, match="checkpoint format 2 is not the one this runner reads"):
         train_run(store, 0, grid.settings)
+
+
+def test_a_run_whose_lease_is_taken_over_stops_and_writes_nothing_more(tiny_grid, tmp_path):
+    grid = load_grid(tiny_grid(steps=40, n_samples="[40]"))
+    store = RunStore.create_or_open(tmp_path / "s.zarr", grid.runs, grid.settings, grid.text)
+    # Taken over before the first step: not even its "running" state is written.
+    assert train_run(store, 0, grid.settings, still_mine=lambda i: False) == "held"
+    assert store.state(0) == ("pending", 0) and store.read_checkpoint(0) is None
+    # Ours until the first flush (step 16) has landed, then another holder's.
+    mine = lambda i: store.state(i)[1] < 16  # noqa: E731
+    assert train_run(store, 0, grid.settings, still_mine=mine) == "held"
+    assert store.state(0) == ("running", 16)
+    assert torch.load(io.BytesIO(store.read_checkpoint(0)))["steps_done"] == 16
+    loss = store.array("train_loss")[0]
+    assert np.isfinite(loss[:16]).all() and np.isnan(loss[16:]).all()
