@@ -156,20 +156,25 @@ def cds_warnings(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def _censored_cell(kind: str, row: dict[str, Any]) -> str | None:
+    """The cell of a censored / empty estimate (None when there is a value to show)."""
+    low_b, high_b = _num(row["cds_bracket_low"]), _num(row["cds_bracket_high"])
+    cells = {
+        "above": f"> {format_size(low_b)}",
+        "below": f"<= {format_size(high_b)}",
+        "not_estimable": f"n/e ({format_size(low_b)}, {format_size(high_b)}]",
+        "no_data": "-",
+    }
+    return cells.get(kind)
+
+
 def curve_cell(row: dict[str, Any]) -> str:
     """A table cell of the curve estimate: ``"1,012 [905, > 1,600]"``, ``"> 1,600"``,
     ``"<= 400"`` or ``"n/e (400, 900]"`` (not estimable: the bracket). ``row`` holds the
     ``cds_curve*`` and ``cds_bracket_*`` values of one model."""
-    kind = str(row["cds_curve_censoring"])
-    low_b, high_b = _num(row["cds_bracket_low"]), _num(row["cds_bracket_high"])
-    if kind == "above":
-        return f"> {format_size(low_b)}"
-    if kind == "below":
-        return f"<= {format_size(high_b)}"
-    if kind == "not_estimable":
-        return f"n/e ({format_size(low_b)}, {format_size(high_b)}]"
-    if kind == "no_data":
-        return "-"
+    censored = _censored_cell(str(row["cds_curve_censoring"]), row)
+    if censored is not None:
+        return censored
     low = ("<= " if row["cds_curve_low_open"] else "") + format_size(_num(row["cds_curve_low"]))
     high = ("> " if row["cds_curve_high_open"] else "") + format_size(_num(row["cds_curve_high"]))
     return f"{format_size(_num(row['cds_curve']))} [{low}, {high}]"
@@ -177,14 +182,10 @@ def curve_cell(row: dict[str, Any]) -> str:
 
 def bracket_cell(row: dict[str, Any]) -> str:
     """A table cell of the grid bracket: ``"(400, 900] 93%"``, ``"> 1,600"`` or ``"<= 400"``."""
-    kind = str(row["cds_bracket_censoring"])
+    censored = _censored_cell(str(row["cds_bracket_censoring"]), row)
+    if censored is not None:
+        return censored
     low_b, high_b = _num(row["cds_bracket_low"]), _num(row["cds_bracket_high"])
-    if kind == "above":
-        return f"> {format_size(low_b)}"
-    if kind == "below":
-        return f"<= {format_size(high_b)}"
-    if kind == "no_data":
-        return "-"
     share = _num(row["cds_bracket_fraction"])
     return f"({format_size(low_b)}, {format_size(high_b)}] {share:.0%}"
 
