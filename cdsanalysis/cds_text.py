@@ -45,7 +45,9 @@ def bracket_text(summary: dict[str, Any], confidence: float, n_resamples: int) -
         head = f"({format_size(low)}, {format_size(high)}]"
     share = _num(summary["bracket_fraction"])
     i_low, i_high = (_num(v) for v in summary["bracket_interval"])
-    if math.isinf(i_high):
+    if math.isinf(i_high) and math.isnan(i_low):
+        interval = "unbounded (the resamples reach both ends of the tested sizes)"
+    elif math.isinf(i_high):
         interval = f"> {format_size(i_low)}"
     elif math.isnan(i_low):
         interval = f"<= {format_size(i_high)}"
