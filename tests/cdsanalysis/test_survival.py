@@ -172,15 +172,17 @@ def test_regimes_report_has_the_time_to_grok(three_regime_ds):
         assert rows[n]["median_steps"] == "inf" and rows[n]["median_censored"] is True
         assert rows[n]["followup_steps"] == 200 and rows[n]["n_grokked"] == 0
         assert rows[n]["median_low"] is None and rows[n]["median_high"] is None
-    # n = 300: events at 121 and 151 -> S = 1/2 then 0; the median is 151 (first S < 1/2).
+    # n = 300: events at 121 and 151 -> S = 1/2 from 121 until 151, then 0; the median is the
+    # midpoint of that flat stretch at one half, (121 + 151) / 2 = 136 (statsmodels' first
+    # S < 1/2 would say 151).
     # Interval: z = 0 at 121 passes, S = 0 at 151 has no standard error -> [121, 151].
-    assert rows[300]["median_steps"] == 151 and rows[300]["median_censored"] is False
+    assert rows[300]["median_steps"] == 136 and rows[300]["median_censored"] is False
     assert (rows[300]["median_low"], rows[300]["median_high"]) == (121, 151)
     assert (rows[300]["n_grokked"], rows[300]["n_runs"]) == (2, 2)
     assert rows[300]["grokked_fraction_low"] == pytest.approx(0.05**0.5)  # CP at 2 of 2
-    for n in (400, 500):
+    for n in (400, 500):  # events at 31 and 41: the midpoint again
         assert (rows[n]["median_steps"], rows[n]["median_low"], rows[n]["median_high"]) == (
-            41,
+            36,
             31,
             41,
         )
@@ -191,8 +193,8 @@ def test_regimes_report_has_the_time_to_grok(three_regime_ds):
     assert "time to grok (KM)" in lines[0] and "grokked" in lines[0]
     cells = {line.split()[0]: line for line in lines[3:9]}
     assert "> 200 [-, -]" in cells["100"] and "0/2 [0.000, 0.776]" in cells["100"]
-    assert "151 [121, 151]" in cells["300"] and "2/2 [0.224, 1.000]" in cells["300"]
-    assert "41 [31, 41]" in cells["500"]
+    assert "136 [121, 151]" in cells["300"] and "2/2 [0.224, 1.000]" in cells["300"]
+    assert "36 [31, 41]" in cells["500"]
 
 
 def test_stepwise_reports_the_time_to_each_threshold(three_regime_ds):
@@ -202,7 +204,7 @@ def test_stepwise_reports_the_time_to_each_threshold(three_regime_ds):
     assert km.dims == ("n_samples", "threshold")
     # Test accuracy 0.10 / 0.30 at n = 100 / 200 never reaches 0.5: censored at 200.
     assert km.sel(n_samples=100).values.tolist() == [np.inf, np.inf]
-    assert km.sel(n_samples=300).values.tolist() == [151.0, 151.0]
+    assert km.sel(n_samples=300).values.tolist() == [136.0, 136.0]
     assert by_size["km_n_events"].sel(n_samples=300).values.tolist() == [2, 2]
     assert 600 not in by_size["n_samples"].values  # no done run there
 
@@ -216,14 +218,14 @@ def test_cli_regimes_stepwise_and_the_survival_figure(tmp_path, make_store, curv
         app, ["stepwise", store, "--thresholds", "0.5", "--resamples", "50"]
     )
     assert stepwise.exit_code == 0, stepwise.output
-    assert "> 200 [-, -] (0/2)" in stepwise.output and "151 [121, 151] (2/2)" in stepwise.output
+    assert "> 200 [-, -] (0/2)" in stepwise.output and "136 [121, 151] (2/2)" in stepwise.output
     regimes = CliRunner().invoke(
         app, ["regimes", store, "--resamples", "50", "--fraction-ci-method", "wilson", "--json"]
     )
     assert regimes.exit_code == 0, regimes.output
     report = json.loads(regimes.output)
     assert report["settings"]["fraction_ci_method"] == "wilson"
-    assert report["data_sizes"][1]["time_to_grok"]["median_steps"] == 151
+    assert report["data_sizes"][1]["time_to_grok"]["median_steps"] == 136
 
     stem = tmp_path / "fig" / "survival"
     plot = CliRunner().invoke(
@@ -242,6 +244,20 @@ def test_plot_survival_draws_one_curve_per_size_with_done_runs(three_regime_ds, 
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     # Five sizes with done runs (n = 600 has none); censored medians say "> 200".
     assert len(labels) == 5
-    assert labels[0].startswith("100: > 200") and labels[2].startswith("300: 151 [121, 151]")
+    assert labels[0].startswith("100: > 200") and labels[2].startswith("300: 136 [121, 151]")
     paths = save_figure(fig, tmp_path / "km")
     assert paths[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_median_takes_the_midpoint_of_a_stretch_at_exactly_one_half():
+    from cdsanalysis.survival import km_median
+
+    steps = np.array([100.0, 200.0, 300.0, 400.0])
+    # four runs, one event each: S = 3/4, 1/2, 1/4, 0 -> flat at 1/2 from 200 to 300
+    assert km_median(steps, np.array([0.75, 0.5, 0.25, 0.0])) == 250.0
+    # S never exactly 1/2: the first step at or below it
+    assert km_median(steps[:3], np.array([0.8, 0.6, 0.3])) == 300.0
+    # at 1/2 at the last event step (nothing after it): that step
+    assert km_median(steps[:2], np.array([0.75, 0.5])) == 200.0
+    # never down to 1/2: censored
+    assert km_median(steps[:2], np.array([0.9, 0.7])) == np.inf
