@@ -22,7 +22,9 @@ gives both estimates. Per scenario and seeds-per-size it reports:
   interval, the share where it is undefined or open, and the bias of the median.
 
 Nothing here is tuned to a scenario: the estimator gets the task's chance accuracy (it knows
-the task) and the default ceiling (1), whatever the generator's ceiling is.
+the task) and estimates the ceiling (a plateau above the fit window, else 1), whatever the
+generator's ceiling is, except in the scenario marked "given", which measures what knowing it
+is worth.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class Scenario:
     concentration: float = 60.0
     latent_sd: float = 0.4
     n_test: int = 500
+    #: The estimator is given the true ceiling (``ceiling_accuracy``), as a user who knows the
+    #: task's ceiling would; otherwise it estimates one (a plateau above the window, else 1).
+    ceiling_given: bool = False
 
     def mean_accuracy(self, log_n: np.ndarray, log_n0: float, slope: float) -> np.ndarray:
         z = slope * (np.asarray(log_n, dtype=np.float64) - log_n0)
@@ -126,6 +131,9 @@ _COARSE = (400.0, 900.0, 1600.0, 3000.0, 6000.0)  # the quickstart's spacing, ex
 SCENARIOS = (
     Scenario("logistic, beta noise, fine grid", "logistic", 0.1, 1.0, _FINE),
     Scenario("probit, ceiling 0.97, fine grid", "probit", 0.1, 0.97, _FINE),
+    Scenario(
+        "probit, ceiling 0.97 given, fine grid", "probit", 0.1, 0.97, _FINE, ceiling_given=True
+    ),
     Scenario("gompertz, coarse grid", "gompertz", 0.1, 1.0, _COARSE),
     Scenario(
         "logistic, seed shifts + binomial test noise, chance floor, coarse grid",
@@ -164,7 +172,13 @@ def run_setting(scenario: Scenario, seeds: int, replicates: int, seed: int) -> d
     censoring: dict[str, int] = {}
     for r in range(replicates):
         values, sizes, truth = scenario.draw(rng, seeds)
-        out = cds_curve_arrays(values, sizes, settings.replace(seed=r), chance=scenario.chance)
+        out = cds_curve_arrays(
+            values,
+            sizes,
+            settings.replace(seed=r),
+            chance=scenario.chance,
+            ceiling=scenario.ceiling if scenario.ceiling_given else None,
+        )
         lower = float(out.cds_bracket_low)
         upper = float(out.cds_bracket_high)
         bracket_hits += (math.isnan(lower) or lower < truth) and truth <= upper
