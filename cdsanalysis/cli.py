@@ -31,7 +31,7 @@ from cdsanalysis.cds_text import (
 )
 from cdsanalysis.data_warnings import (
     DRAWN_SO_FAR,
-    FITTED_SO_FAR,
+    FITTED_NOT_POOLED,
     HISTOGRAMS_SO_FAR,
     LEFT_OUT,
     store_warnings,
@@ -378,8 +378,9 @@ def decay(
 ) -> tuple[Any, str]:
     """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation."""
     res = fit_decay(ds, settings, decay_settings)
-    # fit_decay fits every run, finished or not (on the steps written so far).
-    for warning in store_warnings(ds, settings, fate=FITTED_SO_FAR):
+    # fit_decay fits every run, finished or not (on the steps written so far), and pools only
+    # the finished ones; its own unfinished-runs warning has this same sentence.
+    for warning in store_warnings(ds, settings, fate=FITTED_NOT_POOLED):
         add_warning(res.attrs, warning)
     conf = f"{settings.confidence:.0%}"
     rows = []
@@ -397,6 +398,7 @@ def decay(
                 fmt(res["predicted_generalisation_step"].values[i], 4),
                 fmt(res["observed_generalisation_step"].values[i]),
                 str(res["fit_status"].values[i]),
+                "yes" if res["pooled"].values[i] else f"no: {res['run_status'].values[i]}",
             ]
         )
     text = render_table(
@@ -410,19 +412,34 @@ def decay(
             "predicted gen",
             "observed gen",
             "fit",
+            "pooled",
         ],
         rows,
     )
     decay_echo = {k[len("decay_") :]: v for k, v in res.attrs.items() if k.startswith("decay_")}
+    method = {"hksj": "Hartung-Knapp-Sidik-Jonkman", "dl": "DerSimonian-Laird"}
     text += (
-        f"\n\nmean over {fmt(res['n_fitted'])} fitted runs: gamma = {interval(res, 'gamma_mean')}"
-        f" per step, gamma/(lr*wd) = {interval(res, 'ratio_mean')} ({conf} bootstrap over runs)"
+        f"\n\nwindow: {_window_rule_text(decay_settings)}"
+        f"\npooled over {fmt(res['n_pooled'])} finished runs ({fmt(res['n_fitted'])} fitted):"
+        f" mean rate gamma = {interval(res, 'gamma_mean')} per step (between-run sd"
+        f" {fmt(res['gamma_tau'])}), gamma/(lr*wd) = {interval(res, 'ratio_mean')}"
+        f"\n  ({conf} random-effects interval on the mean rate, "
+        f"{method[decay_settings.pool_method]}: each run's own standard error plus the"
+        " run-to-run spread)"
         f"{_thresholds_text(res.attrs)}"
         f"\n{_settings_text(res.attrs)}\n"
         + "\n".join(settings_lines(DecaySettings.from_attrs(decay_echo).to_dict(), "Decay"))
         + _warnings_text(res.attrs)
     )
     return _with_notes(dataset_to_json(res), res.attrs), text
+
+
+def _window_rule_text(decay: DecaySettings) -> str:
+    if decay.window != "auto":
+        return f"fixed, steps {decay.window[0]}-{decay.window[1]}"
+    if decay.auto_start == "memorisation":
+        return "memorisation step -> generalisation step (or last step)"
+    return "peak of the norm after memorisation -> generalisation step (or last step)"
 
 
 def _thresholds(text: str) -> list[float]:

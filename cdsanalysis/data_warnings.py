@@ -55,7 +55,10 @@ UNFINISHED_STATUSES = ("pending", "running", "failed", "diverged")
 
 #: What an analysis does with unfinished runs (the end of the unfinished-runs sentence).
 LEFT_OUT = "they are left out of every estimate"
-FITTED_SO_FAR = "their fits use only the steps written so far"
+FITTED_NOT_POOLED = (
+    "they are fitted on the steps written so far, flagged (pooled = False) and left out of "
+    "the pooled rate"
+)
 DRAWN_SO_FAR = "their curves are drawn as far as they were written"
 HISTOGRAMS_SO_FAR = "its histograms stop where its run stopped"
 
@@ -79,7 +82,7 @@ def _runs(count: int) -> str:
 
 def unfinished_runs(status: Sequence[str] | np.ndarray, fate: str = LEFT_OUT) -> list[str]:
     """One sentence when some runs are not ``'done'``: how many of each status, and ``fate``
-    (what the analysis did with them: :data:`LEFT_OUT`, :data:`FITTED_SO_FAR`, ...)."""
+    (what the analysis did with them: :data:`LEFT_OUT`, :data:`FITTED_NOT_POOLED`, ...)."""
     status = as_strings(status)
     counts = {s: int((status == s).sum()) for s in UNFINISHED_STATUSES}
     others = sorted(set(status.tolist()) - {"done", *UNFINISHED_STATUSES})

@@ -19,10 +19,40 @@ Two models (``model``):
   interval from its covariance with Student-t quantiles (not autocorrelation-robust). The norm
   of a model that keeps fitting its data cannot decay to 0; this variant lets it level off.
 
-Window (``window``): ``"auto"`` is from the memorisation step (train accuracy
-``>= memorisation_threshold``) to the generalisation step (test accuracy ``>= eps``), or to the
-run's last step when it never generalises; a pair ``(start_step, end_step)`` fixes it for every
-run. Steps follow the store convention (1-based); ``t`` counts steps from the window start.
+Window (``window``): ``"auto"`` starts at the *peak of the fitted norm after memorisation* and
+ends at the generalisation step (test accuracy ``>= eps``), or at the run's last measured step
+when it never generalises; a pair ``(start_step, end_step)`` fixes it for every run. The peak is
+the step of the largest norm (the curve of ``norm``, e.g. ``param_norm_total``) between the
+memorisation step (train accuracy ``>= memorisation_threshold``) and the window end, ties to the
+earliest. Why the peak: the norm keeps growing for a while after the training accuracy crosses
+the memorisation threshold (10-14 steps on the quickstart runs) because the training loss is not
+yet ~0, so the decay the model describes has not begun; a window opened at memorisation fits
+that rise too and biased short windows' ``gamma`` low by 1.5-2 % (issue 14), while opening it at
+the peak recovers the rate (ratio 1.000). ``auto_start="memorisation"`` keeps the old rule for
+comparison. Each run records ``memorisation_step``, ``norm_peak_step``, its window and
+``window_start_rule`` (``"norm peak after memorisation"``, ``"memorisation"`` or ``"fixed"``).
+Steps follow the store convention (1-based); ``t`` counts steps from the window start.
+
+Pooling (``gamma_mean``, ``ratio_mean``): only runs whose status is ``'done'`` and whose fit is
+``"ok"`` are pooled (``pooled``); runs still running, failed or diverged are fitted on the steps
+written so far and reported, flagged ``pooled = False``, and a warning says so. The pooled
+figure is a *random-effects mean* (DerSimonian-Laird): each run's rate ``g_i`` has its own
+standard error ``s_i`` (the fit's, HAC by default), the runs' true rates may differ by a
+between-run standard deviation ``tau`` (estimated by the method of moments, ``gamma_tau``), and
+the mean weights run ``i`` by ``1 / (s_i^2 + tau^2)``. Its interval is an interval on the *mean
+rate of the runs' population* (with one shared rate: on that rate), combining each run's own
+uncertainty and the run-to-run spread. ``pool_method``:
+
+- ``"hksj"`` (default): Hartung-Knapp-Sidik-Jonkman variance (the weighted spread of the runs
+  about the mean, never below the DerSimonian-Laird variance) with Student-t quantiles on
+  ``k - 1`` degrees of freedom: with the 2-8 runs of a grid, the normal interval of plain
+  DerSimonian-Laird is too narrow because ``tau`` is itself estimated from so few runs;
+- ``"dl"``: the DerSimonian-Laird variance ``1 / sum(w_i)`` with normal quantiles.
+
+The bootstrap over runs used before (its interval only the spread of the runs' point
+estimates) covered the planted rate in 0-1 % of replicates; the coverage of both methods on
+planted decays is in BENCHMARKS.md (``python -m benchmarks.decay_coverage``). With one pooled
+run the interval is that run's own (no spread can be estimated) and a warning says so.
 
 Predicted generalisation: ``w*`` is, per run, the norm at the run's own generalisation step
 (``w_star=None``) or a value you supply. ``t_hat = ln(w0_fit / w*) / gamma`` with ``w0_fit`` the
@@ -44,8 +74,10 @@ import xarray as xr
 from scipy import stats
 from scipy.optimize import curve_fit
 
-from cdsanalysis.cds import as_strings, bootstrap_group_means, percentile_interval
+from cdsanalysis.cds import as_strings
+from cdsanalysis.data_warnings import FITTED_NOT_POOLED, unfinished_runs
 from cdsanalysis.events import generalisation_step, memorisation_step
+from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import AnalysisSettings, SettingsBase
 from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 
@@ -53,6 +85,15 @@ DecayModel = Literal["exponential", "asymptote"]
 DECAY_MODELS: tuple[str, ...] = get_args(DecayModel)
 CovType = Literal["HAC", "nonrobust"]
 COV_TYPES: tuple[str, ...] = get_args(CovType)
+AutoStart = Literal["norm_peak", "memorisation"]
+AUTO_STARTS: tuple[str, ...] = get_args(AutoStart)
+PoolMethod = Literal["hksj", "dl"]
+POOL_METHODS: tuple[str, ...] = get_args(PoolMethod)
+
+#: ``window_start_rule`` of each way a window can open.
+START_PEAK = "norm peak after memorisation"
+START_MEMORISATION = "memorisation"
+START_FIXED = "fixed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,8 +109,9 @@ class DecaySettings(SettingsBase):
         ``"exponential"`` (log-linear OLS) or ``"asymptote"`` (non-linear, with a floor).
         Default ``'exponential'``.
     window
-        ``"auto"`` (memorisation to generalisation step) or ``(start_step, end_step)``,
-        inclusive, in steps (also accepted as the text ``"START:END"``). Default ``'auto'``.
+        ``"auto"`` (the norm's peak after memorisation to the generalisation step) or
+        ``(start_step, end_step)``, inclusive, in steps (also accepted as the text
+        ``"START:END"``). Default ``'auto'``.
     norm
         ``"total"`` (``param_norm_total``) or a parameter group of ``param_norm``. Default
         ``'total'``.
@@ -85,6 +127,14 @@ class DecaySettings(SettingsBase):
     min_points
         Fewest steps in the window for a fit (fewer: NaN, ``fit_status = "window too
         short"``); at least 3. Default ``20``.
+    auto_start
+        Where an ``"auto"`` window opens: ``"norm_peak"`` (the step of the largest norm
+        between memorisation and the window end) or ``"memorisation"`` (the memorisation step;
+        biases ``gamma`` low while the norm still grows). Default ``'norm_peak'``.
+    pool_method
+        The interval of the pooled random-effects mean over finished runs: ``"hksj"``
+        (Hartung-Knapp-Sidik-Jonkman, Student-t on runs - 1 degrees of freedom) or ``"dl"``
+        (DerSimonian-Laird, normal). Default ``'hksj'``.
     """
 
     model: DecayModel = "exponential"
@@ -94,6 +144,8 @@ class DecaySettings(SettingsBase):
     cov_type: CovType = "HAC"
     hac_maxlags: int | None = None
     min_points: int = 20
+    auto_start: AutoStart = "norm_peak"
+    pool_method: PoolMethod = "hksj"
 
     def __post_init__(self) -> None:
         if self.model not in DECAY_MODELS:
@@ -107,6 +159,14 @@ class DecaySettings(SettingsBase):
             raise ValueError(f"hac_maxlags must be >= 0 lags, got {self.hac_maxlags!r}")
         if not self.min_points >= 3:
             raise ValueError(f"min_points must be >= 3 steps, got {self.min_points!r}")
+        if self.auto_start not in AUTO_STARTS:
+            raise ValueError(
+                f"auto_start must be one of {list(AUTO_STARTS)}, got {self.auto_start!r}"
+            )
+        if self.pool_method not in POOL_METHODS:
+            raise ValueError(
+                f"pool_method must be one of {list(POOL_METHODS)}, got {self.pool_method!r}"
+            )
 
 
 def _parse_window(window: Any) -> str | tuple[int, int]:
@@ -157,6 +217,7 @@ def _fit_exponential(t, y, confidence, cov_type, hac_maxlags):
     gamma = -float(res.params[1])
     return {
         "gamma": gamma,
+        "gamma_se": float(res.bse[1]),
         "gamma_low": -float(high),
         "gamma_high": -float(low),
         "w0": float(np.exp(res.params[0])),
@@ -179,6 +240,7 @@ def _fit_asymptote(t, y, confidence, start):
     ss_tot = float(((y - y.mean()) ** 2).sum())
     return {
         "gamma": float(params[2]),
+        "gamma_se": se,
         "gamma_low": float(params[2] - q * se),
         "gamma_high": float(params[2] + q * se),
         "w0": float(params[0]),
@@ -187,7 +249,7 @@ def _fit_asymptote(t, y, confidence, start):
     }
 
 
-_FIELDS = ("gamma", "gamma_low", "gamma_high", "w0", "w_inf", "r_squared")
+_FIELDS = ("gamma", "gamma_se", "gamma_low", "gamma_high", "w0", "w_inf", "r_squared")
 
 
 def _time_to(w0, w_inf, w_star, gamma):
@@ -195,6 +257,130 @@ def _time_to(w0, w_inf, w_star, gamma):
         ratio = (w0 - w_inf) / (w_star - w_inf)
         out = np.log(ratio) / gamma
     return float(out) if ratio > 0 and gamma > 0 else math.nan
+
+
+def window_of(
+    steps: np.ndarray,
+    curve: np.ndarray,
+    mem_step: float,
+    gen_step: float,
+    decay: DecaySettings = DEFAULT_DECAY,
+) -> tuple[float, float, str, str | None]:
+    """The fit window of one run: ``(start_step, end_step, window_start_rule, problem)``.
+
+    ``steps`` and ``curve`` are the run's steps and norm (NaN where not measured);
+    ``mem_step`` / ``gen_step`` its memorisation and generalisation steps (NaN: never).
+    ``problem`` is the ``fit_status`` that stops the fit (``None``: fit it). See the module
+    docstring for the rules.
+    """
+    measured = np.isfinite(curve) & (curve > 0)
+    if not measured.any():
+        return math.nan, math.nan, "", "no norm measured"
+    if decay.window != "auto":
+        return float(decay.window[0]), float(decay.window[1]), START_FIXED, None
+    if not np.isfinite(mem_step):
+        return math.nan, math.nan, "", "not memorised"
+    end = float(gen_step) if np.isfinite(gen_step) else float(steps[measured].max())
+    if end <= mem_step:
+        return float(mem_step), end, START_MEMORISATION, "generalised before memorising"
+    if decay.auto_start == "memorisation":
+        return float(mem_step), end, START_MEMORISATION, None
+    between = measured & (steps >= mem_step) & (steps <= end)
+    if not between.any():
+        return float(mem_step), end, START_PEAK, "window too short"
+    # argmax takes the earliest of equal maxima
+    peak = float(steps[between][int(np.argmax(curve[between]))])
+    return peak, end, START_PEAK, None
+
+
+def fit_run(
+    steps: np.ndarray,
+    curve: np.ndarray,
+    mem_step: float,
+    gen_step: float,
+    decay: DecaySettings = DEFAULT_DECAY,
+    confidence: float = 0.9,
+) -> dict[str, Any]:
+    """Fit one run's norm ``curve`` over ``steps`` (see :func:`window_of` and the module
+    docstring): the keys ``gamma``, ``gamma_se``, ``gamma_low``, ``gamma_high``, ``w0``,
+    ``w_inf``, ``r_squared`` (NaN when not fitted), ``start``, ``end``, ``n_points``,
+    ``start_rule`` and ``fit_status``."""
+    steps = np.asarray(steps, dtype=np.float64)
+    curve = np.asarray(curve, dtype=np.float64)
+    start, end, rule, problem = window_of(steps, curve, mem_step, gen_step, decay)
+    out: dict[str, Any] = {k: math.nan for k in _FIELDS}
+    out.update(start=start, end=end, n_points=math.nan, start_rule=rule, fit_status=problem)
+    if problem == "no norm measured" or problem == "not memorised":
+        return out
+    measured = np.isfinite(curve) & (curve > 0)
+    sel = measured & (steps >= start) & (steps <= end)
+    out["n_points"] = float(sel.sum())
+    if problem is not None:
+        return out
+    if sel.sum() < decay.min_points:
+        out["fit_status"] = "window too short"
+        return out
+    t, y = steps[sel] - start, curve[sel]
+    try:
+        fit = _fit_exponential(t, y, confidence, decay.cov_type, decay.hac_maxlags)
+        if decay.model == "asymptote":
+            fit = _fit_asymptote(t, y, confidence, fit)
+    except (RuntimeError, ValueError, np.linalg.LinAlgError):
+        out["fit_status"] = "fit failed"
+        return out
+    out.update(fit)
+    out["fit_status"] = "ok"
+    return out
+
+
+def pool_rates(
+    values: np.ndarray,
+    se: np.ndarray,
+    confidence: float = 0.9,
+    method: PoolMethod = "hksj",
+) -> dict[str, float]:
+    """Random-effects mean of per-run estimates ``values`` with standard errors ``se`` (module
+    docstring, "Pooling"): ``mean``, ``low``, ``high``, ``se`` (of the mean), ``tau`` (the
+    between-run standard deviation, DerSimonian-Laird; NaN with one run) and ``n`` (runs).
+    Non-finite entries are left out."""
+    values, se = np.asarray(values, np.float64), np.asarray(se, np.float64)
+    keep = np.isfinite(values) & np.isfinite(se)
+    values, se = values[keep], se[keep]
+    k = values.size
+    out = {"mean": math.nan, "low": math.nan, "high": math.nan, "se": math.nan, "tau": math.nan}
+    out["n"] = float(k)
+    if k == 0:
+        return out
+    # a noiseless fit has se ~ 0: floor it far below any real uncertainty so weights stay finite
+    var = np.maximum(se, 1e-12 * np.abs(values) + 1e-300) ** 2
+    if k == 1:
+        mean, se_mean, quantile, tau2 = float(values[0]), math.sqrt(var[0]), None, math.nan
+    else:
+        w = 1.0 / var
+        fixed = float((w * values).sum() / w.sum())
+        q_stat = float((w * (values - fixed) ** 2).sum())
+        c = float(w.sum() - (w**2).sum() / w.sum())
+        tau2 = max(0.0, (q_stat - (k - 1)) / c)
+        w_star = 1.0 / (var + tau2)
+        mean = float((w_star * values).sum() / w_star.sum())
+        se_mean = math.sqrt(1.0 / float(w_star.sum()))
+        quantile = None
+        if method == "hksj":
+            spread = float((w_star * (values - mean) ** 2).sum()) / (k - 1)
+            # never narrower than DerSimonian-Laird (the modified HKSJ: a spread below what
+            # the runs' own errors predict is chance, not precision)
+            se_mean *= math.sqrt(max(1.0, spread))
+            quantile = float(stats.t.ppf(0.5 + confidence / 2.0, df=k - 1))
+    if quantile is None:
+        quantile = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    out.update(
+        mean=mean,
+        low=mean - quantile * se_mean,
+        high=mean + quantile * se_mean,
+        se=se_mean,
+        tau=math.sqrt(tau2) if np.isfinite(tau2) else math.nan,
+    )
+    return out
 
 
 def fit_decay(
@@ -205,22 +391,24 @@ def fit_decay(
     thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> xr.Dataset:
-    """Fit the decay model to every run of ``ds`` (see the module docstring).
+    """Fit the decay model to every run of ``ds`` and pool the finished runs (see the module
+    docstring).
 
     Parameters
     ----------
     ds
         A run store (needs ``param_norm_total`` or ``param_norm``, ``train_accuracy``,
-        ``test_accuracy``, and the ``lr`` / ``weight_decay`` run coordinates for the ratio).
+        ``test_accuracy``, ``status``, and the ``lr`` / ``weight_decay`` run coordinates for the
+        ratio).
     settings
         :class:`~cdsanalysis.settings.AnalysisSettings`. Used here: ``memorisation_threshold``,
         ``minibatch_sustain`` and the thresholds (``eps`` or ``eps_relative``, resolved by
         :func:`cdsanalysis.thresholds.resolve_thresholds`; the memorisation and generalisation
         steps: automatic window, ``w*`` and the observed generalisation step), ``confidence``
-        (every interval), ``n_resamples`` and ``seed`` (bootstrap over runs of the mean
-        ``gamma`` and mean ratio).
+        (every interval). ``n_resamples`` and ``seed`` are not used (echoed all the same).
     decay
-        :class:`DecaySettings`: model, window, norm, ``w*``, covariance, fewest points.
+        :class:`DecaySettings`: model, window and where it opens, norm, ``w*``, covariance,
+        fewest points, pooling interval.
     thresholds
         :class:`~cdsanalysis.thresholds.Thresholds` already resolved; default: resolved here.
     **overrides
@@ -229,16 +417,22 @@ def fit_decay(
     Returns
     -------
     xarray.Dataset
-        Over ``run`` (with the run coordinates): ``gamma`` (per step) with ``gamma_low`` /
-        ``gamma_high``, ``w0`` and ``w_inf`` (norm units), ``r_squared``, ``window_start_step``,
-        ``window_end_step``, ``n_points``, ``w_star``, ``t_hat_steps`` (with ``_low`` /
-        ``_high``), ``predicted_generalisation_step``, ``observed_generalisation_step``,
-        ``lr_wd`` (``lr * weight_decay``), ``gamma_over_lr_wd`` (with ``_low`` / ``_high``) and
+        Over ``run`` (with the run coordinates): ``gamma`` (per step) with ``gamma_se``,
+        ``gamma_low`` / ``gamma_high``, ``w0`` and ``w_inf`` (norm units), ``r_squared``,
+        ``memorisation_step``, ``norm_peak_step`` (NaN unless the window opened there),
+        ``window_start_step``, ``window_end_step``, ``window_start_rule``, ``n_points``,
+        ``w_star``, ``t_hat_steps`` (with ``_low`` / ``_high``),
+        ``predicted_generalisation_step``, ``observed_generalisation_step``, ``lr_wd``
+        (``lr * weight_decay``), ``gamma_over_lr_wd`` (with ``_low`` / ``_high``),
         ``fit_status`` (``"ok"``, ``"not memorised"``, ``"generalised before memorising"``,
-        ``"window too short"``, ``"no norm measured"``, ``"fit failed"``). Scalars over the
-        fitted runs: ``gamma_mean`` and ``ratio_mean`` with bootstrap intervals, and ``n_fitted``.
-        ``attrs`` echo both settings (the decay ones prefixed ``decay_``) and the resolved
-        thresholds (``thresholds_*``).
+        ``"window too short"``, ``"no norm measured"``, ``"fit failed"``), ``run_status`` (the
+        store's) and ``pooled`` (fit ``"ok"`` and status ``'done'``). Scalars: ``gamma_mean``
+        and ``ratio_mean``, random-effects means over the pooled runs with intervals on the
+        mean rate (``_low`` / ``_high``), their standard errors (``_se``) and between-run
+        standard deviations (``gamma_tau``, ``ratio_tau``); ``n_fitted`` (fits ``"ok"``) and
+        ``n_pooled`` runs. ``attrs`` echo both settings (the decay ones prefixed ``decay_``),
+        the resolved thresholds (``thresholds_*``) and the warnings (unfinished runs, a pool of
+        one run).
     """
     own = set(DecaySettings.field_names())
     decay = (decay if decay is not None else DEFAULT_DECAY).replace(
@@ -247,15 +441,13 @@ def fit_decay(
     settings = AnalysisSettings.resolve(
         settings, **{k: v for k, v in overrides.items() if k not in own}
     )
-    model, window, norm, w_star = decay.model, decay.window, decay.norm, decay.w_star
     if thresholds is None:
         thresholds = resolve_thresholds(ds, settings)
-    confidence, eps = settings.confidence, thresholds.eps
+    confidence, eps, w_star = settings.confidence, thresholds.eps, decay.w_star
 
-    norms = norm_curve(ds, norm).astype("float64")
     events = xr.Dataset(
         {
-            "norm": norms,
+            "norm": norm_curve(ds, decay.norm).astype("float64"),
             "mem": memorisation_step(
                 ds, settings.memorisation_threshold, settings.minibatch_sustain
             ),
@@ -270,40 +462,17 @@ def fit_decay(
         for k in ("start", "end", "n_points", "w_star", "t_hat", "t_low", "t_high")
     }
     fit_status = np.empty(n_runs, dtype=object)
+    start_rule = np.empty(n_runs, dtype=object)
     for i in range(n_runs):
-        curve = events["norm"].values[i]
-        measured = np.isfinite(curve) & (curve > 0)
-        if not measured.any():
-            fit_status[i] = "no norm measured"
-            continue
-        mem, gen = events["mem"].values[i], events["gen"].values[i]
-        if window == "auto":
-            if not np.isfinite(mem):
-                fit_status[i] = "not memorised"
-                continue
-            start = mem
-            end = gen if np.isfinite(gen) else steps[measured].max()
-        else:
-            start, end = float(window[0]), float(window[1])
-        sel = measured & (steps >= start) & (steps <= end)
-        extra["start"][i], extra["end"][i], extra["n_points"][i] = start, end, sel.sum()
-        if end <= start:
-            fit_status[i] = "generalised before memorising"
-            continue
-        if sel.sum() < decay.min_points:
-            fit_status[i] = "window too short"
-            continue
-        t, y = steps[sel] - start, curve[sel]
-        try:
-            fit = _fit_exponential(t, y, confidence, decay.cov_type, decay.hac_maxlags)
-            if model == "asymptote":
-                fit = _fit_asymptote(t, y, confidence, fit)
-        except (RuntimeError, ValueError, np.linalg.LinAlgError):
-            fit_status[i] = "fit failed"
-            continue
+        curve, gen = events["norm"].values[i], events["gen"].values[i]
+        fit = fit_run(steps, curve, events["mem"].values[i], gen, decay, confidence)
         for k in _FIELDS:
             out[k][i] = fit[k]
-        fit_status[i] = "ok"
+        extra["start"][i], extra["end"][i] = fit["start"], fit["end"]
+        extra["n_points"][i] = fit["n_points"]
+        fit_status[i], start_rule[i] = fit["fit_status"], fit["start_rule"]
+        if fit["fit_status"] != "ok":
+            continue
         target = w_star
         if target is None and np.isfinite(gen):
             target = float(curve[int(np.searchsorted(steps, gen))])
@@ -314,19 +483,30 @@ def fit_decay(
             extra["t_low"][i] = _time_to(w0, w_inf, target, fit["gamma_high"])
             extra["t_high"][i] = _time_to(w0, w_inf, target, fit["gamma_low"])
 
+    run_status = (
+        as_strings(ds["status"].values)
+        if "status" in ds
+        else np.full(n_runs, "unknown", dtype=object)
+    )
+    pooled = (as_strings(fit_status) == "ok") & (run_status == "done")
     lr_wd = _lr_wd(ds)
     step_units = {"units": "steps"}
     per_step = {"units": "1/steps"}
+    peak_step = np.where(start_rule == START_PEAK, extra["start"], np.nan).astype(np.float64)
     res = xr.Dataset(
         {
             "gamma": ("run", out["gamma"], {**per_step, "description": "decay rate of the norm"}),
+            "gamma_se": ("run", out["gamma_se"], {**per_step, "description": "standard error"}),
             "gamma_low": ("run", out["gamma_low"], per_step),
             "gamma_high": ("run", out["gamma_high"], per_step),
             "w0": ("run", out["w0"], {"units": "L2 norm", "description": "fit at window start"}),
             "w_inf": ("run", out["w_inf"], {"units": "L2 norm"}),
             "r_squared": ("run", out["r_squared"]),
+            "memorisation_step": ("run", events["mem"].values.astype(np.float64), step_units),
+            "norm_peak_step": ("run", peak_step, step_units),
             "window_start_step": ("run", extra["start"], step_units),
             "window_end_step": ("run", extra["end"], step_units),
+            "window_start_rule": ("run", start_rule.astype(str)),
             "n_points": ("run", extra["n_points"], {"units": "steps"}),
             "w_star": ("run", extra["w_star"], {"units": "L2 norm"}),
             "t_hat_steps": ("run", extra["t_hat"], step_units),
@@ -339,15 +519,26 @@ def fit_decay(
             "gamma_over_lr_wd_low": ("run", out["gamma_low"] / lr_wd),
             "gamma_over_lr_wd_high": ("run", out["gamma_high"] / lr_wd),
             "fit_status": ("run", fit_status),
+            "run_status": ("run", run_status.astype(str)),
+            "pooled": ("run", pooled, {"description": "fit ok and run finished ('done')"}),
         },
         coords={k: v for k, v in ds.coords.items() if v.dims == ("run",)},
     )
-    _add_means(res, settings.n_resamples, confidence, settings.seed)
+    res["n_fitted"] = ((), int((as_strings(fit_status) == "ok").sum()), {"units": "runs"})
+    _add_means(res, pooled, lr_wd, confidence, decay.pool_method)
     res.attrs = {
         **settings.as_attrs(),
         **{f"decay_{k}": v for k, v in decay.as_attrs().items()},
         **thresholds.as_attrs(),
     }
+    for warning in unfinished_runs(run_status, FITTED_NOT_POOLED):
+        add_warning(res.attrs, warning)
+    if int(res["n_pooled"]) == 1:
+        add_warning(
+            res.attrs,
+            "the pooled decay rate rests on 1 finished run: its interval is that run's own fit "
+            "and holds no run-to-run spread; add seeds",
+        )
     return res
 
 
@@ -359,19 +550,29 @@ def _lr_wd(ds: xr.Dataset) -> np.ndarray:
     return np.full(ds.sizes["run"], np.nan)
 
 
-def _add_means(res: xr.Dataset, n_resamples: int, confidence: float, seed: int) -> None:
-    """Mean gamma and mean ratio over the fitted runs, with a bootstrap interval over runs."""
-    ok = as_strings(res["fit_status"].values) == "ok"
-    res["n_fitted"] = ((), int(ok.sum()), {"units": "runs"})
-    for name, source in (("gamma_mean", "gamma"), ("ratio_mean", "gamma_over_lr_wd")):
-        values = np.asarray(res[source].values)[ok]
-        values = values[np.isfinite(values)]
-        mean = low = high = math.nan
-        if values.size:
-            _, boot, _ = bootstrap_group_means(values, np.zeros(values.size), n_resamples, seed)
-            lo, hi = percentile_interval(boot[:, 0], confidence)
-            mean, low, high = float(values.mean()), float(lo), float(hi)
-        desc = f"mean of {source} over fitted runs; {confidence:.0%} bootstrap interval over runs"
-        res[name] = ((), mean, {"description": desc})
-        res[f"{name}_low"] = ((), low)
-        res[f"{name}_high"] = ((), high)
+def _add_means(
+    res: xr.Dataset, pooled: np.ndarray, lr_wd: np.ndarray, confidence: float, method: str
+) -> None:
+    """Random-effects means of gamma and of the ratio over the pooled runs."""
+    res["n_pooled"] = ((), int(pooled.sum()), {"units": "runs"})
+    gamma, se = np.asarray(res["gamma"].values), np.asarray(res["gamma_se"].values)
+    label = {"hksj": "Hartung-Knapp-Sidik-Jonkman", "dl": "DerSimonian-Laird"}[method]
+    for name, values, errors, units in (
+        ("gamma", gamma, se, "1/steps"),
+        ("ratio", gamma / lr_wd, se / lr_wd, "1"),
+    ):
+        pool = pool_rates(values[pooled], errors[pooled], confidence, method)  # type: ignore[arg-type]
+        desc = (
+            f"random-effects mean of {name} over the finished runs (status 'done'), with a "
+            f"{confidence:.0%} {label} interval on the mean rate: each run's own standard "
+            "error plus the run-to-run spread"
+        )
+        res[f"{name}_mean"] = ((), pool["mean"], {"units": units, "description": desc})
+        res[f"{name}_mean_low"] = ((), pool["low"], {"units": units})
+        res[f"{name}_mean_high"] = ((), pool["high"], {"units": units})
+        res[f"{name}_mean_se"] = ((), pool["se"], {"units": units})
+        res[f"{name}_tau"] = (
+            (),
+            pool["tau"],
+            {"units": units, "description": "between-run standard deviation (DerSimonian-Laird)"},
+        )

@@ -161,10 +161,10 @@ class DecayFit(_Estimator, _parameters(DecaySettings)):  # type: ignore[misc]
     Parameters
     ----------
     **settings
-        The fields of :class:`~cdsanalysis.decay.DecaySettings` (model, window, norm,
-        ``w_star``, covariance, fewest points) and of
+        The fields of :class:`~cdsanalysis.decay.DecaySettings` (model, window and where it
+        opens, norm, ``w_star``, covariance, fewest points, pooling interval) and of
         :class:`~cdsanalysis.settings.AnalysisSettings` (used: ``memorisation_threshold``,
-        the thresholds, ``n_resamples``, ``confidence``, ``seed``).
+        the thresholds, ``confidence``).
 
     Attributes
     ----------
@@ -179,7 +179,8 @@ class DecayFit(_Estimator, _parameters(DecaySettings)):  # type: ignore[misc]
     ratio_ : xarray.DataArray
         ``gamma / (lr * weight_decay)`` over ``run``.
     gamma_mean_, gamma_mean_low_, gamma_mean_high_ : float
-        Mean over fitted runs with its bootstrap interval; ``n_fitted_`` runs.
+        Random-effects mean rate over the finished runs with its interval on the mean rate
+        (``pool_method``); ``n_pooled_`` of the ``n_fitted_`` fitted runs.
     """
 
     def fit(self, ds: xr.Dataset) -> DecayFit:
@@ -198,6 +199,7 @@ class DecayFit(_Estimator, _parameters(DecaySettings)):  # type: ignore[misc]
         self.gamma_mean_low_ = float(self.result_["gamma_mean_low"])
         self.gamma_mean_high_ = float(self.result_["gamma_mean_high"])
         self.n_fitted_ = int(self.result_["n_fitted"])
+        self.n_pooled_ = int(self.result_["n_pooled"])
         return self
 
 

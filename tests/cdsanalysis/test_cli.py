@@ -68,6 +68,7 @@ def test_cds_json_has_every_size_with_its_runs_mean_and_interval(flat_store):
     scalar = {k: v["data"] for k, v in data["data_vars"].items() if not v["dims"]}
     assert scalar["cds_bracket_low"] == 200 and scalar["cds_bracket_high"] == 300
     assert scalar["n_runs_total"] == 12
+
     # the local curve crosses 0.9 between the last failing and the first passing size: by
     # hand, logit interpolation of the means 0.65 (n = 200) and 0.94 (n = 300) above chance
     # 1/113 (the fixture's task: modular addition, p = 113)
@@ -139,15 +140,19 @@ def test_decay_json_recovers_the_planted_rate_with_intervals(decay_store):
     np.testing.assert_allclose(gamma, GAMMA, rtol=0.05)
     assert (_var(data, "gamma_low") < GAMMA).all() and (_var(data, "gamma_high") > GAMMA).all()
     assert data["data_vars"]["fit_status"]["data"] == ["ok", "ok"]
-    assert _var(data, "window_start_step").tolist() == [21.0, 31.0]  # memorisation steps
+    # the norm decays from memorisation on: its peak after memorisation is there
+    assert _var(data, "window_start_step").tolist() == [21.0, 31.0]
+    assert data["data_vars"]["window_start_rule"]["data"] == ["norm peak after memorisation"] * 2
     assert _var(data, "window_end_step").tolist() == [151.0, 171.0]  # generalisation steps
     mean = {
         k: data["data_vars"][k]["data"]
-        for k in ("gamma_mean", "gamma_mean_low", "gamma_mean_high", "n_fitted")
+        for k in ("gamma_mean", "gamma_mean_low", "gamma_mean_high", "n_fitted", "n_pooled")
     }
-    assert mean["n_fitted"] == 2
-    assert mean["gamma_mean_low"] <= mean["gamma_mean"] <= mean["gamma_mean_high"]
-    assert mean["gamma_mean"] == pytest.approx(gamma.mean())
+    assert mean["n_fitted"] == mean["n_pooled"] == 2
+    assert data["data_vars"]["pooled"]["data"] == [True, True]
+    assert mean["gamma_mean_low"] < GAMMA < mean["gamma_mean_high"]
+    assert gamma.min() <= mean["gamma_mean"] <= gamma.max()  # a weighted mean of the runs
+    assert "interval on the mean rate" in data["data_vars"]["gamma_mean"]["attrs"]["description"]
     assert data["attrs"]["decay_model"] == "exponential" and data["attrs"]["decay_window"] == "auto"
     assert AnalysisSettings.from_attrs(data["attrs"]) == AnalysisSettings(n_resamples=200)
 
@@ -155,8 +160,12 @@ def test_decay_json_recovers_the_planted_rate_with_intervals(decay_store):
 def test_decay_text_with_a_fixed_window(decay_store):
     text = _cli("decay", decay_store, "--window", "41:140", "--resamples", "200").stdout
     run_rows = [line for line in text.splitlines() if re.match(r"\w{8}  100 ", line)]
-    assert len(run_rows) == 2 and all(" 41-140 " in row and row.endswith("ok") for row in run_rows)
-    assert "mean over 2 fitted runs" in text
+    assert len(run_rows) == 2 and all(
+        " 41-140 " in row and re.search(r" ok +yes$", row) for row in run_rows
+    )
+    assert "window: fixed, steps 41-140" in text
+    assert "pooled over 2 finished runs (2 fitted): mean rate gamma = " in text
+    assert "90% random-effects interval on the mean rate, Hartung-Knapp-Sidik-Jonkman" in text
     assert re.search(r"^Decay: model=exponential, window=41,140, ", text, re.M)
     assert "n_resamples=200," in _settings(text)
     bad = _cli("decay", decay_store, "--window", "140:41", code=2)
@@ -262,7 +271,7 @@ def test_every_command_states_its_warnings(command, weak_store, flat_store, tmp_
     from_json, from_text = _warned(command, weak_store, tmp_path)
     assert from_json == from_text
     unfinished, few, falls = from_json[:3]
-    fate = "their fits use only the steps written so far" if command == "decay" else "left out"
+    fate = "left out of the pooled rate" if command == "decay" else "left out"
     assert unfinished.startswith("1 run of 9 is unfinished (1 running): ") and fate in unfinished
     assert few.startswith("n = 300 has 2 finished runs (< 3)")
     assert falls.startswith("mean test accuracy is not monotone in n: it falls from 0.950")
