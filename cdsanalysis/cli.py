@@ -38,6 +38,7 @@ from cdsanalysis.data_warnings import (
     unfinished_runs,
 )
 from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
+from cdsanalysis.delay_law import DEFAULT_LAW, REASONS, DelayLawSettings, delay_law
 from cdsanalysis.estimators import StepwiseAnalysis
 from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
 from cdsanalysis.notices import (
@@ -367,16 +368,32 @@ def cds(
     return data, f"{text}{notes}\n{_settings_text(result.attrs)}{_warnings_text(result.attrs)}"
 
 
+LawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--law",
+        help="the delay law across the grid instead: T_gen - T_mem against "
+        "log(w_mem / w_gen) / gamma, over every finished run (cdsanalysis.delay_law)",
+    ),
+]
+
+
 @app.command()
+@settings_options(DelayLawSettings, DelayLawSettings.field_names(), param="law_settings")
 @settings_options(DecaySettings, DecaySettings.field_names(), param="decay_settings")
 @settings_options(AnalysisSettings, DECAY_OPTIONS)
 @analysis_command()
 def decay(
     ds: xr.Dataset,
+    law: LawOpt = False,
     settings: AnalysisSettings = DEFAULTS,
     decay_settings: DecaySettings = DEFAULT_DECAY,
+    law_settings: DelayLawSettings = DEFAULT_LAW,
 ) -> tuple[Any, str]:
-    """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation."""
+    """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation;
+    with --law, the delay law T_gen - T_mem = a + b log(w_mem / w_gen) / gamma across runs."""
+    if law:
+        return _delay_law_report(ds, settings, decay_settings, law_settings)
     res = fit_decay(ds, settings, decay_settings)
     # fit_decay fits every run, finished or not (on the steps written so far), and pools only
     # the finished ones; its own unfinished-runs warning has this same sentence.
@@ -440,6 +457,64 @@ def _window_rule_text(decay: DecaySettings) -> str:
     if decay.auto_start == "memorisation":
         return "memorisation step -> generalisation step (or last step)"
     return "peak of the norm after memorisation -> generalisation step (or last step)"
+def _delay_law_report(
+    ds: xr.Dataset,
+    settings: AnalysisSettings,
+    decay_settings: DecaySettings,
+    law_settings: DelayLawSettings,
+) -> tuple[Any, str]:
+    """``decay --law``: the delay-law regression as JSON and as text."""
+    fitted_gamma = law_settings.gamma_source == "fitted"
+    res = delay_law(ds, settings, law_settings, decay_settings if fitted_gamma else None)
+    conf = f"{settings.confidence:.0%}"
+    rows = []
+    for i in range(res.sizes["run"]):
+        rows.append(
+            [
+                str(res["run"].values[i])[:8],
+                *(
+                    fmt(res[name].values[i])
+                    for name in ("memorisation_step", "generalisation_step", "delay_steps")
+                ),
+                fmt(res["w_mem"].values[i]),
+                fmt(res["w_gen"].values[i]),
+                fmt(res["gamma"].values[i]),
+                fmt(res["x_steps"].values[i]),
+                str(res["left_out_reason"].values[i]) or "fitted",
+            ]
+        )
+    headers = ["run", "T_mem", "T_gen", "delay", "w_mem", "w_gen", "gamma /step", "x", "fit"]
+    gamma_text = {
+        "lr_wd": "lr * weight_decay of each run's optimiser",
+        "fitted": "each run's fitted decay rate (fit_decay)",
+    }[law_settings.gamma_source]
+    n, n_store = int(res["n_runs"]), int(res.attrs["n_runs_in_store"])
+    left = [
+        f"{reason}: {int(k)}"
+        for reason, k in zip(REASONS, res["n_left_out"].values, strict=True)
+        if k
+    ]
+    boot = f"{conf} bootstrap over runs, {settings.n_resamples} resamples"
+    ols = f"{conf} OLS, {law_settings.law_cov_type}"
+    text = render_table(headers, rows) + (
+        f"\n\nDelay law: T_gen - T_mem = a + b x, x = log(w_mem / w_gen) / gamma (steps), "
+        f"gamma = {gamma_text}"
+        f"\n{n} runs fitted of {n_store}; left out: {', '.join(left) or 'none'}"
+        f"\n  slope b = {interval(res, 'slope')} ({ols}; {n} runs)"
+        f"\n  intercept a = {interval(res, 'intercept')} steps ({ols}; {n} runs)"
+        f"\n  R^2 = {interval(res, 'r_squared')} ({boot}; {n} runs)"
+        f"\nFree exponent: log delay = c + k log x"
+        f"\n  exponent k = {interval(res, 'exponent')} ({ols}; {n} runs; k = 1: proportional)"
+        f"\n  c = {interval(res, 'log_intercept')} ({ols}; {n} runs)"
+        f"\n  R^2 (log) = {interval(res, 'log_r_squared')} ({boot}; {n} runs)"
+        f"{_thresholds_text(res.attrs)}"
+        f"\n{_settings_text(res.attrs)}\n"
+        + "\n".join(settings_lines(law_settings.to_dict(), "Delay law"))
+    )
+    if fitted_gamma:
+        text += "\n" + "\n".join(settings_lines(decay_settings.to_dict(), "Decay"))
+    text += _warnings_text(res.attrs)
+    return _with_notes(dataset_to_json(res), res.attrs), text
 
 
 def _thresholds(text: str) -> list[float]:
@@ -526,6 +601,7 @@ def _chance_line(attrs: dict[str, Any]) -> str:
 
 
 @app.command()
+@settings_options(DelayLawSettings, DelayLawSettings.field_names(), param="law_settings")
 @settings_options(AnalysisSettings, AnalysisSettings.field_names())
 def plot(
     store: StoreArg,
@@ -537,9 +613,10 @@ def plot(
     where: WhereOpt = None,
     as_json: JsonOpt = False,
     settings: AnalysisSettings = DEFAULTS,
+    law_settings: DelayLawSettings = DEFAULT_LAW,
 ) -> None:
-    """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram, cds or
-    survival."""
+    """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram, cds,
+    survival or delay_law."""
     if kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
@@ -553,6 +630,7 @@ def plot(
     # matplotlib is imported only when plotting
     from cdsanalysis.plots import cds_curve as p_cds
     from cdsanalysis.plots import curves as p_curves
+    from cdsanalysis.plots import delay_law as p_law
     from cdsanalysis.plots import histogram as p_hist
     from cdsanalysis.plots import landscape as p_land
     from cdsanalysis.plots import stepwise as p_step
@@ -578,6 +656,10 @@ def plot(
             fig = p_hist.plot_histogram(ds, group, run)
         elif kind == "survival":
             fig = p_surv.plot_survival(classify_runs(ds, settings), settings)
+        elif kind == "delay_law":
+            law = delay_law(ds, settings, law_settings)
+            warnings = merge_warnings(warnings, warnings_of(law))
+            fig = p_law.plot_delay_law(law, settings.size_coord)
         else:
             curve = cds_curve(ds, settings)
             warnings = merge_warnings(warnings, warnings_of(curve))
@@ -598,6 +680,8 @@ def _figure_warnings(ds: xr.Dataset, kind: str, run: int, settings: AnalysisSett
         if not 0 <= run < ds.sizes["run"]:
             return []  # plot_histogram names the bad index
         return unfinished_runs(ds["status"].values[run : run + 1], fate=HISTOGRAMS_SO_FAR)
+    if kind == "delay_law":  # across configurations: the result warns about what it leaves out
+        return []
     fate = DRAWN_SO_FAR if kind == "curves" else LEFT_OUT
     return store_warnings(ds, settings, fate=fate)
 

@@ -7,7 +7,8 @@ placed at 100 %. Importing ``cdsanalysis.plots.common`` selects the Agg backend 
 was already chosen (``MPLBACKEND`` or ``matplotlib.use``).
 
 Modules: ``stepwise`` (Fig. 1B/C), ``curves`` (Fig. 1A, 2A, 7), ``landscape`` (Fig. 4A),
-``trend`` (Fig. 4B), ``histogram`` (Fig. 5), ``cds_curve`` (the CDS curve); ``common`` holds the
+``trend`` (Fig. 4B), ``histogram`` (Fig. 5), ``cds_curve`` (the CDS curve), ``survival``,
+``delay_law`` (the delay law across a grid); ``common`` holds the
 style and :func:`~cdsanalysis.plots.common.save_figure`. This ``__init__`` imports nothing, so
 ``cdsanalysis.plots.kinds`` can be read without importing matplotlib.
 """

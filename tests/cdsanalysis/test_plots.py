@@ -61,6 +61,7 @@ OPTIONS = {
     "histogram": ["--group", "mlp", "--run", "1"],
     "cds": ["--where", "width=64", "--eps", "0.5", "--aggregate", "mean_last", "--last-k", "5"],
     "survival": ["--where", "width=64", "--eps", "0.5"],
+    "delay_law": ["--eps", "0.5"],
 }
 
 
