@@ -1,4 +1,5 @@
-"""``cds-analyze``: validate run stores; report regimes, CDS, decay fits, step-wise events; plot."""
+"""``cds-analyze``: validate run stores; report regimes, CDS, decay fits and forecasts, step-wise
+events; plot."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ from cdsanalysis.data_warnings import (
 from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
 from cdsanalysis.delay_law import DEFAULT_LAW, REASONS, DelayLawSettings, delay_law
 from cdsanalysis.estimators import StepwiseAnalysis
+from cdsanalysis.forecast import (
+    DEFAULT_FORECAST,
+    NOT_FORECAST,
+    OUTCOMES,
+    ForecastSettings,
+    forecast,
+)
 from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
 from cdsanalysis.notices import (
     WARNINGS_KEY,
@@ -156,6 +164,11 @@ CDS_OPTIONS = (
 )
 DECAY_OPTIONS = (
     *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_BOOTSTRAP),
+)
+FORECAST_OPTIONS = (
+    *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_EVENTS),
+    *("surplus_max_delay_ratio", "surplus_max_delay_steps", "size_coord", *_BOOTSTRAP),
+    "fraction_ci_method",
 )
 STEPWISE_OPTIONS = (*_EVENTS, "chance_accuracy", "size_coord", *_BOOTSTRAP, *_SURVIVAL)
 
@@ -451,12 +464,90 @@ def decay(
     return _with_notes(dataset_to_json(res), res.attrs), text
 
 
+@app.command("forecast")
+@settings_options(ForecastSettings, ForecastSettings.field_names(), param="forecast_settings")
+@settings_options(AnalysisSettings, FORECAST_OPTIONS)
+@analysis_command()
+def forecast_command(
+    ds: xr.Dataset,
+    settings: AnalysisSettings = DEFAULTS,
+    forecast_settings: ForecastSettings = DEFAULT_FORECAST,
+) -> tuple[Any, str]:
+    """Forecast each run's generalisation step from its memorisation step, its norm and a w*
+    learned from other runs (not circular); score the forecasts against the observed steps."""
+    res = forecast(ds, settings, forecast_settings)
+    fs = forecast_settings
+    conf = f"{settings.confidence:.0%}"
+    rows = []
+    for i in range(res.sizes["run"]):
+        size = res[settings.size_coord].values[i] if settings.size_coord in res.coords else "-"
+        seed_i = res["seed"].values[i] if "seed" in res.coords else "-"
+        right = res["right"].values[i]
+        rel = res["relative_error"].values[i]
+        rows.append(
+            [
+                str(res["run"].values[i])[:8],
+                fmt(size),
+                fmt(seed_i),
+                fmt(res["memorisation_step"].values[i]),
+                fmt(res["gamma"].values[i]),
+                fmt(res["forecast_step"].values[i], 4),
+                fmt(res["observed_generalisation_step"].values[i]),
+                f"{rel:+.1%}" if np.isfinite(rel) else "-",
+                "-" if not np.isfinite(right) else ("yes" if right else "no"),
+                str(res["outcome"].values[i])
+                or f"not forecast: {res['forecast_status'].values[i]}",
+            ]
+        )
+    headers = [
+        "run",
+        settings.size_coord,
+        "seed",
+        "T_mem",
+        "gamma /step",
+        "forecast",
+        "observed",
+        "rel error",
+        "right",
+        "outcome",
+    ]
+    n_gen, n_scored = int(res["n_scored_generalised"]), int(res["n_scored"])
+    outcome_count = dict(zip(OUTCOMES, res["n_outcome"].values.tolist(), strict=True))
+    early = outcome_count[OUTCOMES[2]]
+    missing = [
+        f"{r}: {int(k)}"
+        for r, k in zip(NOT_FORECAST, res["n_not_forecast"].values, strict=True)
+        if k
+    ]
+    text = render_table(headers, rows) + (
+        f"\n\nForecast at memorisation + {fs.gamma_window_steps} steps: T = anchor "
+        f"({fs.anchor}) + log(w_anchor / w*) / gamma (gamma: {fs.gamma_source}), w* learned "
+        f"({fs.w_star_rule}) by {fs.calibration}"
+        f"\n{n_scored} of {int(res.attrs['n_runs_in_store'])} runs scored "
+        f"({n_gen} generalised, {int(res['n_censored_scored'])} censored); not scored: "
+        f"{OUTCOMES[2]}: {early}; not forecast: {', '.join(missing) or 'none'}"
+        f"\n  median |relative error| = {interval(res, 'median_abs_relative_error')} "
+        f"({conf} bootstrap over runs, {settings.n_resamples} resamples; {n_gen} generalised runs)"
+        f"\n  within {fs.tolerance_fraction:.0%}: {int(res['n_right'])}/{n_scored} = "
+        f"{interval(res, 'fraction_right')} ({conf} {settings.fraction_ci_method}; "
+        f"{int(res['n_censored_scored'])} censored runs scored, "
+        f"{int(res['n_censored_right'])} right: forecast beyond their last step)"
+        f"{_thresholds_text(res.attrs)}"
+        f"\n{_settings_text(res.attrs)}\n"
+        + "\n".join(settings_lines(fs.to_dict(), "Forecast"))
+        + _warnings_text(res.attrs)
+    )
+    return _with_notes(dataset_to_json(res), res.attrs), text
+
+
 def _window_rule_text(decay: DecaySettings) -> str:
     if decay.window != "auto":
         return f"fixed, steps {decay.window[0]}-{decay.window[1]}"
     if decay.auto_start == "memorisation":
         return "memorisation step -> generalisation step (or last step)"
     return "peak of the norm after memorisation -> generalisation step (or last step)"
+
+
 def _delay_law_report(
     ds: xr.Dataset,
     settings: AnalysisSettings,
