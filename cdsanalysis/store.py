@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 
@@ -50,10 +52,13 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
         raise StoreValidationError(location, [f"cannot be opened as a dataset: {exc}"]) from None
     version = int(ds.attrs["schema_version"])
     schema = schemas.load_schema(version)
+    # Stores written since the root attribute ``coordinates`` existed open with these already
+    # coordinates; older ones have them as data variables.
     per_run = [
-        name
-        for name, var in ds.data_vars.items()
-        if var.dims == ("run",) and schemas.role_of(name, version) in ("run_config", "run_state")
+        str(name)
+        for name, var in ds.variables.items()
+        if var.dims == ("run",)
+        and schemas.role_of(str(name), version) in ("run_config", "run_state")
     ]
     ds = ds.set_coords(per_run)
     for name in per_run:
@@ -71,7 +76,7 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
                     f"{reason})"
                 ],
             ) from None
-    ds = _with_schema_extras(ds, schema)
+    ds = _with_requested_fraction(_with_schema_extras(ds, schema))
     status = schema["variables"]["status"]
     names = dict(zip(status["flag_values"], status["flag_meanings"], strict=True))
     codes = ds["status"].values
@@ -79,9 +84,49 @@ def open_runs(location: str, validate: bool = True) -> xr.Dataset:
         status=(
             "run",
             np.array([names[int(c)] for c in codes], dtype=object),
-            {"description": status["description"]},
+            {"units": status["units"], "description": status["description"]},
         )
     )
+    return _with_schema_attributes(ds, schema)
+
+
+def _with_requested_fraction(ds: xr.Dataset) -> xr.Dataset:
+    """A store written before ``data_fraction_realised`` existed holds the realised fraction in
+    ``data_fraction``: it becomes ``data_fraction_realised``, and ``data_fraction`` the fraction
+    each run's grid asked for (its ``spec_json``; ``n_samples`` over the split size, i.e. the
+    realised fraction, for a run sized by ``n_samples``), as the runner writes both now."""
+    if "data_fraction_realised" in ds.coords or "data_fraction" not in ds.coords:
+        return ds
+    realised = np.asarray(ds["data_fraction"].values, dtype=float)
+    requested = realised.copy()
+    for i, text in enumerate(ds["spec_json"].values):
+        try:
+            asked = json.loads(str(text)).get("data_fraction")
+        except (ValueError, AttributeError):
+            continue  # an unreadable spec keeps the realised fraction
+        if isinstance(asked, (int, float)) and not isinstance(asked, bool):
+            requested[i] = float(asked)
+    return ds.assign_coords(
+        data_fraction=("run", requested, ds["data_fraction"].attrs),
+        data_fraction_realised=("run", realised),
+    )
+
+
+def _with_schema_attributes(ds: xr.Dataset, schema: dict) -> xr.Dataset:
+    """Units and description from the schema on every variable it names (the schema of this
+    version of ``cdsanalysis`` documents them, also for stores written before an entry was
+    refined); an extra run coordinate this schema does not know says so."""
+    specs = {**schema["variables"], **schema["extra_run_coordinates"]["known"]}
+    for name in ds.variables:
+        spec = specs.get(str(name))
+        attrs = ds.variables[name].attrs
+        if spec is not None:
+            attrs.update({"units": spec["units"], "description": spec["description"]})
+        elif ds[name].dims == ("run",):
+            attrs.setdefault("units", "")
+            attrs.setdefault(
+                "description", "run configuration not described by this schema version"
+            )
     return ds
 
 

@@ -8,6 +8,7 @@ reported with the YAML path of the offending key before anything is trained.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import re
@@ -118,12 +119,24 @@ def _format_errors(
             if loc[: len(path)] == path:
                 where = f"{_dotted(path)}[{index}]" + where[len(_dotted(path)) :]
         if item["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling"
+            msg = "unknown key; remove it or check its spelling" + _did_you_mean(loc)
         else:
             if "input" in item and not isinstance(item["input"], dict):
                 msg += f" (got {item['input']!r})"
         lines.append(f"{prefix}{where}: {msg}")
     return lines
+
+
+def _did_you_mean(loc: tuple[str, ...]) -> str:
+    """`` (did you mean 'KEY'?)`` for an unknown key close to a known one at its level (the
+    top level: every run field, store setting and ``variants``), else ''."""
+    if len(loc) == 1:
+        known = {*RunSpec.model_fields, *STORE_KEYS, "variants"}
+    else:
+        parent = _field_annotation(RunSpec, loc[:-1]) or _field_annotation(StoreSettings, loc[:-1])
+        known = {key for m in _models_in(parent) for key in m.model_fields}
+    close = difflib.get_close_matches(loc[-1], sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 _FIELD_PREFIX = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
@@ -200,8 +213,10 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     variants = document.pop("variants", None)
     if variants is None:
         return _expand(document, text, source)
-    if not isinstance(variants, list) or not variants or not all(
-        isinstance(v, dict) for v in variants
+    if (
+        not isinstance(variants, list)
+        or not variants
+        or not all(isinstance(v, dict) for v in variants)
     ):
         raise GridError(
             f"{source}: variants: must be a non-empty list of mappings, each the fields that "
@@ -213,8 +228,10 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     for i, variant in enumerate(variants):
         if any(k in STORE_KEYS for k in variant):
             keys = sorted(k for k in variant if k in STORE_KEYS)
-            raise GridError(f"{source}: variants[{i}]: {keys} are shared by the whole store; "
-                            "set them outside variants")
+            raise GridError(
+                f"{source}: variants[{i}]: {keys} are shared by the whole store; "
+                "set them outside variants"
+            )
         try:
             grid = _expand(deep_merge(document, variant), text, source)
         except GridError as exc:
@@ -278,7 +295,8 @@ def _expand(document: dict, text: str, source: str) -> Grid:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         repeated = [
-            _dotted(p) for p, values in sweeps.items()
+            _dotted(p)
+            for p, values in sweeps.items()
             if len({json.dumps(v, sort_keys=True) for v in values}) < len(values)
         ]
         where = ", ".join(f"{p}: repeats a value" for p in repeated) or (

@@ -357,7 +357,14 @@ class RunSpec(_Strict):
             "steps_planned": self.steps,
             "eval_every": self.eval_every,
             # extra coordinates (allowed by the schema)
-            "data_fraction": n_samples / self.train_split_size(),
+            # the fraction the grid asked for (so ``--where data_fraction=0.55`` matches); a run
+            # sized by n_samples asked for n_samples / split size, which is also what it got
+            "data_fraction": (
+                self.data_fraction
+                if self.data_fraction is not None
+                else n_samples / self.train_split_size()
+            ),
+            "data_fraction_realised": n_samples / self.train_split_size(),
             "p": self.task.p if modular else 0,
             "train_fraction": self.task.train_fraction if modular else float("nan"),
             "split_seed": self.task.split_seed,

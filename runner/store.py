@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,9 +166,10 @@ def _write_new_store(
     }
     if id_scheme != LEGACY_RUN_ID_SCHEME:  # scheme-1 stores predate the attribute
         attributes[SCHEME_ATTRIBUTE] = id_scheme
+    coords = [r.config_coordinates() for r in runs]
+    attributes["coordinates"] = " ".join(_per_run_names(schema, coords[0]))
     root = zarr.open_group(str(path), mode="w-", zarr_format=3, attributes=attributes)
     sizes = layout.sizes()
-    coords = [r.config_coordinates() for r in runs]
     values: dict[str, Any] = {
         "step": np.arange(1, layout.n_steps + 1, dtype=np.int64),
         "run": np.array(_run_ids(runs, id_scheme), dtype=object),
@@ -192,11 +194,7 @@ def _write_new_store(
 
     for name, spec in schema["variables"].items():
         dims = spec["dims"]
-        attrs = {
-            k: spec[k]
-            for k in ("units", "description", "flag_values", "flag_meanings")
-            if k in spec
-        }
+        attrs = _variable_attributes(spec)
         written_once = spec["role"] in schemas.WRITTEN_ONCE_ROLES
         array = root.create_array(
             name,
@@ -236,6 +234,56 @@ def _write_new_store(
     )
     (path / "_state" / "checkpoints").mkdir()
     (path / "_state" / "locks").mkdir()
+    consolidate(str(path))
+
+
+def _variable_attributes(spec: dict) -> dict[str, Any]:
+    """The attributes of a schema variable in the store: units, description and, for
+    ``status``, the CF flag attributes (``flag_meanings`` one blank-separated string, as CF
+    requires; the schema JSON keeps it a list)."""
+    attrs: dict[str, Any] = {k: spec[k] for k in ("units", "description") if k in spec}
+    if "flag_values" in spec:
+        attrs["flag_values"] = list(spec["flag_values"])
+        attrs["flag_meanings"] = " ".join(spec["flag_meanings"])
+    return attrs
+
+
+def _per_run_names(schema: dict, extra: dict[str, Any]) -> list[str]:
+    """Every per-run variable (configuration and state, the schema's and the extra run
+    coordinates): what the root attribute ``coordinates`` names."""
+    named = [
+        name
+        for name, spec in schema["variables"].items()
+        if spec["dims"] == ["run"] and spec["role"] in ("run_config", "run_state")
+    ]
+    return [*named, *(name for name in extra if name not in named)]
+
+
+def consolidate(store: Any) -> None:
+    """Write the store's consolidated metadata (every array's metadata copied into the root
+    ``zarr.json``), so that ``xarray.open_zarr`` opens it with one read and no warning.
+
+    Only metadata is consolidated, never data: what training writes (metrics, ``status``,
+    ``steps_done``) is always read from its own chunks, so a consolidation never hides a step
+    or a run's state. It goes stale only when arrays or attributes change, which the runner
+    does when it creates a store, adds the optional variables to an older one or re-keys its
+    run ids; :meth:`RunStore.create_or_open` consolidates again after each. The runner and
+    ``cdsanalysis`` themselves read the arrays' own metadata, never the consolidated copy."""
+    with warnings.catch_warnings():
+        # zarr: "consolidated metadata is not part of the Zarr v3 specification" (yet); xarray
+        # and zarr-python read it, other readers ignore it and read the arrays' own metadata.
+        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+        zarr.consolidate_metadata(store)
+
+
+def _needs_consolidation(root: zarr.Group, consolidated: zarr.Group) -> bool:
+    """Whether the consolidated metadata (``consolidated``: the root opened through it) is
+    missing or disagrees with the arrays and attributes really stored (``root``)."""
+    if consolidated.metadata.consolidated_metadata is None:
+        return True
+    return sorted(root.array_keys()) != sorted(consolidated.array_keys()) or dict(
+        root.attrs
+    ) != dict(consolidated.attrs)
 
 
 class RunStore:
@@ -257,7 +305,10 @@ class RunStore:
         self.path = self.location.path if self.location.is_local else self.location.text
         text = self.location.text
         try:
-            self.root = zarr.open_group(self.location.zarr_store(), mode="r+", zarr_format=3)
+            # The arrays' own metadata, never the consolidated copy (which may be stale).
+            self.root = zarr.open_group(
+                self.location.zarr_store(), mode="r+", zarr_format=3, use_consolidated=False
+            )
         except (
             FileNotFoundError,
             zarr.errors.GroupNotFoundError,
@@ -360,7 +411,18 @@ class RunStore:
         store = cls(loc)
         store.migration = migration
         store._check_matches(runs, settings, id_scheme)
+        store._consolidate_if_stale()
         return store
+
+    def _consolidate_if_stale(self) -> None:
+        """Consolidate the store's metadata when it has none (stores written before the runner
+        consolidated) or it no longer matches the arrays and attributes (optional variables
+        just added, run ids re-keyed). Processes started together on one store find it current
+        and write nothing; two that both consolidate write the same text, atomically."""
+        store = self.location.zarr_store()
+        consolidated = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=None)
+        if _needs_consolidation(self.root, consolidated):
+            consolidate(store)
 
     def _check_matches(
         self, runs: Sequence[RunSpec], settings: StoreSettings, id_scheme: int = RUN_ID_SCHEME

@@ -59,7 +59,8 @@ def _list_arrays(group: zarr.Group, schema: dict) -> dict[str, zarr.Array]:
 
 def _open_group(location: str) -> zarr.Group:
     try:
-        group = zarr.open_group(location, mode="r")
+        # The arrays' own metadata: a consolidated copy may lag behind them.
+        group = zarr.open_group(location, mode="r", use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         raise StoreValidationError(
             location, ["no Zarr group found here; give the path of a store written by cds-run"]

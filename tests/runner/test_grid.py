@@ -66,3 +66,32 @@ def test_bad_grids_name_the_yaml_path(text, expected):
         parse_grid(text, source="g.yaml")
     assert expected in str(info.value)
     assert str(info.value).startswith("g.yaml")
+
+
+@pytest.mark.parametrize(
+    ("typo", "expected"),
+    [
+        (
+            "optimiser: {lr: 1}",
+            "optimiser: unknown key; remove it or check its spelling (did you mean 'optimizer'?)",
+        ),
+        ("flush_evry: 10", "(did you mean 'flush_every'?)"),
+        ("data_fractoin: 0.5", "(did you mean 'data_fraction'?)"),
+        (
+            "optimizer: {wieght_decay: 1}",
+            "optimizer.wieght_decay: unknown key; remove it or "
+            "check its spelling (did you mean 'weight_decay'?)",
+        ),
+    ],
+)
+def test_unknown_key_suggests_the_closest_known_one(typo, expected):
+    with pytest.raises(GridError) as info:
+        parse_grid(BASE + f"n_samples: 100\n{typo}\n")
+    assert expected in str(info.value)
+
+
+def test_unknown_key_far_from_every_known_one_gets_no_suggestion():
+    with pytest.raises(GridError) as info:
+        parse_grid(BASE + "n_samples: 100\nzzzzqqq: 1\n")
+    assert "zzzzqqq: unknown key; remove it or check its spelling" in str(info.value)
+    assert "did you mean" not in str(info.value)

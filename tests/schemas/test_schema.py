@@ -49,19 +49,10 @@ def test_integer_coordinates_select_as_integers(store):
     assert ds.p.attrs["description"].startswith("modulus")
 
 
-def test_integer_coordinates_an_older_runner_stored_as_text_are_read_as_integers(store):
+def test_integer_coordinates_an_older_runner_stored_as_text_are_read_as_integers(store, old_layout):
     path, _ = store
-    group = zarr.open_group(str(path), mode="r+")
-    # The layout the runner wrote before it took dtypes from the schema: text.
-    for name in ("p", "split_seed", "batch_size"):
-        values = group[name][...].astype(str)
-        del group[name]
-        array = group.create_array(
-            name, shape=values.shape, dtype=str, fill_value="", dimension_names=["run"],
-            attributes={"role": "run_config"},
-        )
-        array[...] = values
-    assert group["p"].dtype.kind == "T"
+    old_layout(path)  # the layout the runner wrote before it took dtypes from the schema: text
+    assert zarr.open_group(str(path), mode="r", use_consolidated=False)["p"].dtype.kind == "T"
     ds = open_runs(path)
     assert ds.p.dtype == np.int64 and ds.p.values.tolist() == [11, 11, 11, 11]
     assert ds.batch_size.values.tolist() == [8, 8, 8, 8]
