@@ -242,7 +242,6 @@ class TableImporter:
         files = _files(source)
         if not files:
             raise ValueError(f"{source}: no .csv or .parquet table found")
-        seen_config: set[str] = set()
         for path in files:
             frame = _read(path)
             name = (
@@ -253,21 +252,18 @@ class TableImporter:
             long = {"metric", "value"} <= set(frame.columns)
             extra = _companion_config(path)
             runs = _long_runs(frame, path, name) if long else _wide_runs(frame, path, name)
-            for run in runs:
-                seen_config.add(run.name)
-                if run.name in extra:
-                    config = {**extra[run.name], **run.config}
-                    sources = (
-                        *run.sources,
-                        str(path.with_name(f"{path.stem}{CONFIG_INFIX}{path.suffix}")),
-                    )
-                    run = ImportedRun(run.name, config, run.scalars, run.histograms, sources)
-                yield run
-            # runs the config table lists but that logged nothing (pending runs of an export)
-            for run_name, config in extra.items():
-                if run_name not in seen_config:
-                    seen_config.add(run_name)
-                    yield ImportedRun(run_name, config, {}, sources=(str(path),))
+            if not extra:
+                yield from runs
+                continue
+            # with a config table: its runs in its order (those that logged nothing included:
+            # the pending runs of an export), then any it does not list
+            companion = str(path.with_name(f"{path.stem}{CONFIG_INFIX}{path.suffix}"))
+            logged = {run.name: run for run in runs}
+            for run_name in [*extra, *(r for r in logged if r not in extra)]:
+                run = logged.get(run_name, ImportedRun(run_name, {}, {}, sources=(str(path),)))
+                config = {**extra.get(run_name, {}), **run.config}
+                sources = (*run.sources, companion) if run_name in extra else run.sources
+                yield ImportedRun(run.name, config, run.scalars, run.histograms, sources)
 
 
 IMPORTER = TableImporter()

@@ -299,14 +299,27 @@ class _Store:
             )
         self.n_runs = 0
         self.n_steps = 0
+        self.capacity = 0
 
     def grow(self, n_runs: int, n_steps: int) -> None:
-        """Enlarge every metric array (metadata only: chunks already written keep their place)."""
-        if (n_runs, n_steps) == (self.n_runs, self.n_steps):
-            return
+        """Make room for ``n_runs`` runs of ``n_steps`` steps (metadata only: chunks already
+        written keep their place). Room for runs doubles, so that a thousand runs rewrite each
+        array's metadata a dozen times, not a thousand; :meth:`fit` trims it at the end."""
+        runs = self.capacity if n_runs <= self.capacity else max(n_runs, 2 * self.capacity)
+        self.n_runs, self.n_steps = n_runs, max(self.n_steps, n_steps)
+        self._resize(runs)
+
+    def fit(self, n_runs: int, n_steps: int) -> None:
+        """Shape every metric array to exactly ``n_runs`` x ``n_steps``."""
         self.n_runs, self.n_steps = n_runs, n_steps
+        self._resize(n_runs)
+
+    def _resize(self, runs: int) -> None:
         for array in self.arrays.values():
-            array.resize((n_runs, n_steps, *array.shape[2:]))
+            shape = (runs, self.n_steps, *array.shape[2:])
+            if array.shape != shape:
+                array.resize(shape)
+        self.capacity = runs
 
     def write_series(
         self, name: str, run_index: int, steps: np.ndarray, values: np.ndarray, group: int | None
@@ -526,7 +539,7 @@ def write_store(
             series = _mapped_series(run, names, options.step_offset)
             last = max((int(s[-1]) for s, _ in series.values() if len(s)), default=0)
             index = len(records)
-            store.grow(index + 1, max(store.n_steps, last))
+            store.grow(index + 1, last)
             for target, (steps, values) in series.items():
                 if not len(steps):
                     continue
@@ -553,7 +566,7 @@ def write_store(
             raise ImportInputError(f"{source}: no runs found")
         states = [_state(r) for r in records]
         n_steps = max(store.n_steps, max(p for _, _, p in states))
-        store.grow(len(records), n_steps)
+        store.fit(len(records), n_steps)
         _finish(store, records, states, kind, str(source), options, importer_version)
         validate_store(str(tmp))
         try:
