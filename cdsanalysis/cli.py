@@ -777,6 +777,111 @@ def _figure_warnings(ds: xr.Dataset, kind: str, run: int, settings: AnalysisSett
     return store_warnings(ds, settings, fate=fate)
 
 
+# -- runs logged elsewhere: import and export -----------------------------------------------
+
+
+@app.command("import")
+def import_command(
+    kind: Annotated[str, typer.Argument(help="tensorboard, wandb, table or authors")],
+    source: Annotated[Path, typer.Argument(help="file or directory to read the runs from")],
+    out: Annotated[Path, typer.Option("--out", help="the run store to create (STORE.zarr)")],
+    metric_map: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="SOURCE=SCHEMA metric name, overriding the default table"),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option("--ignore", help="drop source metrics matching PATTERN")
+    ] = None,
+    path_template: Annotated[
+        str | None,
+        typer.Option(help="configuration from each run's path: 'runs/{model}_{n_samples}_{seed}'"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="sidecar YAML: fields for every run, and per run under 'runs:'"
+        ),
+    ] = None,
+    set_values: Annotated[
+        list[str] | None, typer.Option("--set", help="FIELD=VALUE for every run")
+    ] = None,
+    step_offset: Annotated[
+        int, typer.Option(help="added to every step (1 for sources counting from 0)")
+    ] = 0,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="KEY=VALUE passed to the importer")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import runs logged elsewhere (TensorBoard, W&B exports, tables, the authors' logs) into a
+    new run store; every analysis then works on it."""
+    import yaml
+
+    from cdsanalysis.importers.mapping import coerce, parse_pairs
+    from cdsanalysis.importers.registry import ImporterError, get_importer
+    from cdsanalysis.importers.writer import ImportOptions, write_store
+
+    try:
+        importer = get_importer(kind)
+        sidecar = {}
+        if config is not None:
+            try:
+                sidecar = yaml.safe_load(config.read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ValueError(f"--config {config}: cannot be read ({exc})") from None
+        options = ImportOptions(
+            metric_map=parse_pairs(metric_map or [], "--map"),
+            ignore=tuple(ignore or ()),
+            path_template=path_template,
+            sidecar=sidecar,
+            set_values={k: coerce(v) for k, v in parse_pairs(set_values or [], "--set").items()},
+            step_offset=step_offset,
+        )
+        importer_options = {k: coerce(v) for k, v in parse_pairs(option or [], "--option").items()}
+        if not source.exists():
+            raise ValueError(f"{source} does not exist")
+        summary = write_store(
+            importer.read_runs(source, importer_options),
+            out,
+            kind=kind,
+            source=str(source),
+            options=options,
+            importer_version=str(getattr(importer, "version", "")),
+        )
+    except (ImporterError, ValueError, FileExistsError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(summary.to_dict()))
+    else:
+        print(
+            f"{summary.store}: {summary.runs} runs, {summary.steps} steps, "
+            f"{summary.points} measurements of {', '.join(summary.metrics) or 'no metric'} "
+            f"(imported from {kind} {source})"
+        )
+
+
+@app.command()
+def export(
+    store: StoreArg,
+    out: Annotated[Path, typer.Option("--out", help="the long table to write")],
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    where: WhereOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the store as a tidy long table (run, step, metric, value) and a per-run config
+    table beside it (STEM.config.EXT); `cds-analyze import table` reads them back."""
+    from cdsanalysis.export import export_store
+
+    if file_format not in ("parquet", "csv"):
+        raise _fail(f"--format must be parquet or csv, got {file_format!r}")
+    ds = _open(store, where)
+    long_path, config_path, rows = export_store(ds, out, file_format)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps({"long": str(long_path), "config": str(config_path), "rows": rows}))
+    else:
+        print(f"{long_path}: {rows} measurements; {config_path}: {ds.sizes['run']} runs")
+
+
 def main() -> None:
     app(prog_name="cds-analyze")
 

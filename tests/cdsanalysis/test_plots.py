@@ -44,6 +44,7 @@ def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def runner_store(tmp_path_factory):
     """Trained once per session by the real ``cds-run``; shared by every figure test."""
+    pytest.importorskip("torch", reason="training needs the [train] extra")
     root = tmp_path_factory.mktemp("figures")
     grid = root / "grid.yaml"
     grid.write_text(GRID)
