@@ -75,14 +75,11 @@ from cdsanalysis.importers.base import HistogramSeries, ImportedRun, ScalarSerie
 EVENT_FILE_MARKER = "tfevents"
 """Substring of every TensorBoard event file name (``events.out.tfevents.<time>.<host>...``)."""
 
-_HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the 8 length bytes
-_FOOTER = struct.Struct("<I")  # masked CRC32C of the payload
+# A TFRecord: 8-byte length, 4-byte masked CRC32C of those 8 bytes, payload, 4-byte masked CRC32C
+# of the payload; the mask is ((crc >> 15 | crc << 17) + 0xA282EAD8) mod 2**32.
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
 _DBL_MAX_EDGE = 1e300  # TF's histogram sentinel edges are +-DBL_MAX (1.8e308)
-
-
-def _masked_crc32c(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def iter_records(path: Path) -> Iterator[bytes]:
@@ -94,19 +91,29 @@ def iter_records(path: Path) -> Iterator[bytes]:
     data = Path(path).read_bytes()
     end = len(data)
     offset = 0
-    while offset + _HEADER.size <= end:
-        length, length_crc = _HEADER.unpack_from(data, offset)
-        if _masked_crc32c(data[offset : offset + 8]) != length_crc:
+    # the hot loop of every import: names bound locally, the CRC mask inlined
+    crc32c, unpack_header, unpack_footer = (
+        google_crc32c.value,
+        _HEADER.unpack_from,
+        _FOOTER.unpack_from,
+    )
+    while offset + 12 <= end:
+        length, length_crc = unpack_header(data, offset)
+        crc = crc32c(data[offset : offset + 8])
+        if ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:
             raise ValueError(f"{path}: byte {offset}: corrupt record length (CRC mismatch)")
-        start = offset + _HEADER.size
+        start = offset + 12
         stop = start + length
-        if stop + _FOOTER.size > end:
+        if stop + 4 > end:
             return  # truncated tail: the writer stopped mid-record
         payload = data[start:stop]
-        if _masked_crc32c(payload) != _FOOTER.unpack_from(data, stop)[0]:
+        crc = crc32c(payload)
+        if ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF != unpack_footer(
+            data, stop
+        )[0]:
             raise ValueError(f"{path}: byte {offset}: corrupt record payload (CRC mismatch)")
         yield payload
-        offset = stop + _FOOTER.size
+        offset = stop + 4
 
 
 def is_event_file(path: Path) -> bool:
@@ -193,21 +200,21 @@ def read_event_file(path: Path, plugin_of_tag: dict[str, str]) -> _FileContent:
     """
     content = _FileContent(Path(path))
     scalars = content.scalars
+    appenders: dict[str, tuple[Any, Any]] = {}  # tag -> bound appends of its two lists
     parse = event_pb2.Event.FromString
     for record in iter_records(path):
         event = parse(record)
-        if not event.HasField("summary"):
-            continue
         step = event.step
-        for value in event.summary.value:
+        for value in event.summary.value:  # empty for events that are not summaries
             tag = value.tag
             kind = value.WhichOneof("value")
             if kind == "simple_value":
-                series = scalars.get(tag)
-                if series is None:
-                    series = scalars[tag] = ([], [])
-                series[0].append(step)
-                series[1].append(value.simple_value)
+                append = appenders.get(tag)
+                if append is None:
+                    series = scalars.setdefault(tag, ([], []))
+                    append = appenders[tag] = (series[0].append, series[1].append)
+                append[0](step)
+                append[1](value.simple_value)
                 continue
             if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
                 plugin_of_tag[tag] = value.metadata.plugin_data.plugin_name
