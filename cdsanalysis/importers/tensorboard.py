@@ -363,8 +363,8 @@ def group_runs(source: Path) -> dict[str, list[Path]]:
             by_directory[parent] = by_directory[parent] + by_directory.pop(directory)
     runs: dict[str, list[Path]] = {}
     for directory, files in sorted(by_directory.items()):
-        name = directory.relative_to(root).as_posix() if directory != root else root.name
-        runs[name if name != "." else root.resolve().name] = files
+        own = directory == root  # events directly in SOURCE: the run is named after SOURCE itself
+        runs[root.resolve().name if own else directory.relative_to(root).as_posix()] = files
     return runs
 
 

@@ -182,7 +182,7 @@ def find_runs(source: Path) -> dict[str, Path]:
     """Map each run's name to its history file (see the module docstring for the layout)."""
     source = Path(source)
     if source.is_file():
-        name = source.parent.name if source.name in HISTORY_NAMES else source.stem
+        name = source.resolve().parent.name if source.name in HISTORY_NAMES else source.stem
         return {name: source}
     if not source.is_dir():
         raise ValueError(f"{source}: no such file or directory")
@@ -190,7 +190,8 @@ def find_runs(source: Path) -> dict[str, Path]:
     for directory in sorted([source, *(p for p in source.rglob("*") if p.is_dir())]):
         history = _history_in(directory)
         if history is not None:
-            name = source.name if directory == source else directory.relative_to(source).as_posix()
+            own = directory == source
+            name = source.resolve().name if own else directory.relative_to(source).as_posix()
             runs[name] = history
     if not runs:
         raise ValueError(f"{source}: no W&B history export ({' or '.join(HISTORY_NAMES)}) under it")

@@ -174,7 +174,7 @@ def test_step_offset_shifts_zero_based_steps(tmp_path):
     np.testing.assert_array_equal(steps, [1, 2, 3])
 
 
-def test_nested_run_directories_and_single_files(tmp_path):
+def test_nested_run_directories_and_single_files(tmp_path, monkeypatch):
     for name in ("grid/a/seed0", "grid/b"):
         writer = Writer(str(tmp_path / name))
         writer.add_scalar("loss", 1.0, step=1)
@@ -187,6 +187,8 @@ def test_nested_run_directories_and_single_files(tmp_path):
     event_file = next((tmp_path / "grid" / "b").iterdir())
     assert IMPORTER.can_open(event_file)
     assert list(_runs(event_file)) == ["b"]
+    monkeypatch.chdir(tmp_path / "grid" / "b")
+    assert list(_runs(Path("."))) == ["b"]  # a run directory given as "." keeps its own name
     with pytest.raises(ValueError, match="no TensorBoard event files"):
         _runs(tmp_path / "empty")
 
