@@ -60,7 +60,9 @@ def make_runs(root: Path, runs: int, steps: int) -> Path:
         return target
     if target.exists():
         shutil.rmtree(target)
-    template = write_template(root / f"template_s{steps}", steps)
+    template_dir = root / f"template_s{steps}"
+    shutil.rmtree(template_dir, ignore_errors=True)  # an interrupted earlier generation
+    template = write_template(template_dir, steps)
     for index in range(runs):
         run_dir = target / f"run{index:05d}"
         run_dir.mkdir(parents=True)
