@@ -23,6 +23,9 @@ from pydantic import BaseModel, ValidationError
 from runner.model_specs import MODEL_FAMILIES
 from runner.spec import STORE_KEYS, TASK_NAMES, RunSpec, StoreSettings, deep_merge
 
+#: The fields that give a run's data size (one of them per run).
+SIZE_FIELDS = ("n_samples", "data_fraction")
+
 
 class GridError(ValueError):
     """A grid file that cannot be expanded; the message names the YAML path and the fix."""
@@ -200,8 +203,10 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     variants = document.pop("variants", None)
     if variants is None:
         return _expand(document, text, source)
-    if not isinstance(variants, list) or not variants or not all(
-        isinstance(v, dict) for v in variants
+    if (
+        not isinstance(variants, list)
+        or not variants
+        or not all(isinstance(v, dict) for v in variants)
     ):
         raise GridError(
             f"{source}: variants: must be a non-empty list of mappings, each the fields that "
@@ -213,8 +218,10 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     for i, variant in enumerate(variants):
         if any(k in STORE_KEYS for k in variant):
             keys = sorted(k for k in variant if k in STORE_KEYS)
-            raise GridError(f"{source}: variants[{i}]: {keys} are shared by the whole store; "
-                            "set them outside variants")
+            raise GridError(
+                f"{source}: variants[{i}]: {keys} are shared by the whole store; "
+                "set them outside variants"
+            )
         try:
             grid = _expand(deep_merge(document, variant), text, source)
         except GridError as exc:
@@ -245,6 +252,12 @@ def _expand(document: dict, text: str, source: str) -> Grid:
         errors.extend(_format_errors(exc, {}))
         settings = None
 
+    for size_field in SIZE_FIELDS:
+        if isinstance(run_part.get(size_field), dict):
+            errors.append(
+                f"{size_field}: a range {{min, max}} is searched by cds-run --search cds "
+                "(the search chooses the sizes); a grid takes one value or a list of values"
+            )
     flat = _flatten(run_part)
     sweeps = {p: v for p, v in flat.items() if _is_sweep(p, v)}
     for p, values in sweeps.items():
@@ -278,7 +291,8 @@ def _expand(document: dict, text: str, source: str) -> Grid:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         repeated = [
-            _dotted(p) for p, values in sweeps.items()
+            _dotted(p)
+            for p, values in sweeps.items()
             if len({json.dumps(v, sort_keys=True) for v in values}) < len(values)
         ]
         where = ", ".join(f"{p}: repeats a value" for p in repeated) or (
