@@ -102,6 +102,13 @@ class Scenario:
 
     def draw(self, rng: np.random.Generator, seeds: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Per-run accuracies, their sizes, and the true CDS."""
+        true_log, log_n0, slope = self.plant(rng)
+        sizes = np.repeat(np.asarray(self.sizes), seeds)
+        return self.draw_at(rng, sizes, log_n0, slope), sizes, math.exp(true_log)
+
+    def plant(self, rng: np.random.Generator) -> tuple[float, float, float]:
+        """A ground truth: ``(log CDS, log_n0, slope)``, the CDS log-uniform between the second
+        and the second-to-last tested size."""
         log_sizes = np.log(np.asarray(self.sizes))
         true_log = rng.uniform(log_sizes[1], log_sizes[-2])
         slope = rng.uniform(*self.slope_range)
@@ -111,7 +118,13 @@ class Scenario:
             return float(self.mean_accuracy(np.array(true_log), log_n0, slope)) - EPS
 
         log_n0 = brentq(gap, true_log - 20.0, true_log + 20.0, xtol=1e-12)
-        sizes = np.repeat(np.asarray(self.sizes), seeds)
+        return true_log, log_n0, slope
+
+    def draw_at(
+        self, rng: np.random.Generator, sizes: np.ndarray, log_n0: float, slope: float
+    ) -> np.ndarray:
+        """One run's final accuracy at each of ``sizes`` under the planted curve."""
+        sizes = np.asarray(sizes, dtype=np.float64)
         if self.noise == "beta":
             mu = (self.mean_accuracy(np.log(sizes), log_n0, slope) - self.chance) / (
                 self.ceiling - self.chance
@@ -123,7 +136,7 @@ class Scenario:
             z = slope * (np.log(sizes) - log_n0) + self.latent_sd * rng.standard_normal(sizes.size)
             p = self.chance + (self.ceiling - self.chance) * _link(self.link, z)
             values = np.maximum(rng.binomial(self.n_test, p) / self.n_test, self.chance)
-        return values, sizes, math.exp(true_log)
+        return values
 
 
 _FINE = tuple(float(round(200 * 1.6**k)) for k in range(8))  # 200 ... 5,369

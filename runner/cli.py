@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -236,8 +237,64 @@ def run(
             "every failed run, divergences) to this file, from every training process",
         ),
     ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search",
+            help="cds: an adaptive search for the CDS instead of the grid's runs; the grid "
+            "gives the size as a range (n_samples: {min, max}); rounds of runs are chosen to "
+            "shrink the CDS interval (README: Adaptive CDS search). Re-running continues it",
+        ),
+    ] = None,
+    target_width: Annotated[
+        float | None,
+        typer.Option(
+            "--target-width",
+            help="--search: stop when the CDS interval's relative width (high - low) / "
+            "estimate is at most this",
+        ),
+    ] = None,
+    budget_runs: Annotated[
+        int | None,
+        typer.Option("--budget-runs", help="--search: most runs in all (default 48)"),
+    ] = None,
+    analysis: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--analysis",
+            help="--search: an analysis setting of the CDS fit as name=value (repeatable), "
+            "e.g. --analysis eps=0.8",
+        ),
+    ] = None,
 ) -> None:
     """Train every run of a grid into one Zarr run store. Re-running resumes."""
+    if search is not None:
+        if dry_run or runs:
+            err.print("error: --dry-run and --runs select runs of a grid; not with --search")
+            raise typer.Exit(2)
+        # The one place the runner reaches up a layer: the search (cdssearch) fits the CDS with
+        # cdsanalysis, which the runner never imports; it is loaded only when asked for.
+        search_cli = importlib.import_module("cdssearch.cli")
+        request = search_cli.SearchRequest(
+            search,
+            grid_path,
+            out,
+            target_width,
+            budget_runs,
+            tuple(analysis or ()),
+            quiet,
+            executor.value,
+            workers,
+            address,
+            threads_per_worker,
+            batch_runs,
+            lease_ttl,
+            log_file,
+        )
+        raise typer.Exit(search_cli.search_command(request))
+    if target_width is not None or budget_runs is not None or analysis:
+        err.print("error: --target-width, --budget-runs and --analysis apply to --search cds")
+        raise typer.Exit(2)
     try:
         grid = _load(grid_path)
     except GridError as exc:
@@ -286,13 +343,15 @@ def run(
     )
     logger.info(
         "cds-run %s: grid '%s', %d of %d runs, --executor %s, store %s",
-        this_process(), grid.settings.name, len(indices), len(grid.runs), executor.value,
+        this_process(),
+        grid.settings.name,
+        len(indices),
+        len(grid.runs),
+        executor.value,
         location.text,
     )
     with graceful_stop(on_first=_announce_stop) as stop:
-        engine = make_executor(
-            executor.value, workers or os.cpu_count() or 1, address, batch_runs
-        )
+        engine = make_executor(executor.value, workers or os.cpu_count() or 1, address, batch_runs)
         try:
             outcome = _train_all(engine, job, store, grid, indices, quiet, stop)
         finally:

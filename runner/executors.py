@@ -92,7 +92,9 @@ class BatchedExecutor(Executor):
     def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
         from runner.worker import open_store, train_batch
 
-        for group in batch_groups(open_store(job.location), indices, self.batch_runs):
+        for group in batch_groups(
+            open_store(job.location, max(indices, default=0)), indices, self.batch_runs
+        ):
             if stop():
                 break
             if len(group) == 1:
@@ -346,9 +348,7 @@ class DaskExecutor(Executor):
             self.cluster.close()
 
 
-def make_executor(
-    name: str, workers: int, address: str | None, batch_runs: int = 16
-) -> Executor:
+def make_executor(name: str, workers: int, address: str | None, batch_runs: int = 16) -> Executor:
     """The executor ``cds-run --executor NAME`` asks for."""
     if name == "local":
         return LocalExecutor()

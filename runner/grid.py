@@ -24,6 +24,9 @@ from pydantic import BaseModel, ValidationError
 from runner.model_specs import MODEL_FAMILIES
 from runner.spec import STORE_KEYS, TASK_NAMES, RunSpec, StoreSettings, deep_merge
 
+#: The fields that give a run's data size (one of them per run).
+SIZE_FIELDS = ("n_samples", "data_fraction")
+
 
 class GridError(ValueError):
     """A grid file that cannot be expanded; the message names the YAML path and the fix."""
@@ -262,6 +265,12 @@ def _expand(document: dict, text: str, source: str) -> Grid:
         errors.extend(_format_errors(exc, {}))
         settings = None
 
+    for size_field in SIZE_FIELDS:
+        if isinstance(run_part.get(size_field), dict):
+            errors.append(
+                f"{size_field}: a range {{min, max}} is searched by cds-run --search cds "
+                "(the search chooses the sizes); a grid takes one value or a list of values"
+            )
     flat = _flatten(run_part)
     sweeps = {p: v for p, v in flat.items() if _is_sweep(p, v)}
     for p, values in sweeps.items():

@@ -478,6 +478,57 @@ class RunStore:
                 "attribute), or write to another --out"
             )
 
+    # -- growing ------------------------------------------------------------------------------
+    def append_runs(self, runs: Sequence[RunSpec]) -> list[int]:
+        """Add ``runs`` at the end of the ``run`` dimension; return their indices.
+
+        For writers that decide their runs as they go (``cds-run --search``): every variable
+        along ``run`` is resized, the new runs' configuration written, and their per-step
+        variables read as their fill (NaN, never measured) with status ``pending``. Runs
+        already in the store (same id) are not added again; their existing indices are
+        returned. The runs must fit the store's layout (at most its steps). Only one process
+        may append at a time, and none may train meanwhile (the search appends between rounds):
+        the configuration chunks span several runs.
+        """
+        index = {run_id: i for i, run_id in enumerate(self.run_ids)}
+        new = list({r.run_id: r for r in runs if r.run_id not in index}.values())
+        too_long = [r.run_id for r in new if r.steps > self.n_steps]
+        if too_long:
+            raise StoreError(
+                f"{self.location.text}: runs {too_long} have more steps than the store's "
+                f"{self.n_steps}; keep 'steps' as it was when the store was created"
+            )
+        if new:
+            self._append(new)
+        index = {run_id: i for i, run_id in enumerate(self.run_ids)}
+        return [index[r.run_id] for r in runs]
+
+    def _append(self, runs: list[RunSpec]) -> None:
+        first, count = len(self.run_ids), len(runs)
+        coords = [r.config_coordinates() for r in runs]
+        values: dict[str, Any] = {
+            "run": [r.run_id for r in runs],
+            "spec_json": [r.canonical_json() for r in runs],
+            **{name: [c[name] for c in coords] for name in coords[0]},
+        }
+        names = [
+            name
+            for name, array in self.root.arrays()
+            if tuple(array.metadata.dimension_names or ())[:1] == ("run",)
+        ]
+        # 'run' last: a reader that finds the coordinate grown finds every variable grown.
+        for name in sorted(names, key=lambda n: n == "run"):
+            array = self.root[name]
+            array.resize((first + count, *array.shape[1:]))
+            if name in values:
+                column = values[name]
+                if array.dtype.kind in ("T", "U", "O"):
+                    array[first:] = np.array([str(v) for v in column], dtype=object)
+                else:
+                    array[first:] = np.asarray(column, dtype=array.dtype)
+        self._arrays.clear()
+        self.run_ids = [*self.run_ids, *values["run"]]
+
     # -- writing ------------------------------------------------------------------------------
     def array(self, name: str) -> zarr.Array:
         if name not in self._arrays:

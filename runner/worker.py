@@ -156,9 +156,12 @@ def _record_failure(
 _open_stores: dict[str, RunStore] = {}
 
 
-def open_store(location: str) -> RunStore:
-    """The store at ``location``, opened once per process (workers train many runs)."""
-    if location not in _open_stores:
+def open_store(location: str, index: int = 0) -> RunStore:
+    """The store at ``location``, opened once per process (workers train many runs); opened
+    again when it has grown past the cached copy (run ``index`` not in it: the search appends
+    runs between rounds, :meth:`RunStore.append_runs`)."""
+    cached = _open_stores.get(location)
+    if cached is None or index >= len(cached.run_ids):
         _open_stores[location] = RunStore(location)
     return _open_stores[location]
 
@@ -203,7 +206,7 @@ def train_one(
     started = time.perf_counter()
     if stop():  # a stop was asked before this run began: leave it as it is
         return RunOutcome(index, "not started")
-    store = open_store(job.location)
+    store = open_store(job.location, index)
     status, steps_done = store.state(index)
     if status in FINAL:
         return RunOutcome(index, status, started_at=steps_done)
@@ -274,7 +277,7 @@ def train_batch(
     started = time.perf_counter()
     if stop():
         return [RunOutcome(i, "not started") for i in indices]
-    store = open_store(job.location)
+    store = open_store(job.location, max(indices))
     outcomes: list[RunOutcome] = []
     leases, mine = {}, []
     for index in indices:

@@ -201,3 +201,32 @@ def test_a_store_written_before_train_set_metrics_takes_them_when_resumed(tmp_pa
     validate_store(path, deep=True)
     measured = np.flatnonzero(np.isfinite(open_runs(path).train_set_accuracy.values[0])) + 1
     assert measured.tolist() == [10, 20, 30]  # step 1 was flushed before the arrays existed
+
+
+def test_appended_runs_grow_every_run_variable_and_train_in_a_process_that_cached_the_store(
+    tmp_path, tiny_grid
+):
+    """``append_runs`` (the search's rounds): the store grows along 'run', stays valid, a run
+    already there is not added twice, and an executor whose process cached the smaller store
+    trains the new run."""
+    from runner.executors import LocalExecutor
+    from runner.stopping import StopRequest
+    from runner.worker import Job
+
+    small = load_grid(tiny_grid(n_samples="[40]", steps=12, flush_every=6))
+    large = load_grid(tiny_grid(name="b.yaml", n_samples="[40, 60]", steps=12, flush_every=6))
+    path = tmp_path / "grow.zarr"
+    store = RunStore.create_or_open(path, small.runs, small.settings, small.text)
+    job = Job(location=str(path), settings=small.settings.model_dump(mode="json"))
+    outcomes = []
+    LocalExecutor().run(job, [0], StopRequest(), outcomes.append)  # caches the 1-run store
+    assert store.append_runs(large.runs) == [0, 1]
+    assert store.append_runs(large.runs[1:]) == [1]  # already there: same index, not added
+    LocalExecutor().run(job, [1], StopRequest(), outcomes.append)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    validate_store(str(path))
+    ds = open_runs(str(path))
+    assert ds["n_samples"].values.tolist() == [40, 60]
+    assert ds["status"].values.tolist() == ["done", "done"]
+    assert ds["run"].values.tolist() == [r.run_id for r in large.runs]
+    assert np.isfinite(ds["test_accuracy"].isel(run=1, step=-1).values)

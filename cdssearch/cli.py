@@ -1,0 +1,158 @@
+"""``cds-run --search cds``: the search driven from the runner's command line.
+
+``runner.cli`` hands the options over to :func:`search_command` through a lazy
+``importlib.import_module("cdssearch.cli")`` (the one place the runner reaches up a layer: the
+search needs the analysis, which the runner never imports). Each round's runs train through
+the ordinary executors, with the runner's own progress display and reporting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cdsanalysis.settings import AnalysisSettings
+from cdssearch.search import run_search, width_text
+from cdssearch.settings import SearchSettings
+from cdssearch.space import load_search_grid
+from runner import cli as runner_cli
+from runner.executors import make_executor
+from runner.grid import Grid, GridError
+from runner.logs import configure_log_file
+from runner.stopping import graceful_stop
+from runner.storage import LocationError, parse_location
+from runner.store import RunStore, StoreError
+from runner.worker import Job
+
+#: The searches ``--search`` accepts.
+SEARCHES = ("cds",)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """The ``cds-run`` options a search uses (see ``cds-run --help``)."""
+
+    search: str
+    grid_path: Path | None
+    out: str | None
+    target_width: float | None
+    budget_runs: int | None
+    analysis: tuple[str, ...]
+    quiet: bool
+    executor: str
+    workers: int | None
+    address: str | None
+    threads_per_worker: int | None
+    batch_runs: int
+    lease_ttl: float
+    log_file: Path | None
+
+
+class _Stopped(Exception):
+    """Ctrl-C / SIGTERM during a round: flushed, resumable."""
+
+
+def analysis_settings(options: tuple[str, ...]) -> AnalysisSettings:
+    """``AnalysisSettings`` from ``--analysis name=value`` options (values read as YAML)."""
+    changes = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep:
+            raise ValueError(f"--analysis {option!r}: give name=value, e.g. eps=0.8")
+        changes[name.strip()] = yaml.safe_load(value)
+    return AnalysisSettings().replace(**changes)
+
+
+def search_command(request: SearchRequest) -> int:
+    """Run the search the options ask for; return the exit code."""
+    err = runner_cli.err
+    if request.search not in SEARCHES:
+        err.print(f"error: --search {request.search!r}: choose one of {list(SEARCHES)}")
+        return 2
+    if request.target_width is None:
+        err.print("error: --search cds needs --target-width, e.g. --target-width 0.3")
+        return 2
+    if request.grid_path is None:
+        err.print("error: --search cds needs --grid, a grid whose size is a range")
+        return 2
+    try:
+        grid = load_search_grid(request.grid_path)
+        settings = SearchSettings(
+            target_width=request.target_width,
+            **({} if request.budget_runs is None else {"budget_runs": request.budget_runs}),
+        )
+        analysis = analysis_settings(request.analysis)
+    except (GridError, ValueError) as exc:
+        err.print(f"error: {exc}")
+        return 2
+    device_problem = runner_cli._device_problem(grid.settings.device)
+    if device_problem:
+        err.print(f"error: {request.grid_path}: device: {device_problem}")
+        return 2
+    try:
+        location = parse_location(request.out or f"{grid.settings.name}.zarr")
+    except LocationError as exc:
+        err.print(f"error: --out {exc}")
+        return 2
+    executor = runner_cli._Executor(request.executor)
+    problem = runner_cli._check_executor_options(
+        executor,
+        request.workers,
+        request.address,
+        request.threads_per_worker,
+        request.lease_ttl,
+        location,
+    )
+    if problem:
+        err.print(f"error: {problem}")
+        return 2
+    configure_log_file(request.log_file)
+    threads = request.threads_per_worker or runner_cli._default_torch_threads(
+        executor, grid.settings
+    )
+    job = Job(
+        location=location.text,
+        settings=grid.settings.model_dump(mode="json"),
+        lease_ttl=request.lease_ttl,
+        torch_threads=threads,
+        log_file=str(request.log_file.resolve()) if request.log_file else None,
+    )
+    with graceful_stop(on_first=runner_cli._announce_stop) as stop:
+        engine = make_executor(
+            executor.value,
+            request.workers or os.cpu_count() or 1,
+            request.address,
+            request.batch_runs,
+        )
+
+        def train_round(store: RunStore, planned: list) -> None:
+            # The runner's loop over runs, with a grid view of the store as it is now.
+            runs = tuple(store.spec(i) for i in range(len(store.run_ids)))
+            view = Grid(grid.settings, runs, grid.text, ("n_samples", "seed"))
+            indices = [p.index for p in planned]
+            runner_cli._train_all(engine, job, store, view, indices, request.quiet, stop)
+            if stop():
+                raise _Stopped
+
+        try:
+            outcome = run_search(
+                grid,
+                location.text,
+                settings,
+                analysis,
+                train_round,
+                say=lambda text: err.print(text, highlight=False),
+            )
+        except _Stopped:
+            err.print("interrupted: re-run the same command to continue the search")
+            return stop.exit_code
+        except StoreError as exc:
+            err.print(f"error: {exc}")
+            return 2
+        finally:
+            engine.close()
+    err.print(f"{location.text}: {width_text(outcome.fit)} ({outcome.stop})", highlight=False)
+    return 0

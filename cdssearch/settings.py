@@ -1,0 +1,94 @@
+"""The search's parameters: every choice of the adaptive design that changes what is trained."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    """How the adaptive CDS search designs its rounds and when it stops.
+
+    Parameters
+    ----------
+    target_width
+        Stop when the curve estimate's interval (Fieller, at the analysis ``confidence``) has
+        relative width ``(high - low) / estimate`` at most this, with both bounds inside the
+        tested sizes (an open bound never counts as converged). > 0.
+    min_window_runs
+        The interval counts as converged only when the fit's window holds at least this many
+        runs. Stopping as soon as a width is small selects fits whose dispersion happened to
+        be underestimated, and their intervals then cover less than nominal; a floor on the
+        runs behind the dispersion limits that (``benchmarks.search``). >= 3. Default 8.
+    max_bracket_ratio
+        The criterion runs only once the grid bracket (the two tested sizes around the
+        crossing) spans at most this factor; until then the round bisects it. The local fit
+        interpolates between the bracketing sizes in logit space, which is biased when the true
+        curve is not logistic and the bracket is wide (measured in ``benchmarks.search``:
+        coverage fell to ~0.75 on a probit curve with a factor-3 bracket). > 1. Default 2.0.
+    budget_runs
+        Most runs the search trains in all (the initial design included); it stops there.
+        Default 48.
+    initial_sizes
+        Sizes of the initial design, spread evenly in log n over the range, both ends
+        included (rounded to whole samples). >= 2. Default 4.
+    initial_seeds
+        Seeds (runs) per size of the initial design. >= 1. Default 2.
+    runs_per_round
+        Runs chosen per round (they train in parallel). >= 1. Default 4.
+    bisection_seeds
+        Seeds given to the new size of a bisection round (the fallback when the curve is not
+        identified). >= 1. Default 2.
+    candidates_per_gap
+        New sizes the criterion considers inside each gap between adjacent tested sizes near
+        the bracket (evenly spaced in log n). >= 1. Default 3.
+    """
+
+    target_width: float
+    min_window_runs: int = 8
+    max_bracket_ratio: float = 2.0
+    budget_runs: int = 48
+    initial_sizes: int = 4
+    initial_seeds: int = 2
+    runs_per_round: int = 4
+    bisection_seeds: int = 2
+    candidates_per_gap: int = 3
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.target_width, (int, float))
+            and math.isfinite(self.target_width)
+            and self.target_width > 0
+        ):
+            raise ValueError(f"target_width must be a positive number, got {self.target_width!r}")
+        if not (isinstance(self.max_bracket_ratio, (int, float)) and self.max_bracket_ratio > 1):
+            raise ValueError(
+                f"max_bracket_ratio must be a number > 1, got {self.max_bracket_ratio!r}"
+            )
+        counts = {
+            "min_window_runs": 3,
+            "budget_runs": 1,
+            "initial_sizes": 2,
+            "initial_seeds": 1,
+            "runs_per_round": 1,
+            "bisection_seeds": 1,
+            "candidates_per_gap": 1,
+        }
+        for name, least in counts.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if self.budget_runs < self.initial_runs:
+            raise ValueError(
+                f"budget_runs ({self.budget_runs}) is below the initial design's "
+                f"{self.initial_runs} runs (initial_sizes x initial_seeds); raise it"
+            )
+
+    @property
+    def initial_runs(self) -> int:
+        return self.initial_sizes * self.initial_seeds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,65 @@
+"""The real wiring: ``cds-run --search cds`` trains modular-addition runs round by round."""
+
+import json
+import subprocess
+import sys
+
+from cdsanalysis.store import open_runs
+from runner.store import RunStore
+
+CDS_RUN = [sys.executable, "-c", "from runner.cli import main; main()"]
+
+GRID = """\
+name: tiny-search
+task: {name: modular_addition, p: 11}
+n_samples: {min: 20, max: 90}
+model: {family: gpt, width: 16, depth: 1, heads: 2}
+optimizer: {name: adamw, lr: 0.01, weight_decay: 1.0}
+steps: 60
+eval_every: 10
+flush_every: 30
+histogram: {every: 1000, groups: [embedding], bins: 4}
+"""
+
+
+def test_cds_run_search_trains_rounds_into_one_store_and_records_them(tmp_path):
+    grid = tmp_path / "search.yaml"
+    grid.write_text(GRID)
+    out = tmp_path / "s.zarr"
+    args = [
+        *CDS_RUN,
+        "--grid",
+        str(grid),
+        "--out",
+        str(out),
+        "--search",
+        "cds",
+        "--target-width",
+        "0.01",
+        "--budget-runs",
+        "10",
+        "--quiet",
+        "--analysis",
+        "eps=0.5",
+        "--analysis",
+        "aggregate=final",
+    ]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "round 0 (initial): 8 runs" in first.stderr
+    ds = open_runs(str(out))
+    record = json.loads(RunStore(str(out)).root.attrs["search_json"])
+    chosen = {tuple(p) for r in record["rounds"] for p in r["runs"]}
+    pairs = set(zip(ds["n_samples"].values.tolist(), ds["seed"].values.tolist(), strict=True))
+    assert pairs == chosen and ds.sizes["run"] == len(chosen) <= 10
+    assert set(ds["status"].values) == {"done"}
+    assert record["rounds"][-1]["kind"] == "stop"
+    assert record["analysis"]["eps"] == 0.5
+
+
+def test_search_options_without_search_are_refused(tmp_path):
+    result = subprocess.run(
+        [*CDS_RUN, "--target-width", "0.2", "--dry-run"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "apply to --search cds" in result.stderr

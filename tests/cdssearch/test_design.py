@@ -1,0 +1,92 @@
+import math
+
+import numpy as np
+import pytest
+
+from cdsanalysis.cds_curve import cds_curve_arrays
+from cdsanalysis.settings import AnalysisSettings
+from cdssearch.design import (
+    Fit,
+    bisection,
+    choose_round,
+    initial_pairs,
+    next_seeds,
+    predicted_width,
+)
+from cdssearch.settings import SearchSettings
+
+ANALYSIS = AnalysisSettings(eps=0.9, aggregate="final", n_resamples=50)
+
+
+def test_initial_design_spreads_sizes_evenly_in_log_n_with_both_ends():
+    pairs = initial_pairs(100, 1600, SearchSettings(target_width=0.2))
+    # 100 * 16^(k/3): 100, 251.98, 634.96, 1600
+    assert pairs == [(n, s) for n in (100, 252, 635, 1600) for s in (0, 1)]
+
+
+def test_next_seeds_never_repeat_a_size_seed_pair():
+    tested = [(100, 0), (100, 1), (100, 3), (200, 0)]
+    assert next_seeds(tested, [100, 100, 200, 300]) == [(100, 2), (100, 4), (200, 1), (300, 0)]
+
+
+def _fit(seed: int = 0, seeds: int = 3):
+    rng = np.random.default_rng(seed)
+    sizes = np.repeat([100.0, 200.0, 400.0, 800.0], seeds)
+    mu = 1 / (1 + np.exp(-4 * (np.log(sizes) - np.log(300))))
+    values = rng.beta(mu * 40, (1 - mu) * 40)
+    return Fit.of(cds_curve_arrays(values, sizes, ANALYSIS, chance=0.0, ceiling=1.0))
+
+
+def test_predicted_width_of_the_current_design_is_the_analysis_interval_width():
+    # The criterion's prediction, applied to the runs already there, must reproduce the width
+    # the analysis (cdsanalysis.crossing) computed from them: same window, weights, q.
+    fit = _fit()
+    assert fit.identified and not (fit.low_open or fit.high_open)
+    counts = dict(zip(fit.sizes, fit.counts, strict=True))
+    passes = dict(zip(fit.sizes, fit.passes, strict=True))
+    width = predicted_width(fit, counts, passes, 1, 0.9)
+    assert width == pytest.approx(fit.relative_width, rel=1e-6)
+
+
+def test_more_runs_in_the_window_predict_a_narrower_interval():
+    fit = _fit()
+    counts = dict(zip(fit.sizes, fit.counts, strict=True))
+    passes = dict(zip(fit.sizes, fit.passes, strict=True))
+    before = predicted_width(fit, counts, passes, 1, 0.9)
+    lower, upper = fit.window
+    more = {**counts, lower: counts[lower] + 4, upper: counts[upper] + 4}
+    outside = {**counts, 100.0: counts[100.0] + 4}  # not in the window: no change
+    assert predicted_width(fit, more, passes, 1, 0.9) < before
+    assert predicted_width(fit, outside, passes, 1, 0.9) == pytest.approx(before)
+
+
+def test_the_criterion_fills_a_round_with_new_pairs_in_the_window():
+    fit = _fit()
+    tested = [(int(n), s) for n, c in zip(fit.sizes, fit.counts, strict=True) for s in range(c)]
+    settings = SearchSettings(target_width=0.1, runs_per_round=4)
+    decision = choose_round(fit, tested, settings, 100, 800, 40, sizes_per_side=1, confidence=0.9)
+    assert decision.kind == "criterion" and len(decision.pairs) == 4
+    assert not set(decision.pairs) & set(tested)
+    assert all(fit.window[0] <= n <= fit.window[1] for n, _ in decision.pairs)
+
+
+def test_bisection_splits_the_bracket_at_its_geometric_middle_or_adds_seeds_at_its_ends():
+    fit = _fit()
+    settings = SearchSettings(target_width=0.1, bisection_seeds=2)
+    wide = Fit(**{**fit.__dict__, "bracket": (252.0, 635.0)})
+    assert bisection(wide, [], settings, 4, "test").pairs == [(400, 0), (400, 1)]  # sqrt(160020)
+    tight = Fit(**{**fit.__dict__, "bracket": (400.0, 401.0)})
+    assert bisection(tight, [(400, 0)], settings, 4, "test").pairs == [
+        (400, 1),
+        (400, 2),
+        (401, 0),
+        (401, 1),
+    ]
+
+
+def test_settings_name_the_bad_field():
+    with pytest.raises(ValueError, match="target_width"):
+        SearchSettings(target_width=-1)
+    with pytest.raises(ValueError, match="budget_runs"):
+        SearchSettings(target_width=0.2, budget_runs=4)
+    assert math.isinf(Fit(**{**_fit().__dict__, "high_open": True}).relative_width)
