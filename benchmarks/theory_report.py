@@ -183,8 +183,10 @@ def forecast_summary(res: xr.Dataset, tolerance: float) -> dict[str, Any]:
     }
     for name in ("n_scored_generalised", "n_right", "n_scored", "n_censored_scored"):
         out[name] = int(_num(res[name]))
-    out["goal_median_met"] = bool(out["median_abs_relative_error"] <= tolerance)
-    out["goal_fraction_met"] = bool(out["fraction_right"] >= 0.7)
+    # None: nothing scored, so the goal is neither met nor missed
+    median, fraction = out["median_abs_relative_error"], out["fraction_right"]
+    out["goal_median_met"] = bool(median <= tolerance) if math.isfinite(median) else None
+    out["goal_fraction_met"] = bool(fraction >= 0.7) if math.isfinite(fraction) else None
     out["warnings"] = warnings_of(res)
     return out
 
@@ -373,7 +375,10 @@ def render(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, s in result["forecast"].items():
-        met = ["yes" if s[f"goal_{g}_met"] else "no" for g in ("median", "fraction")]
+        met = [
+            {True: "yes", False: "no", None: "n/a"}[s[f"goal_{g}_met"]]
+            for g in ("median", "fraction")
+        ]
         goals = " / ".join(met)
         lines.append(
             f"| {name} | {_fmt3(s, 'median_abs_relative_error')} ({s['n_scored_generalised']}) | "
