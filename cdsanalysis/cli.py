@@ -792,6 +792,39 @@ def report(
         print(pdf_out)
 
 
+@app.command()
+@settings_options(AnalysisSettings, REGIMES_OPTIONS)
+def watch(
+    store: StoreArg,
+    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
+    every_seconds: Annotated[
+        float, typer.Option("--every-seconds", help="seconds between refreshes")
+    ] = 5.0,
+    as_json: JsonOpt = False,
+    settings: AnalysisSettings = DEFAULTS,
+) -> None:
+    """A live table of every run (status, steps, last train/test accuracy, regime so far),
+    re-read from the store while cds-run writes it (any executor); stops when all runs end."""
+    import time
+
+    from cdsanalysis.watch import all_final, read, render_snapshot
+
+    if every_seconds <= 0:
+        raise _fail(f"--every-seconds must be > 0, got {every_seconds}")
+    while True:
+        try:
+            rows = read(store, settings)
+        except StoreValidationError as exc:
+            raise _fail(str(exc)) from None
+        if as_json:
+            print(json.dumps({"store": store, "runs": rows}), flush=True)
+        else:
+            print(render_snapshot(rows, store) + "\n", flush=True)
+        if once or all_final(rows):
+            return
+        time.sleep(every_seconds)
+
+
 def main() -> None:
     app(prog_name="cds-analyze")
 

@@ -69,5 +69,11 @@ def plot_survival(runs: xr.Dataset, settings: AnalysisSettings | None = None):
         "+: run ended without generalising (censored)",
         fontsize=7,
     )
-    legend_outside(fig, ax, title=f"{size_coord}: median [{settings.confidence:.0%}] (k/N)")
+    legend_outside(
+        fig,
+        ax,
+        "lower center",
+        ncols=2,
+        title=f"{size_coord}: median [{settings.confidence:.0%}] (k/N)",
+    )
     return fig
