@@ -31,12 +31,8 @@ from cdsanalysis.cds_text import (
     model_row,
 )
 from cdsanalysis.data_warnings import (
-    DRAWN_SO_FAR,
     FITTED_NOT_POOLED,
-    HISTOGRAMS_SO_FAR,
-    LEFT_OUT,
     store_warnings,
-    unfinished_runs,
 )
 from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
 from cdsanalysis.delay_law import DEFAULT_LAW, REASONS, DelayLawSettings, delay_law
@@ -48,16 +44,14 @@ from cdsanalysis.forecast import (
     ForecastSettings,
     forecast,
 )
-from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
+from cdsanalysis.modelwise import DEFAULT_BY, cds_by_model
 from cdsanalysis.notices import (
     WARNINGS_KEY,
     add_warning,
-    merge_warnings,
     warning_lines,
     warnings_of,
 )
 from cdsanalysis.plots.kinds import KINDS
-from cdsanalysis.regimes import classify_runs
 from cdsanalysis.report import (
     regimes_report,
     render_regimes_table,
@@ -696,8 +690,18 @@ def _chance_line(attrs: dict[str, Any]) -> str:
 @settings_options(AnalysisSettings, AnalysisSettings.field_names())
 def plot(
     store: StoreArg,
-    kind: Annotated[str, typer.Option(help=f"one of {', '.join(KINDS)}")],
-    out: Annotated[Path, typer.Option("--out", help="output path stem: writes STEM.png, STEM.pdf")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="with --kind: output path stem (writes STEM.png, STEM.pdf); without: a "
+            "directory that gets KIND.png and KIND.pdf of every figure that applies",
+        ),
+    ],
+    kind: Annotated[
+        str | None,
+        typer.Option(help=f"one of {', '.join(KINDS)} (default: every kind that applies)"),
+    ] = None,
     by: Annotated[str, typer.Option(help="model coordinate for landscape / trend")] = DEFAULT_BY,
     group: Annotated[str, typer.Option(help="histogram group")] = "embedding",
     run: Annotated[int, typer.Option(help="run index for --kind histogram")] = 0,
@@ -707,8 +711,9 @@ def plot(
     law_settings: DelayLawSettings = DEFAULT_LAW,
 ) -> None:
     """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram, cds,
-    survival or delay_law."""
-    if kind not in KINDS:
+    survival or delay_law; without --kind, every one of them that applies to the store (the
+    others are listed with the reason). A figure the store cannot give exits 2 with why."""
+    if kind is not None and kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
     try:
@@ -719,45 +724,32 @@ def plot(
     settings = thresholds.applied(settings)
     err.print(f"Thresholds: {thresholds.describe()}")
     # matplotlib is imported only when plotting
-    from cdsanalysis.plots import cds_curve as p_cds
-    from cdsanalysis.plots import curves as p_curves
-    from cdsanalysis.plots import delay_law as p_law
-    from cdsanalysis.plots import histogram as p_hist
-    from cdsanalysis.plots import landscape as p_land
-    from cdsanalysis.plots import stepwise as p_step
-    from cdsanalysis.plots import survival as p_surv
-    from cdsanalysis.plots import trend as p_trend
-    from cdsanalysis.plots.common import annotate_warnings, save_figure
+    from cdsanalysis.plots.common import save_figure
+    from cdsanalysis.plots.draw import FigureOptions, draw, draw_all
 
-    try:
-        warnings = _figure_warnings(ds, kind, run, settings)
-        if kind == "stepwise":
-            by_size = StepwiseAnalysis(**settings.to_dict()).fit(ds).by_size_
-            fig = p_step.plot_stepwise(by_size)
-        elif kind == "curves":
-            fig = p_curves.plot_curves(ds, settings)
-        elif kind == "landscape":
-            land = accuracy_landscape(ds, by, settings)
-            per_model = cds_by_model(ds, by, settings)
-            warnings = merge_warnings(warnings, warnings_of(per_model))
-            fig = p_land.plot_landscape(land, per_model, settings.eps)
-        elif kind == "trend":
-            fig = p_trend.plot_trend(accuracy_trend(ds, by, settings))
-        elif kind == "histogram":
-            fig = p_hist.plot_histogram(ds, group, run)
-        elif kind == "survival":
-            fig = p_surv.plot_survival(classify_runs(ds, settings), settings)
-        elif kind == "delay_law":
-            law = delay_law(ds, settings, law_settings)
-            warnings = merge_warnings(warnings, warnings_of(law))
-            fig = p_law.plot_delay_law(law, settings.size_coord)
+    options = FigureOptions(by=by, group=group, run=run, law_settings=law_settings)
+    if kind is None:
+        drawn = draw_all(ds, settings, options, out)
+        if as_json:
+            print(
+                json.dumps(
+                    {"files": drawn.files, "skipped": drawn.skipped, WARNINGS_KEY: drawn.warnings}
+                )
+            )
         else:
-            curve = cds_curve(ds, settings)
-            warnings = merge_warnings(warnings, warnings_of(curve))
-            fig = p_cds.plot_cds_curve(curve)
+            for name, paths in drawn.files.items():
+                print("\n".join(paths))
+                for line in warning_lines(drawn.warnings[name]):
+                    print(f"  {line}")
+            for name, reason in drawn.skipped.items():
+                print(f"skipped {name}: {reason}")
+        if not drawn.files:
+            raise _fail("no figure applies to this store")
+        return
+    try:
+        fig, warnings = draw(kind, ds, settings, options)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    annotate_warnings(fig, warnings)
     paths = [str(p) for p in save_figure(fig, out)]
     if as_json:
         print(json.dumps({"kind": kind, "files": paths, WARNINGS_KEY: warnings}))
@@ -765,16 +757,72 @@ def plot(
         print("\n".join([*paths, *warning_lines(warnings)]))
 
 
-def _figure_warnings(ds: xr.Dataset, kind: str, run: int, settings: AnalysisSettings) -> list[str]:
-    """What weakens the figure of ``kind`` (:mod:`cdsanalysis.data_warnings`)."""
-    if kind == "histogram":  # one run's weights: only whether that run is finished matters
-        if not 0 <= run < ds.sizes["run"]:
-            return []  # plot_histogram names the bad index
-        return unfinished_runs(ds["status"].values[run : run + 1], fate=HISTOGRAMS_SO_FAR)
-    if kind == "delay_law":  # across configurations: the result warns about what it leaves out
-        return []
-    fate = DRAWN_SO_FAR if kind == "curves" else LEFT_OUT
-    return store_warnings(ds, settings, fate=fate)
+@app.command()
+@settings_options(AnalysisSettings, AnalysisSettings.field_names())
+def report(
+    store: StoreArg,
+    html_out: Annotated[
+        Path, typer.Option("--html", help="write the one-page HTML report here (self-contained)")
+    ],
+    pdf_out: Annotated[
+        Path | None,
+        typer.Option("--pdf", help="also print the page to this PDF (needs chromium)"),
+    ] = None,
+    by: Annotated[str, typer.Option(help="model coordinate for landscape / trend")] = DEFAULT_BY,
+    where: WhereOpt = None,
+    settings: AnalysisSettings = DEFAULTS,
+) -> None:
+    """One self-contained HTML page: the grid and settings, regimes, CDS, time to grok, every
+    figure that applies, decay and forecast summaries, provenance."""
+    from cdsanalysis.html_report import html_report
+    from cdsanalysis.plots.draw import FigureOptions
+
+    ds = _open(store, where)
+    page = html_report(ds, store, settings, FigureOptions(by=by))
+    html_out.parent.mkdir(parents=True, exist_ok=True)
+    html_out.write_text(page, encoding="utf-8")
+    print(html_out)
+    if pdf_out is not None:
+        from cdsanalysis.browser import find_browser, print_pdf
+
+        browser = find_browser()
+        if browser is None:
+            raise _fail("--pdf needs chromium (apt-get install chromium); the HTML was written")
+        print_pdf(browser, html_out, pdf_out)
+        print(pdf_out)
+
+
+@app.command()
+@settings_options(AnalysisSettings, REGIMES_OPTIONS)
+def watch(
+    store: StoreArg,
+    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
+    every_seconds: Annotated[
+        float, typer.Option("--every-seconds", help="seconds between refreshes")
+    ] = 5.0,
+    as_json: JsonOpt = False,
+    settings: AnalysisSettings = DEFAULTS,
+) -> None:
+    """A live table of every run (status, steps, last train/test accuracy, regime so far),
+    re-read from the store while cds-run writes it (any executor); stops when all runs end."""
+    import time
+
+    from cdsanalysis.watch import all_final, read, render_snapshot
+
+    if every_seconds <= 0:
+        raise _fail(f"--every-seconds must be > 0, got {every_seconds}")
+    while True:
+        try:
+            rows = read(store, settings)
+        except StoreValidationError as exc:
+            raise _fail(str(exc)) from None
+        if as_json:
+            print(json.dumps({"store": store, "runs": rows}), flush=True)
+        else:
+            print(render_snapshot(rows, store) + "\n", flush=True)
+        if once or all_final(rows):
+            return
+        time.sleep(every_seconds)
 
 
 # -- runs logged elsewhere: import and export -----------------------------------------------

@@ -313,19 +313,9 @@ def _rules_line(report: dict[str, Any]) -> str:
     )
 
 
-def render_regimes_table(report: dict[str, Any]) -> str:
-    """Render a :func:`regimes_report` dictionary as an aligned plain-text table.
-
-    One row per data size ``n``: runs (done/all), regime (agreeing/done runs; for a mixed size
-    the breakdown, "mixed: 1/2 insufficiency, 1/2 undetermined"), memorisation and
-    generalisation steps as median [min-max] (reached/done), the mean final test accuracy
-    with its bootstrap interval, the Kaplan-Meier median generalisation step with its
-    interval (``> S`` when censored: not reached within the S steps observed) and the runs
-    that generalised (k/N with a binomial interval of the fraction). Below the table: the
-    CDS lines (grid bracket, curve estimate), the rules in words, every setting used, and
-    one ``Warning: ...`` line per warning. Works on the dictionary after a
-    ``json.dumps``/``json.loads`` round trip as well.
-    """
+def regimes_table(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The regimes table of a :func:`regimes_report`: headers (name, sub-heading) and one row
+    of cells per data size (see :func:`render_regimes_table`; the HTML report uses the same)."""
     confidence = report["settings"]["confidence"]
     headers = [
         ("n", ""),
@@ -351,6 +341,34 @@ def render_regimes_table(report: dict[str, Any]) -> str:
                 grokked_cell(row["time_to_grok"]),
             ]
         )
+    return headers, rows
+
+
+def explanation_lines(report: dict[str, Any]) -> list[str]:
+    """What a regimes table means, one statement a line: the CDS (grid bracket, curve
+    estimate), the rules, the window, the thresholds, the settings and the warnings."""
+    out = [*_cds_lines(report), _rules_line(report), final_accuracy_sentence(_window(report))]
+    if "thresholds" in report:
+        out.append(f"Thresholds: {report['thresholds']['text']}")
+    out.extend(settings_lines(report["settings"]))
+    out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
+    return out
+
+
+def render_regimes_table(report: dict[str, Any]) -> str:
+    """Render a :func:`regimes_report` dictionary as an aligned plain-text table.
+
+    One row per data size ``n``: runs (done/all), regime (agreeing/done runs; for a mixed size
+    the breakdown, "mixed: 1/2 insufficiency, 1/2 undetermined"), memorisation and
+    generalisation steps as median [min-max] (reached/done), the mean final test accuracy
+    with its bootstrap interval, the Kaplan-Meier median generalisation step with its
+    interval (``> S`` when censored: not reached within the S steps observed) and the runs
+    that generalised (k/N with a binomial interval of the fraction). Below the table: the
+    CDS lines (grid bracket, curve estimate), the rules in words, every setting used, and
+    one ``Warning: ...`` line per warning. Works on the dictionary after a
+    ``json.dumps``/``json.loads`` round trip as well.
+    """
+    headers, rows = regimes_table(report)
     widths = [max(len(h[0]), len(h[1]), *(len(r[j]) for r in rows)) for j, h in enumerate(headers)]
     right = {0, 1}  # numeric columns
 
@@ -370,14 +388,7 @@ def render_regimes_table(report: dict[str, Any]) -> str:
     if not rows:
         out.append("(no runs)")
     out.append("")
-    # What the table means, one statement a line: the CDS, the rules, the settings.
-    out.extend(_cds_lines(report))
-    out.append(_rules_line(report))
-    out.append(final_accuracy_sentence(_window(report)))
-    if "thresholds" in report:
-        out.append(f"Thresholds: {report['thresholds']['text']}")
-    out.extend(settings_lines(report["settings"]))
-    out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
+    out.extend(explanation_lines(report))
     return "\n".join(out) + "\n"
 
 

@@ -33,6 +33,23 @@ from cdsanalysis.thresholds import ATTRS_PREFIX, chance_from_task
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 2) for k in range(1, 10))
 #: The paper's model-wise thresholds: 0.5, 0.55, ..., 0.85 (fractions).
 MODELWISE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(8))
+
+
+def chance_relative_thresholds(
+    ds: xr.Dataset, chance: float | None = None, fractions: Sequence[float] = DEFAULT_THRESHOLDS
+) -> tuple[float, ...]:
+    """The paper's thresholds as fractions of the way from chance to perfect accuracy:
+    ``chance + f (1 - chance)`` for each ``f`` of ``fractions``, to 3 significant digits (so
+    0.1..0.9 become 0.55..0.95 on a 2-class task, where 0.1..0.5 are reached by guessing, and
+    stay about 0.1..0.9 on modular addition with p = 113). ``chance``: given, else the task's
+    (:func:`cdsanalysis.thresholds.chance_from_task`); unknown: ``fractions`` unchanged."""
+    if chance is None:
+        chance, _ = chance_from_task(ds)
+    if chance is None:
+        return tuple(fractions)
+    return tuple(float(f"{chance + f * (1 - chance):.3g}") for f in fractions)
+
+
 #: The default curve the thresholds are read on.
 DEFAULT_METRIC = "test_accuracy"
 

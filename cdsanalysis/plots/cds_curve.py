@@ -7,7 +7,11 @@ import numpy as np
 import xarray as xr
 
 from cdsanalysis.cds_text import cds_summary, curve_text
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
+from cdsanalysis.plots.common import COLUMN_WIDTH, figure, legend_outside, size_label, styled
+
+#: How far beyond the smallest and largest tested sizes the axis reaches (a factor, on the log
+#: axis): room for the arrows of censored values and open bounds, and no further.
+EDGE_FACTOR = 1.4
 
 
 @styled
@@ -45,14 +49,29 @@ def plot_cds_curve(curve: xr.Dataset):
         ms=3.5,
         color="C0",
         capsize=2,
-        label=f"mean over runs ({conf:.0%})",
+        label=f"mean over runs (bar: {conf:.0%} bootstrap interval)",
     )
     for s, m, n in zip(sizes, mean, curve["n_runs"].values, strict=True):
         ax.annotate(f"{n}", (s, m), xytext=(4, -8), textcoords="offset points", fontsize=6)
     ax.axhline(eps, color="0.5", lw=0.6, ls="--")
+    # The axis spans the tested sizes (and a margin for the arrows), never an estimate beyond
+    # them: a censored value or an open bound is an arrow at the edge, pointing outwards.
+    left, right = sizes.min() / EDGE_FACTOR, sizes.max() * EDGE_FACTOR
+    censoring = str(curve["cds_bracket_censoring"].values)
+    if censoring in ("above", "below"):
+        beyond = censoring == "above"
+        edge = right if beyond else left
+        label = (
+            f"CDS > {sizes.max():g} (censored: no tested size reaches eps)"
+            if beyond
+            else f"CDS <= {sizes.min():g} (censored: the smallest size reaches eps)"
+        )
+        ax.plot([edge], [eps], ">" if beyond else "<", color="C3", ms=6, label=label)
     estimate = float(curve["cds_curve"])
-    if np.isfinite(estimate):
+    if np.isfinite(estimate) and sizes.min() <= estimate <= sizes.max():
         lo, hi = float(curve["cds_curve_low"]), float(curve["cds_curve_high"])
+        lo = lo if np.isfinite(lo) and lo >= sizes.min() else sizes.min()
+        hi = hi if np.isfinite(hi) and hi <= sizes.max() else sizes.max()
         ax.errorbar(
             [estimate],
             [eps],
@@ -61,17 +80,20 @@ def plot_cds_curve(curve: xr.Dataset):
             ms=4,
             color="C3",
             capsize=3,
-            label="CDS " + curve_text(summary["curve"], conf).split(" (Fieller")[0],
+            label="CDS "
+            + curve_text(summary["curve"], conf).split(" (Fieller")[0]
+            + f"\n(bar: {conf:.0%} Fieller interval; arrow: open bound)",
         )
         for open_flag, edge, marker in (
-            (bool(curve["cds_curve_low_open"]), lo, "<"),
-            (bool(curve["cds_curve_high_open"]), hi, ">"),
+            (bool(curve["cds_curve_low_open"]), left, "<"),
+            (bool(curve["cds_curve_high_open"]), right, ">"),
         ):
             if open_flag:
                 ax.plot([edge], [eps], marker, color="C3", ms=4)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
     ax.minorticks_off()
+    ax.set_xlim(left, right)
     ax.set_xlabel(size_label(size_coord))
     ax.set_ylabel("test accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -80,5 +102,5 @@ def plot_cds_curve(curve: xr.Dataset):
         f"{curve.attrs['n_resamples']} resamples"
     )
     ax.set_title(title)  # warnings: under the figure (plots.common.annotate_warnings)
-    ax.legend(fontsize=6, loc="lower right")
+    legend_outside(fig, ax, "lower center", ncols=2)
     return fig

@@ -113,3 +113,34 @@ def annotate_warnings(fig, warnings: Sequence[str]) -> None:
         color="0.35",
         linespacing=1.1,
     )
+
+
+def compact(value) -> str:
+    """A coordinate value for a legend: integers as integers, other numbers to 3 significant
+    digits (``0.242``, not ``0.24154589371980675``), anything else as text."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number == round(number) and abs(number) < 1e15:
+        return str(int(round(number)))
+    return f"{number:.3g}"
+
+
+def legend_outside(fig, ax=None, where: str = "right upper", **kwargs):
+    """The legend of ``ax`` (default: of every axes) placed outside the axes (constrained
+    layout makes room for it), so it never covers data or axis labels. ``where``: a
+    ``fig.legend`` ``"outside ..."`` location such as ``"right upper"`` or ``"lower center"``.
+    Nothing labelled: no legend (None)."""
+    axes = [ax] if ax is not None else fig.axes
+    handles, labels = [], []
+    for a in axes:
+        more_handles, more_labels = a.get_legend_handles_labels()
+        handles += more_handles
+        labels += more_labels
+    if not handles:
+        return None
+    kwargs.setdefault("fontsize", 6)
+    kwargs.setdefault("title_fontsize", 6)
+    kwargs.setdefault("frameon", False)
+    return fig.legend(handles, labels, loc=f"outside {where}", **kwargs)

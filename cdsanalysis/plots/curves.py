@@ -6,20 +6,33 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import FULL_WIDTH, figure, styled
+from cdsanalysis.plots.common import FULL_WIDTH, compact, figure, legend_outside, styled
+from cdsanalysis.plots.kinds import MAX_CURVE_RUNS as MAX_RUNS
 from cdsanalysis.regimes import classify_runs
 from cdsanalysis.settings import DEFAULTS, AnalysisSettings
 
-#: Most runs drawn in one figure (more become unreadable); select runs first.
-MAX_RUNS = 8
+#: Legend names of the coordinates that tell runs apart (``n=900, seed 0``).
+_SHORT = {"n_samples": "n=", "data_fraction": "fraction ", "width": "width ", "depth": "depth "}
 
 
-def _label(ds: xr.Dataset, i: int) -> str:
+def run_label(ds: xr.Dataset, i: int) -> str:
+    """``n=900, seed 0``: the coordinates that differ between the runs of ``ds``, compact
+    (fractions to 3 significant digits); the run id when none differs."""
     parts = []
-    for name in ("n_samples", "data_fraction", "width", "depth", "seed"):
+    names = ["n_samples", "data_fraction", "width", "depth", "seed"]
+    if _one_to_one(ds, "n_samples", "data_fraction"):  # the fraction follows from n: say n
+        names.remove("data_fraction")
+    for name in names:
         if name in ds.coords and len(np.unique(ds[name].values)) > 1:
-            parts.append(f"{name.replace('n_samples', 'n')}={ds[name].values[i]}")
-    return ", ".join(parts) or str(ds["run"].values[i])
+            parts.append(f"{_SHORT.get(name, name + ' ')}{compact(ds[name].values[i])}")
+    return ", ".join(parts) or str(ds["run"].values[i])[:8]
+
+
+def _one_to_one(ds: xr.Dataset, a: str, b: str) -> bool:
+    if a not in ds.coords or b not in ds.coords:
+        return False
+    pairs = {(x, y) for x, y in zip(ds[a].values.tolist(), ds[b].values.tolist(), strict=True)}
+    return len(pairs) == len(set(ds[a].values.tolist())) == len(set(ds[b].values.tolist()))
 
 
 @styled
@@ -46,7 +59,7 @@ def plot_curves(ds: xr.Dataset, rules: AnalysisSettings = DEFAULTS):
     for i in range(ds.sizes["run"]):
         c = cmap(i % 10)
         run = data.isel(run=i)
-        label = f"{_label(ds, i)}: {regimes['regime'].values[i]}"
+        label = f"{run_label(ds, i)}: {regimes['regime'].values[i]}"
         for ax, prefix in ((axes[0], "accuracy"), (axes[1], "loss")):
             test = run[f"test_{prefix}"].values
             ok = np.isfinite(test)
@@ -65,11 +78,15 @@ def plot_curves(ds: xr.Dataset, rules: AnalysisSettings = DEFAULTS):
     axes[0].axhline(eps, color="0.5", lw=0.6)
     axes[0].set_ylabel("accuracy (train --, test -)")
     axes[0].set_ylim(-0.02, 1.02)
-    axes[1].set_yscale("log")
+    losses = data[["train_loss", "test_loss"]].to_array().values
+    if (np.isfinite(losses) & (losses > 0)).any():  # imported runs may have no loss recorded
+        axes[1].set_yscale("log")
+    else:
+        axes[1].text(0.5, 0.5, "no loss recorded", ha="center", transform=axes[1].transAxes)
     axes[1].set_ylabel("loss (nats; train --, test -)")
     axes[2].set_ylabel("total parameter L2 norm")
     for ax in axes:
         ax.set_xlabel("step")
-    axes[0].legend(loc="lower right", fontsize=6)
+    legend_outside(fig, axes[0], "lower center", ncols=min(ds.sizes["run"], 4))
     axes[1].set_title(f"memorisation step (:) and generalisation step (--); eps = {eps:.4g}")
     return fig

@@ -7,7 +7,7 @@ import xarray as xr
 
 from cdsanalysis.cds import as_strings
 from cdsanalysis.delay_law import colour_field
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, styled
+from cdsanalysis.plots.common import COLUMN_WIDTH, compact, figure, legend_outside, styled
 from cdsanalysis.tables import fmt
 
 #: Largest max / min of the plotted values still drawn on linear axes; wider spreads (a grid
@@ -54,7 +54,7 @@ def plot_delay_law(res: xr.Dataset, size_coord: str = "n_samples"):
         if lo > 0 and hi / lo > LINEAR_SPREAD:
             ax.set_xscale("log")
             ax.set_yscale("log")
-        ax.legend(loc="upper left", fontsize=6)
+        legend_outside(fig, ax, "lower center", ncols=2)
     else:
         ax.text(0.5, 0.5, "no run memorised and generalised", ha="center", transform=ax.transAxes)
     left = int(np.asarray(res["n_left_out"].values).sum())
@@ -81,4 +81,6 @@ def _coloured(fig, ax, x, y, values, field):
     labels = as_strings(values)
     for j, label in enumerate(sorted(set(labels.tolist()))):
         at = labels == label
-        ax.scatter(x[at], y[at], s=12, color=f"C{j % 10}", label=f"{field} = {label}", zorder=3)
+        ax.scatter(
+            x[at], y[at], s=12, color=f"C{j % 10}", label=f"{field} = {compact(label)}", zorder=3
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import FULL_WIDTH, figure, styled
+from cdsanalysis.plots.common import FULL_WIDTH, figure, legend_outside, styled
 
 
 @styled
@@ -54,8 +54,10 @@ def plot_histogram(ds: xr.Dataset, group: str, run: int = 0, snapshots: int = 5)
     right.set_yscale("log")
     right.set_xlabel("weight value")
     right.set_ylabel("weights per bin")
-    right.legend(fontsize=6)
+    legend_outside(fig, right)
     label = f"n={one['n_samples'].values}" if "n_samples" in one.coords else ""
+    if "seed" in one.coords:
+        label += f", seed {one['seed'].values}"
     fig.suptitle(
         f"{group} weights, run {run} ({label}); outside the edges at the last step: "
         f"{outside[-1]:.0f}",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, size_label, styled
+from cdsanalysis.plots.common import (
+    COLUMN_WIDTH,
+    compact,
+    figure,
+    legend_outside,
+    size_label,
+    styled,
+)
 
 
 @styled
@@ -41,7 +48,7 @@ def plot_stepwise(by_size: xr.Dataset):
             color=colour,
             elinewidth=0.8,
             capsize=0,
-            label=f"{t:g}",
+            label=compact(t),
         )
     ax.set_xscale("log")
     ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
@@ -64,8 +71,9 @@ def plot_stepwise(by_size: xr.Dataset):
     smoothing = by_size.attrs.get("smoothing", "none")
     ax.set_title(
         f"first step {metric} >= threshold (smoothing: {smoothing})\n"
-        f"k/N: runs reaching {thresholds[-1]:g}; unreached: not drawn",
+        "marker: median of the runs reaching it;\nbar: min-max over those runs; "
+        f"k/N: runs reaching {compact(thresholds[-1])}",
         fontsize=7,
     )
-    ax.legend(title="threshold", ncols=2, fontsize=6, title_fontsize=6, loc="upper right")
+    legend_outside(fig, ax, "lower center", title="threshold (unreached: not drawn)", ncols=5)
     return fig

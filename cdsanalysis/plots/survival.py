@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, styled
+from cdsanalysis.plots.common import COLUMN_WIDTH, compact, figure, legend_outside, styled
 from cdsanalysis.report import time_to_grok_cell, time_to_grok_entry
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.survival import event_times, fraction_at, kaplan_meier_curve, time_to_grok
@@ -47,7 +47,9 @@ def plot_survival(runs: xr.Dataset, settings: AnalysisSettings | None = None):
         steps, fraction = kaplan_meier_curve(time, event)
         colour = cmap(i / max(sizes.size - 1, 1))
         entry = time_to_grok_entry(summary, i)
-        label = f"{size:g}: {time_to_grok_cell(entry)} ({entry['n_grokked']}/{entry['n_runs']})"
+        label = (
+            f"{compact(size)}: {time_to_grok_cell(entry)} ({entry['n_grokked']}/{entry['n_runs']})"
+        )
         ax.step(steps, fraction, where="post", color=colour, lw=1.2, label=label)
         censored = time[~event]
         ax.plot(
@@ -67,10 +69,11 @@ def plot_survival(runs: xr.Dataset, settings: AnalysisSettings | None = None):
         "+: run ended without generalising (censored)",
         fontsize=7,
     )
-    ax.legend(
+    legend_outside(
+        fig,
+        ax,
+        "lower center",
+        ncols=2,
         title=f"{size_coord}: median [{settings.confidence:.0%}] (k/N)",
-        fontsize=6,
-        title_fontsize=6,
-        loc="best",
     )
     return fig

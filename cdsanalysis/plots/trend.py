@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from cdsanalysis.plots.common import COLUMN_WIDTH, figure, styled
+from cdsanalysis.plots.common import COLUMN_WIDTH, figure, legend_outside, styled
 
 
 @styled
@@ -26,7 +26,7 @@ def plot_trend(trend: xr.Dataset):
         ms=3.5,
         color="C0",
         capsize=2,
-        label="mean over data sizes",
+        label=f"mean over data sizes\n(bar: {conf:.0%} t interval)",
     )
     grid = trend["by_grid"].values
     ax.plot(grid, trend["trend"].values, color="C1", lw=1.2, label="OLS trend")
@@ -44,5 +44,5 @@ def plot_trend(trend: xr.Dataset):
     ax.set_ylim(-0.02, 1.02)  # accuracies: a wide band is clipped, not the axis stretched
     slope, p = float(trend["trend_slope"]), float(trend["trend_p_value"])
     ax.set_title(f"slope {slope:.3g} per unit {by}, p = {p:.2g}")
-    ax.legend(fontsize=6)
+    legend_outside(fig, ax, "lower center", ncols=3)
     return fig
