@@ -189,6 +189,19 @@ def load_grid(path: str | Path) -> Grid:
     return parse_grid(text, source=str(path))
 
 
+def with_stop_when(text: str, rule: str) -> str:
+    """Grid ``text`` with ``stop_when: RULE`` for every run (``cds-run --stop-when``), appended
+    as a line of its own so the store's ``grid_yaml`` shows it; unchanged when the grid sets
+    ``stop_when`` itself (its parameters are kept)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # parse_grid reports it
+    if isinstance(document, dict) and "stop_when" in document:
+        return text
+    return f"{text.rstrip()}\nstop_when: {rule}  # added by cds-run --stop-when {rule}\n"
+
+
 def parse_grid(text: str, source: str = "<grid>") -> Grid:
     """Expand grid YAML ``text`` into a :class:`Grid`; raise :class:`GridError` on any problem."""
     try:
@@ -200,8 +213,10 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     variants = document.pop("variants", None)
     if variants is None:
         return _expand(document, text, source)
-    if not isinstance(variants, list) or not variants or not all(
-        isinstance(v, dict) for v in variants
+    if (
+        not isinstance(variants, list)
+        or not variants
+        or not all(isinstance(v, dict) for v in variants)
     ):
         raise GridError(
             f"{source}: variants: must be a non-empty list of mappings, each the fields that "
@@ -213,8 +228,10 @@ def parse_grid(text: str, source: str = "<grid>") -> Grid:
     for i, variant in enumerate(variants):
         if any(k in STORE_KEYS for k in variant):
             keys = sorted(k for k in variant if k in STORE_KEYS)
-            raise GridError(f"{source}: variants[{i}]: {keys} are shared by the whole store; "
-                            "set them outside variants")
+            raise GridError(
+                f"{source}: variants[{i}]: {keys} are shared by the whole store; "
+                "set them outside variants"
+            )
         try:
             grid = _expand(deep_merge(document, variant), text, source)
         except GridError as exc:
@@ -278,7 +295,8 @@ def _expand(document: dict, text: str, source: str) -> Grid:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         repeated = [
-            _dotted(p) for p, values in sweeps.items()
+            _dotted(p)
+            for p, values in sweeps.items()
             if len({json.dumps(v, sort_keys=True) for v in values}) < len(values)
         ]
         where = ", ".join(f"{p}: repeats a value" for p in repeated) or (
