@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+import schemas
 from cdsanalysis.aggregate import at_precision, final_test_accuracy
 from cdsanalysis.settings import DEFAULTS, SIZE_COORDS, AnalysisSettings
 
@@ -51,7 +52,9 @@ if TYPE_CHECKING:  # (cdsanalysis.thresholds imports this module)
     from cdsanalysis.thresholds import Thresholds
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
-_NON_CONFIG_COORDS = frozenset({"run", "spec_json", "status", "steps_done"})
+# The run's state (status, steps_done, failure, stop_reason, stop_step) is not configuration:
+# runs that differ in it are still one configuration.
+_NON_CONFIG_COORDS = frozenset({"run", "spec_json", *schemas.variables_with_role("run_state")})
 #: Units of the data-size coordinates.
 SIZE_UNITS = {"n_samples": "samples", "data_fraction": "fraction"}
 

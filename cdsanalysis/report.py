@@ -15,6 +15,7 @@ from cdsanalysis.cds import as_strings, json_number
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.cds_text import bracket_text, cds_summary, cds_warnings, curve_text
 from cdsanalysis.data_warnings import regime_breakdown
+from cdsanalysis.early_stops import early_stop_counts, early_stop_line, early_stop_warnings
 from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines, warnings_of
 from cdsanalysis.regimes import MIXED, classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
@@ -178,6 +179,7 @@ def regimes_report(
             "grid_name": ds.attrs.get("grid_name"),
             "n_runs": int(ds.sizes["run"]),
             "status_counts": dict(zip(names.tolist(), counts.tolist(), strict=True)),
+            "stop_reason_counts": early_stop_counts(ds),
         },
         "settings": settings.to_dict(),
         "thresholds": thresholds.to_dict(),
@@ -185,7 +187,9 @@ def regimes_report(
         "cds": cds,
         "data_sizes": _sizes_rows(sizes, grok),
         "runs": _runs_rows(runs),
-        WARNINGS_KEY: merge_warnings(warnings_of(sizes), cds_warnings(cds)),
+        WARNINGS_KEY: merge_warnings(
+            warnings_of(sizes), cds_warnings(cds), early_stop_warnings(ds, runs["regime"].values)
+        ),
     }
     return _jsonable(report)
 
@@ -347,7 +351,11 @@ def regimes_table(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[l
 def explanation_lines(report: dict[str, Any]) -> list[str]:
     """What a regimes table means, one statement a line: the CDS (grid bracket, curve
     estimate), the rules, the window, the thresholds, the settings and the warnings."""
-    out = [*_cds_lines(report), _rules_line(report), final_accuracy_sentence(_window(report))]
+    out = list(_cds_lines(report))
+    early = early_stop_line(report["store"].get("stop_reason_counts", {}))
+    if early:
+        out.append(early)
+    out += [_rules_line(report), final_accuracy_sentence(_window(report))]
     if "thresholds" in report:
         out.append(f"Thresholds: {report['thresholds']['text']}")
     out.extend(settings_lines(report["settings"]))

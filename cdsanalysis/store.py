@@ -141,8 +141,12 @@ def _with_schema_extras(ds: xr.Dataset, schema: dict) -> xr.Dataset:
         if not spec.get("optional", False) or name in ds.variables:
             continue
         if spec["dims"] == ["run"]:
-            fill = "" if spec["dtype"] == schemas.STRING_DTYPE else np.nan
-            column = np.full(ds.sizes["run"], fill, dtype=object if fill == "" else float)
+            if spec["dtype"] == schemas.STRING_DTYPE:
+                column = np.full(ds.sizes["run"], "", dtype=object)
+            elif spec["fill"] in ("NaN", "none"):
+                column = np.full(ds.sizes["run"], np.nan)
+            else:  # an integer fill (stop_step: 0)
+                column = np.full(ds.sizes["run"], int(spec["fill"]), dtype=spec["dtype"])
             ds = ds.assign_coords({name: ("run", column, {"description": spec["description"]})})
         elif spec["dims"] == ["run", "step"]:
             stand_in = xr.full_like(ds["train_loss"], np.nan, dtype=spec["dtype"])

@@ -19,7 +19,9 @@ K. Each run keeps its own numbers:
   checkpoints in the one format of :mod:`runner.recording`, so a run may be resumed by either
   path. A run whose loss turns non-finite is marked ``diverged`` at that step, as alone; the
   others of its group train on to their end (its slice of the stacked tensors is its own, so the
-  NaN reaches no other run's numbers).
+  NaN reaches no other run's numbers). Likewise a run with ``stop_when`` whose outcome is
+  decided ends ``done`` at that flush while the others train on (its slice is still computed,
+  unrecorded, until the whole group has stopped).
 
 ``tests/runner/test_batched.py`` checks that batched training equals sequential training within
 float tolerance. What a batched group cannot do is refused by :func:`batch_problem` (the
@@ -34,6 +36,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.func import functional_call
 
+from runner.deciding import watch_for
 from runner.measuring import (
     HistogramMeter,
     NormMeter,
@@ -306,9 +309,10 @@ def train_group(
         HistogramMeter(stacked.template, store.hist_groups, store.bin_edges, stacked.params),
         device,
         still_mine=still_mine,
+        watches=[watch_for(s) for s in specs],
     )
     record.start()
-    if not record.active:  # every run taken over before its first step
+    if not record.active:  # every run taken over (or decided) before its first step
         return record.finish(first_step - 1)
     scalars, block = record.scalars, settings.flush_every
 
@@ -343,7 +347,7 @@ def train_group(
         stopping = stop()
         if row + 1 == block or step == spec.steps or stopping:
             on_steps(record.flush(step, save))
-            if not record.active:  # every run diverged or was taken over
+            if not record.active:  # every run diverged, stopped early or was taken over
                 return record.finish(step)
             if stopping and step < spec.steps:
                 raise RunInterrupted(step)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from runner.executors import Executor, make_executor
-from runner.grid import Grid, GridError, load_grid, parse_grid
+from runner.grid import Grid, GridError, parse_grid, with_stop_when
 from runner.leases import DEFAULT_LEASE_TTL
 from runner.logs import configure_log_file
 from runner.migrate import RECORD_PARTS, RunIdMigration
@@ -109,11 +109,23 @@ def _device_problem(device: str) -> str | None:
     return None
 
 
-def _load(grid_path: Path | None) -> Grid:
+def _load(grid_path: Path | None, stop_when: str | None = None) -> Grid:
     if grid_path is None:
         text = resources.files("runner.grids").joinpath(DEFAULT_GRID).read_text()
-        return parse_grid(text, source=f"(built-in {DEFAULT_GRID})")
-    return load_grid(grid_path)
+        source = f"(built-in {DEFAULT_GRID})"
+    else:
+        try:
+            text = grid_path.read_text()
+        except OSError as exc:
+            raise GridError(f"cannot read grid file {grid_path}: {exc.strerror}") from None
+        source = str(grid_path)
+    if stop_when is not None:
+        text = with_stop_when(text, stop_when)
+    return parse_grid(text, source=source)
+
+
+class _StopWhen(str, Enum):
+    decided = "decided"
 
 
 class _Executor(str, Enum):
@@ -229,6 +241,16 @@ def run(
             "use flock, freed when the holder dies)",
         ),
     ] = DEFAULT_LEASE_TTL,
+    stop_when: Annotated[
+        _StopWhen | None,
+        typer.Option(
+            "--stop-when",
+            help="decided: stop each run once its outcome is decided (generalised, or memorised "
+            "with flat test accuracy); the same as stop_when: decided in the grid, whose "
+            "parameters (eps, window_steps, ...) a grid's own stop_when sets. Part of each "
+            "run's identity: a store trained without it is another grid",
+        ),
+    ] = None,
     log_file: Annotated[
         Path | None,
         typer.Option(
@@ -296,7 +318,7 @@ def run(
         err.print("error: --target-width, --budget-runs and --analysis apply to --search cds")
         raise typer.Exit(2)
     try:
-        grid = _load(grid_path)
+        grid = _load(grid_path, stop_when.value if stop_when else None)
     except GridError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None

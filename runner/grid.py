@@ -205,6 +205,19 @@ def load_grid(path: str | Path) -> Grid:
     return parse_grid(text, source=str(path))
 
 
+def with_stop_when(text: str, rule: str) -> str:
+    """Grid ``text`` with ``stop_when: RULE`` for every run (``cds-run --stop-when``), appended
+    as a line of its own so the store's ``grid_yaml`` shows it; unchanged when the grid sets
+    ``stop_when`` itself (its parameters are kept)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # parse_grid reports it
+    if isinstance(document, dict) and "stop_when" in document:
+        return text
+    return f"{text.rstrip()}\nstop_when: {rule}  # added by cds-run --stop-when {rule}\n"
+
+
 def parse_grid(text: str, source: str = "<grid>") -> Grid:
     """Expand grid YAML ``text`` into a :class:`Grid`; raise :class:`GridError` on any problem."""
     try:

@@ -14,6 +14,11 @@ run's lease (:meth:`runner.leases.Lease.confirm`). A run found taken over by ano
 written no more, drops out of the record and ends ``held`` (:data:`HELD`): its state in the
 store is the new holder's.
 
+Runs with ``stop_when`` (:mod:`runner.deciding`) are given an :class:`~runner.deciding.OutcomeWatch`
+each; at every flush a run whose outcome is decided is written like any block, then its
+checkpoint, ``stop_reason`` and ``stop_step``, then its ``done`` state at that step; it drops out
+of the record and the others of a group train on.
+
 Checkpoints have one format (:func:`checkpoint_bytes` writes it, :func:`load_checkpoint` reads
 it), so a run may be resumed by either path.
 """
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 
 import schemas
+from runner.deciding import BUDGET, OutcomeWatch
 from runner.measuring import SCALARS, HistogramMeter, NormMeter, is_measured
 from runner.spec import PARAM_GROUPS
 from runner.store import RunStore
@@ -132,8 +138,11 @@ class StepRecord:
         device: torch.device,
         train_set: TestMetrics | None = None,
         still_mine: StillMine = always_mine,
+        watches: Sequence[OutcomeWatch | None] | None = None,
     ):
         self.store, self.indices, self.still_mine = store, list(indices), still_mine
+        # per slot: the early-stopping rule's view of the run (None: no stop_when)
+        self.watches = list(watches) if watches is not None else [None] * len(self.indices)
         self.eval_every, self.test, self.train_set = eval_every, test, train_set
         self.norms, self.histograms = norms, histograms
         runs = len(self.indices)
@@ -158,10 +167,28 @@ class StepRecord:
         return True
 
     def start(self) -> None:
-        """Mark every run ``running`` from step ``first_step`` on (its steps before are done)."""
+        """Mark every run ``running`` from step ``first_step`` on (its steps before are done).
+
+        A watched run reads its flushed steps back; one already decided (a crash between its
+        stop and its ``done`` state) is marked ``done`` at once."""
         for slot in list(self.active):
-            if not self._taken_over(slot):
-                self.store.set_state(self.indices[slot], "running", self.first_step - 1)
+            if self._taken_over(slot):
+                continue
+            index, watch = self.indices[slot], self.watches[slot]
+            self.store.set_state(index, "running", self.first_step - 1)
+            if watch is not None:
+                watch.load(self.store, index, self.first_step - 1)
+                reason = watch.decide(self.first_step - 1) if self.first_step > 1 else ""
+                if reason:
+                    self._stop(slot, reason, self.first_step - 1)
+
+    def _stop(self, slot: int, reason: str, step: int) -> None:
+        """End the run in ``slot`` at ``step`` (flushed, with its checkpoint) for ``reason``."""
+        index = self.indices[slot]
+        self.store.set_stop(index, reason, step)
+        self.store.set_state(index, "done", step)
+        self.statuses[index] = "done"
+        self.active.remove(slot)
 
     @torch.no_grad()
     def measure(self, step: int, row: int) -> None:
@@ -208,14 +235,21 @@ class StepRecord:
                     torch.stack([s[2][slot] for s in kept]).numpy(),
                     torch.stack([s[3][slot] for s in kept]).numpy(),
                 )
+            written += run_rows
             if status == "running":
                 # atomic: the old checkpoint or the new one
                 self.store.write_checkpoint(index, checkpoint(slot, run_last))
+                watch = self.watches[slot]
+                if watch is not None:
+                    watch.add(self.first_step, values)
+                    reason = watch.decide(run_last)
+                    if reason:
+                        self._stop(slot, reason, run_last)
+                        continue
             else:
                 self.active.remove(slot)
             self.store.set_state(index, status, run_last)
             self.statuses[index] = status
-            written += run_rows
         self.snapshots.clear()
         self.scalars.fill_(float("nan"))
         self.first_step = last_step + 1
@@ -227,6 +261,8 @@ class StepRecord:
         stays: it holds the final weights (for continuing or ungrokking)."""
         for slot in list(self.active):
             if not self._taken_over(slot):
+                if self.watches[slot] is not None:  # every planned step, undecided
+                    self.store.set_stop(self.indices[slot], BUDGET, steps)
                 self.store.set_state(self.indices[slot], "done", steps)
                 self.statuses[self.indices[slot]] = "done"
         return dict(self.statuses)

@@ -49,7 +49,7 @@ RUN_ID_SCHEME = 2
 LEGACY_RUN_ID_SCHEME = 1
 #: Top-level spec fields added after the last version that wrote scheme 1: no scheme-1
 #: ``spec_json`` holds them, so the scheme-1 form of a spec omits them at their defaults.
-FIELDS_AFTER_SCHEME_1 = ("train_eval_subset",)
+FIELDS_AFTER_SCHEME_1 = ("train_eval_subset", "stop_when")
 #: Root attribute of a store naming the scheme of its ``run`` coordinate.
 SCHEME_ATTRIBUTE = "run_id_scheme"
 #: Hex digits of the sha256 kept as the id (48 bits: a collision is expected only beyond

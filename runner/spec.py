@@ -134,6 +134,55 @@ class NoiseSpec(_Strict):
         return bool(self.gradient or self.update or self.weight)
 
 
+class StopWhen(_Strict):
+    """Stop a run early once its outcome for the CDS question is decided (``stop_when:
+    decided``). The rule (:mod:`runner.deciding`) is checked at every flush (every
+    ``flush_every`` steps) on all the steps flushed so far; a decided run stops at that flush.
+
+    - **generalised**: test accuracy ``>= eps`` at every evaluation of the last ``max(
+      window_steps, window_fraction x step)`` steps (the default fraction is the window of the
+      analysis's default final accuracy, so its median then reaches ``eps`` too);
+    - **insufficient (flat)**: memorised (train accuracy, or ``train_set_accuracy`` for
+      minibatch runs, ``>= memorisation_threshold`` at every measurement of the window), test
+      accuracy below ``eps`` and flat over the last ``max(flat_window_steps,
+      flat_window_fraction x step)`` steps: the range (max - min) of its evaluations there is
+      ``<= flat_tolerance``, with at least 3 evaluations.
+    """
+
+    rule: Literal["decided"] = "decided"
+    eps: float = Field(
+        0.9, gt=0.0, le=1.0, description="test accuracy (fraction) a generalised run holds"
+    )
+    window_steps: PositiveInt = Field(
+        1000, description="generalised: shortest window (steps) test accuracy held >= eps"
+    )
+    window_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="generalised: the window is at least this fraction of the steps so far",
+    )
+    memorisation_threshold: float = Field(
+        0.99, gt=0.0, le=1.0, description="train accuracy (fraction) of a memorised run"
+    )
+    flat_window_steps: PositiveInt = Field(
+        2000, description="insufficient: shortest window (steps) test accuracy stayed flat"
+    )
+    flat_window_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="insufficient: the flat window is at least this fraction of the steps so "
+        "far (a late grokker is cut less often the larger it is)",
+    )
+    flat_tolerance: float = Field(
+        0.02,
+        ge=0.0,
+        description="insufficient: test accuracy is flat when its range (max - min) over the "
+        "flat window is at most this (fraction)",
+    )
+
+
 class InitFrom(_Strict):
     """Start from trained weights instead of a fresh initialisation (ungrokking: continue a
     grokked model on a smaller subset). Exactly one source:
@@ -221,6 +270,11 @@ class RunSpec(_Strict):
     init_from: InitFrom | None = None
     steps: PositiveInt = Field(..., description="optimiser steps")
     eval_every: PositiveInt = Field(1, description="test evaluation cadence (steps)")
+    stop_when: StopWhen | None = Field(
+        None,
+        description="stop early once the outcome is decided (stop_when: decided, or a mapping "
+        "of StopWhen's parameters); none: train every step. Part of the run's identity when set",
+    )
 
     @model_validator(mode="after")
     def _one_size(self) -> RunSpec:
@@ -237,6 +291,16 @@ class RunSpec(_Strict):
                 f"{self.task.train_fraction}); lower n_samples or raise task.train_fraction"
             )
         return self
+
+    @field_validator("stop_when", mode="before")
+    @classmethod
+    def _stop_rule_by_name(cls, value: Any) -> Any:
+        # ``stop_when: decided`` (the rule's name alone) takes every parameter's default
+        if isinstance(value, str):
+            return {"rule": value}
+        if isinstance(value, dict) and "rule" not in value:
+            return {"rule": "decided", **value}
+        return value
 
     @field_validator("model", mode="before")
     @classmethod

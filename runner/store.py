@@ -574,6 +574,19 @@ class RunStore:
         except OSError as exc:
             raise self._write_error("the failure text of", run_index, exc) from exc
 
+    def set_stop(self, run_index: int, reason: str, stop_step: int) -> None:
+        """Record why training of the run ended and at which step (``stop_reason``,
+        ``stop_step``; ``runner.deciding``). Written before the run's ``done`` state."""
+        try:
+            self.array("stop_reason")[run_index] = reason
+            self.array("stop_step")[run_index] = stop_step
+        except OSError as exc:
+            raise self._write_error("the stop reason of", run_index, exc) from exc
+
+    def stop(self, run_index: int) -> tuple[str, int]:
+        """The run's ``stop_reason`` and ``stop_step``."""
+        return str(self.array("stop_reason")[run_index]), int(self.array("stop_step")[run_index])
+
     def failure(self, run_index: int) -> str:
         return str(self.array("failure")[run_index])
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from runner.data import load_task_data, train_set_positions
+from runner.deciding import watch_for
 from runner.init_from import load_initial_weights
 from runner.measuring import (
     HistogramMeter,
@@ -235,6 +236,8 @@ def train_run(
     ``on_steps(k)`` is called after each flush with the number of steps just flushed (progress).
     ``stop()`` is asked after every step; when it returns True the steps taken so far are
     flushed (with their checkpoint) and :class:`RunInterrupted` is raised (Ctrl-C).
+    A run with ``stop_when`` ends ``done`` at the first flush where its outcome is decided
+    (:mod:`runner.deciding`).
     The caller must hold the run's lease; ``still_mine(run_index)`` is asked before every write
     of the run, and when it says the lease was taken over training stops at once, writing
     nothing, and the status is :data:`~runner.recording.HELD`.
@@ -269,10 +272,11 @@ def train_run(
         if setup.train_set is None
         else lambda: evaluate(setup, settings.eval_batch_size, measurer.target, "train_set"),
         still_mine=still_mine,
+        watches=[watch_for(spec)],
     )
     record.start()
-    if record.statuses[run_index] == HELD:
-        return HELD
+    if record.statuses[run_index] in (HELD, "done"):  # taken over, or decided before a crash
+        return record.statuses[run_index]
     scalars, block = record.scalars, settings.flush_every
 
     def save(slot: int, steps_done: int) -> bytes:
@@ -317,7 +321,7 @@ def train_run(
             stopping = stop()
             if row + 1 == block or step == spec.steps or stopping:
                 status = flush(step)
-                if status in ("diverged", HELD):
+                if status in ("diverged", HELD, "done"):  # done: stopped early, decided
                     return status
                 if stopping and step < spec.steps:
                     raise RunInterrupted(step)

@@ -174,13 +174,42 @@ def _check_coordinates(
     if np.any(planned > len(step)) or np.any(planned < 1):
         problems.append("variable 'steps_planned' must lie in 1..S for every run")
     done_code = schemas.status_codes(schema["schema_version"])["done"]
-    unfinished = np.flatnonzero((status == done_code) & (done != planned))
+    early = stopped_early(arrays, seen)
+    unfinished = np.flatnonzero((status == done_code) & (done != planned) & ~early)
     if len(unfinished):
         problems.append(
             f"{len(unfinished)} run(s) marked done have steps_done != steps_planned "
-            f"(first: run index {unfinished[0]})"
+            f"and were not stopped early (no stop_reason; first: run index {unfinished[0]})"
         )
+    if early.any():
+        stop_step = seen["stop_step"] if "stop_step" in seen else _read(arrays, "stop_step")
+        wrong = np.flatnonzero(early & ((status != done_code) | (stop_step != done)))
+        if len(wrong):
+            problems.append(
+                f"{len(wrong)} run(s) stopped early (stop_reason set) are not 'done' with "
+                f"stop_step = steps_done (first: run index {wrong[0]})"
+            )
     return problems
+
+
+#: ``stop_reason`` values that do not mean an early stop: no rule, or every planned step taken.
+NOT_EARLY_STOP_REASONS = ("", "budget")
+
+
+def stopped_early(
+    arrays: Mapping[str, zarr.Array], seen: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """Per run: whether its ``stop_reason`` names an early stop (all False in stores without
+    the variable). Such a run is ``done`` with ``steps_done = stop_step``, possibly below
+    ``steps_planned``."""
+    seen = seen or {}
+    if "stop_reason" in seen:
+        reasons = seen["stop_reason"]
+    elif "stop_reason" in arrays:
+        reasons = _read(arrays, "stop_reason")  # type: ignore[arg-type]
+    else:
+        return np.zeros(arrays["status"].shape[0], dtype=bool)
+    return ~np.isin(np.asarray([str(r) for r in reasons]), NOT_EARLY_STOP_REASONS)
 
 
 def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:

@@ -26,6 +26,7 @@ class Planted:
     status: str = "done"
     steps_done: int | None = None  # default: the length of the curves
     norm: np.ndarray | None = None  # param_norm_total per step (NaN when not given)
+    stop_reason: str = ""  # the runner's stop_reason (cds-run --stop-when decided)
 
 
 class Curves:
@@ -121,6 +122,8 @@ def write_store(
             block["param_norm_total"] = np.asarray(planted.norm, dtype=np.float32)
         store.write_steps(index, 1, block)
         done = planted.steps_done if planted.steps_done is not None else length
+        if planted.stop_reason:
+            store.set_stop(index, planted.stop_reason, done)
         store.set_state(index, planted.status, done)
     return path
 

@@ -29,6 +29,7 @@ from runner.spec import (
     NoiseSpec,
     OptimizerSpec,
     RunSpec,
+    StopWhen,
 )
 from runner.tasks.text_spec import TextClassificationTask, TokenizerSpec
 
@@ -161,6 +162,7 @@ CHANGES = {
     "init_from.checkpoint": "weights.pt",
     "steps": 101,
     "eval_every": 5,
+    "stop_when.eps": 0.95,
 }
 
 
@@ -305,6 +307,9 @@ PINNED_DEFAULTS = {
     NoiseSpec: {"gradient": 0.0, "gradient_anneal": 0.55, "update": 0.0, "weight": 0.0},
     InitFrom: {"parent": None, "checkpoint": None, "store": None, "run": None,
                "optimizer_state": False},
+    StopWhen: {"rule": "decided", "eps": 0.9, "window_steps": 1000, "window_fraction": 0.1,
+               "memorisation_threshold": 0.99, "flat_window_steps": 2000,
+               "flat_window_fraction": 0.5, "flat_tolerance": 0.02},
 }  # fmt: skip
 
 
