@@ -158,11 +158,13 @@ CDS_OPTIONS = (
 )
 DECAY_OPTIONS = (
     *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_BOOTSTRAP),
+    "logit_scale",
 )
 FORECAST_OPTIONS = (
     *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "size_coord", *_BOOTSTRAP),
     "fraction_ci_method",
+    "logit_scale",
 )
 STEPWISE_OPTIONS = (*_EVENTS, "chance_accuracy", "size_coord", *_BOOTSTRAP, *_SURVIVAL)
 
@@ -516,7 +518,8 @@ def forecast_command(
     text = render_table(headers, rows) + (
         f"\n\nForecast at memorisation + {fs.gamma_window_steps} steps: T = anchor "
         f"({fs.anchor}) + log(w_anchor / w*) / gamma (gamma: {fs.gamma_source}), w* learned "
-        f"({fs.w_star_rule}) by {fs.calibration}"
+        f"({fs.w_star_rule}) by {fs.calibration}; clock: {fs.clock} "
+        f"(w = {res.attrs['clock_variable']})"
         f"\n{n_scored} of {int(res.attrs['n_runs_in_store'])} runs scored "
         f"({n_gen} generalised, {int(res['n_censored_scored'])} censored); not scored: "
         f"{OUTCOMES[2]}: {early}; not forecast: {', '.join(missing) or 'none'}"
@@ -592,6 +595,7 @@ def _delay_law_report(
         f"\n  exponent k = {interval(res, 'exponent')} ({ols}; {n} runs; k = 1: proportional)"
         f"\n  c = {interval(res, 'log_intercept')} ({ols}; {n} runs)"
         f"\n  R^2 (log) = {interval(res, 'log_r_squared')} ({boot}; {n} runs)"
+        f"\n\n{_clocks_text(res, boot)}"
         f"{_thresholds_text(res.attrs)}"
         f"\n{_settings_text(res.attrs)}\n"
         + "\n".join(settings_lines(law_settings.to_dict(), "Delay law"))
@@ -600,6 +604,30 @@ def _delay_law_report(
         text += "\n" + "\n".join(settings_lines(decay_settings.to_dict(), "Decay"))
     text += _warnings_text(res.attrs)
     return _with_notes(dataset_to_json(res), res.attrs), text
+
+
+def _clocks_text(res: xr.Dataset, boot: str) -> str:
+    """The weight-norm and logit-scale clocks' R^2 side by side (or why the logit one is
+    missing)."""
+    logit = str(res["logit_mem"].attrs.get("clock", "test_logit_norm_mean"))
+    if "logit_clock_note" in res.attrs:
+        return f"Clocks: logit scale not compared: {res.attrs['logit_clock_note']}"
+    rows = [
+        [
+            label,
+            x,
+            interval(res, f"{prefix}r_squared"),
+            interval(res, f"{prefix}log_r_squared"),
+            interval(res, f"{prefix}slope"),
+            fmt(res[f"{prefix}n_runs"]),
+        ]
+        for label, x, prefix in (
+            ("weight norm (param_norm_total)", "log(w_mem / w_gen) / gamma", ""),
+            (f"logit scale ({logit})", "log(z_mem / z_gen) / gamma", "logit_"),
+        )
+    ]
+    headers = ["clock", "x", "R^2", "R^2 (log)", "slope b", "runs"]
+    return f"Clocks compared (R^2: {boot}; slope: OLS):\n" + render_table(headers, rows)
 
 
 def _thresholds(text: str) -> list[float]:

@@ -50,6 +50,20 @@ Runs left out (``left_out_reason``; each reason is counted and warned about):
 - ``"no decay rate"``: ``gamma`` is not a positive number (weight decay 0, no ``lr`` /
   ``weight_decay`` coordinate, or ``fit_decay`` did not fit the run).
 
+The logit clock (:mod:`cdsanalysis.clocks`): the same regression with the logit scale ``z`` (the
+store metric ``AnalysisSettings.logit_scale``, ``test_logit_norm_mean`` by default) in place of
+the weight norm, ``x_logit = log(z_mem / z_gen) / gamma`` with the same ``gamma``, the same
+events and the same rules for leaving runs out ("norm" there reads "logit scale"). The logit
+scale is measured at the test cadence, so ``z_mem`` and ``z_gen`` are the last values measured
+at or before ``T_mem`` and ``T_gen`` (``T_gen`` is an evaluated step; ``T_mem`` may fall between
+two evaluations). Its results carry the prefix ``logit_``; arXiv 2606.18465 finds the logit
+scale explains more of the delay than the weight norm, so the two ``R^2`` are reported side by
+side. For a network homogeneous of degree ``L`` in its weights, ``log(z_mem / z_gen) ~ L
+log(w_mem / w_gen)``: the logit clock's slope is then about ``1 / L`` of the norm clock's, and
+only the ``R^2`` compare directly. A store written before the runner recorded the logit scale
+has none: every ``logit_`` estimate is NaN and the attribute ``logit_clock_note`` (also a
+warning) says why.
+
 ``lr * wd`` is the decay rate per step of decoupled AdamW (each step multiplies the weights by
 ``1 - lr * wd``, ``-log(1 - lr wd) ~ lr wd``) and of plain SGD with an L2 term; runs trained
 with coupled ``adam`` (L2 through the adaptive step) or decaying towards their initial weights
@@ -68,6 +82,7 @@ import xarray as xr
 
 import schemas
 from cdsanalysis.cds import as_strings, percentile_interval
+from cdsanalysis.clocks import has_logit_scale, missing_logit_note, values_at_or_before
 from cdsanalysis.data_warnings import LEFT_OUT, unfinished_runs
 from cdsanalysis.decay import DecaySettings, fit_decay
 from cdsanalysis.notices import add_warning
@@ -300,12 +315,15 @@ def delay_law(
         Over ``run`` (with the run coordinates): ``memorisation_step``,
         ``generalisation_step``, ``delay_steps``, ``w_mem`` and ``w_gen`` (L2 norm), ``gamma``
         (1/steps), ``x_steps`` (the predictor), ``predicted_delay_steps`` (``a + b x``),
-        ``regime``, ``fitted`` (bool) and ``left_out_reason`` (``""`` when fitted). Scalars,
-        each with ``_low`` / ``_high``: ``slope``, ``intercept`` (steps), ``r_squared`` (linear
-        law); ``exponent``, ``log_intercept``, ``log_r_squared`` (free exponent). Counts:
-        ``n_runs`` (fitted), ``n_left_out`` over ``reason`` (:data:`REASONS`). ``attrs`` echo
-        the settings (the decay ones prefixed ``decay_`` when used), the thresholds, the
-        interval methods and the warnings.
+        ``regime``, ``fitted`` (bool) and ``left_out_reason`` (``""`` when fitted); the logit
+        clock's ``logit_mem``, ``logit_gen``, ``logit_x_steps``, ``logit_fitted`` and
+        ``logit_left_out_reason``. Scalars, each with ``_low`` / ``_high``: ``slope``,
+        ``intercept`` (steps), ``r_squared`` (linear law); ``exponent``, ``log_intercept``,
+        ``log_r_squared`` (free exponent); the same with the prefix ``logit_`` on the logit
+        clock (NaN without the logit scale, ``attrs['logit_clock_note']`` says why). Counts:
+        ``n_runs`` (fitted), ``logit_n_runs``, ``n_left_out`` over ``reason``
+        (:data:`REASONS`). ``attrs`` echo the settings (the decay ones prefixed ``decay_`` when
+        used), the thresholds, the interval methods and the warnings.
     """
     own_law, own_decay = set(DelayLawSettings.field_names()), set(DecaySettings.field_names())
     law = (law if law is not None else DEFAULT_LAW).replace(
@@ -334,6 +352,23 @@ def delay_law(
     fitted = reason == ""
     est = _fits(x[fitted], delay[fitted], settings, law)
 
+    logit_name = settings.logit_scale
+    has_logit = has_logit_scale(ds, logit_name)
+    z_mem, z_gen = np.full(mem.size, np.nan), np.full(mem.size, np.nan)
+    if has_logit:
+        stored_steps = np.asarray(ds["step"].values, dtype=np.float64)
+        z = np.asarray(ds[logit_name].values, dtype=np.float64)
+        z_mem = values_at_or_before(z, stored_steps, mem)
+        z_gen = values_at_or_before(z, stored_steps, gen)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_logit = np.log(z_mem / z_gen) / gamma
+    logit_reason = np.array(
+        [r.replace("norm", "logit scale") for r in _reasons(regime, delay, z_mem, z_gen, gamma)],
+        dtype=object,
+    )
+    logit_fitted = logit_reason == ""
+    logit_est = _fits(x_logit[logit_fitted], delay[logit_fitted], settings, law)
+
     steps, per_step, norm = {"units": "steps"}, {"units": "1/steps"}, {"units": "L2 norm"}
     res = xr.Dataset(
         {
@@ -352,6 +387,23 @@ def delay_law(
             "regime": ("run", regime),
             "fitted": ("run", fitted),
             "left_out_reason": ("run", reason),
+            "logit_mem": (
+                "run",
+                z_mem,
+                {"clock": logit_name, "description": f"{logit_name}, last measured at <= T_mem"},
+            ),
+            "logit_gen": (
+                "run",
+                z_gen,
+                {"clock": logit_name, "description": f"{logit_name}, last measured at <= T_gen"},
+            ),
+            "logit_x_steps": (
+                "run",
+                x_logit,
+                {**steps, "description": "log(logit_mem / logit_gen) / gamma"},
+            ),
+            "logit_fitted": ("run", logit_fitted),
+            "logit_left_out_reason": ("run", logit_reason.astype(str)),
         },
         coords={k: v for k, v in ds.coords.items() if v.dims == ("run",)},
     )
@@ -370,7 +422,16 @@ def delay_law(
         res[name] = ((), est[name], {"description": f"{what}; interval: {how}"})
         res[f"{name}_low"] = ((), est[f"{name}_low"])
         res[f"{name}_high"] = ((), est[f"{name}_high"])
+        logit_what = f"logit clock ({logit_name}, x = logit_x_steps): {what}"
+        res[f"logit_{name}"] = ((), logit_est[name], {"description": f"{logit_what}; {how}"})
+        res[f"logit_{name}_low"] = ((), logit_est[f"{name}_low"])
+        res[f"logit_{name}_high"] = ((), logit_est[f"{name}_high"])
     res["n_runs"] = ((), int(fitted.sum()), {"units": "runs", "description": "runs fitted"})
+    res["logit_n_runs"] = (
+        (),
+        int(logit_fitted.sum()),
+        {"units": "runs", "description": "runs fitted on the logit clock"},
+    )
     res["n_left_out"] = (
         "reason",
         [int((reason == r).sum()) for r in REASONS],
@@ -384,6 +445,8 @@ def delay_law(
         **thresholds.as_attrs(),
         "n_runs_in_store": int(ds.sizes["run"]),
     }
+    if not has_logit:
+        res.attrs["logit_clock_note"] = missing_logit_note(ds, logit_name)
     for text in _warnings(ds, res, law):
         add_warning(res.attrs, text)
     return res
@@ -418,6 +481,8 @@ def _warnings(ds: xr.Dataset, res: xr.Dataset, law: DelayLawSettings) -> list[st
             else "the decay fit failed or found no decay"
         )
         out.append(f"{_count(left['no decay rate'])} left out: no decay rate ({why})")
+    if "logit_clock_note" in res.attrs:
+        out.append(str(res.attrs["logit_clock_note"]))
     n = int(res["n_runs"])
     if n < law.law_min_runs:
         out.append(

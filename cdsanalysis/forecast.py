@@ -43,6 +43,13 @@ and generalised, their generalisation after their anchor, both norms measured),
 
 A run's own generalisation step is never read for its own forecast: it only scores it.
 
+The clock (``clock``, :mod:`cdsanalysis.clocks`): ``"norm"`` (default) is the weight norm
+``param_norm_total`` as above; ``"logit"`` puts the logit scale (the store metric named by
+``AnalysisSettings.logit_scale``, ``test_logit_norm_mean`` by default) in its place everywhere:
+anchor, fitted rate, ``w_anchor``, ``w*``. The logit scale is measured at the test cadence only,
+so its fit window holds fewer points (``min_points`` counts measured ones). A store without it
+is refused with :func:`cdsanalysis.clocks.missing_logit_note`.
+
 Scoring (``outcome``), finished runs with a forecast:
 
 - ``"generalised"``: relative error ``(T_hat - T_gen) / T_gen``, right when
@@ -71,6 +78,7 @@ import xarray as xr
 from statsmodels.stats.proportion import proportion_confint
 
 from cdsanalysis.cds import as_strings, percentile_interval
+from cdsanalysis.clocks import CLOCKS, Clock, clock_variable, has_logit_scale, missing_logit_note
 from cdsanalysis.data_warnings import LEFT_OUT, unfinished_runs
 from cdsanalysis.decay import DecaySettings, fit_run, norm_curve
 from cdsanalysis.notices import add_warning
@@ -146,6 +154,11 @@ class ForecastSettings(SettingsBase):
     tolerance_fraction
         A forecast of a generalised run is right when its ``|relative error|`` is at most
         this fraction. Default ``0.2``.
+    clock
+        The quantity that decays: ``"norm"`` (the weight norm ``param_norm_total``) or
+        ``"logit"`` (the logit scale named by ``AnalysisSettings.logit_scale``,
+        ``test_logit_norm_mean`` by default; stores written before the runner recorded it are
+        refused). Default ``'norm'``.
     """
 
     calibration: Calibration = "leave_one_run_out"
@@ -157,9 +170,11 @@ class ForecastSettings(SettingsBase):
     min_calibration_runs: int = 2
     min_points: int = 10
     tolerance_fraction: float = 0.2
+    clock: Clock = "norm"
 
     def __post_init__(self) -> None:
         for name, allowed in (
+            ("clock", CLOCKS),
             ("calibration", CALIBRATIONS),
             ("gamma_source", FORECAST_GAMMAS),
             ("anchor", ANCHORS),
@@ -330,7 +345,11 @@ def forecast(
     regime = as_strings(runs["regime"].values)
     generalised = np.isin(regime, _GENERALISED_REGIMES) & np.isfinite(gen)
     steps = np.asarray(ds["step"].values, dtype=np.float64)
-    norms = np.asarray(norm_curve(ds, "total").values, dtype=np.float64)
+    variable = clock_variable(fs.clock, settings.logit_scale)
+    if fs.clock == "logit" and not has_logit_scale(ds, variable):
+        raise ValueError(missing_logit_note(ds, variable))
+    curve = norm_curve(ds, "total") if fs.clock == "norm" else ds[variable]
+    norms = np.asarray(curve.values, dtype=np.float64)
     lr_wd = np.asarray(_coord(ds, "lr", np.nan), np.float64) * np.asarray(
         _coord(ds, "weight_decay", np.nan), np.float64
     )
@@ -405,7 +424,8 @@ def forecast(
     right[scored_gen] = np.abs(rel[scored_gen]) <= fs.tolerance_fraction
     right[censored] = t_hat[censored] > last[censored]
 
-    steps_u, norm_u = {"units": "steps"}, {"units": "L2 norm"}
+    steps_u = {"units": "steps"}
+    norm_u = {"units": str(ds[variable].attrs.get("units", "L2 norm")), "clock": variable}
     res = xr.Dataset(
         {
             "memorisation_step": ("run", mem, steps_u),
@@ -453,6 +473,7 @@ def forecast(
         **fs.as_attrs(),
         **thresholds.as_attrs(),
         "n_runs_in_store": int(n_runs),
+        "clock_variable": variable,
     }
     for text in _warnings(ds, res, fs, int(eligible.sum())):
         add_warning(res.attrs, text)
@@ -554,6 +575,13 @@ def _warnings(ds: xr.Dataset, res: xr.Dataset, fs: ForecastSettings, n_eligible:
         out.append(
             f"the median |relative error| rests on {_count(n_gen)}: its interval is "
             "uninformative; add runs"
+        )
+    if fs.gamma_source == "lr_wd" and fs.clock == "logit":
+        out.append(
+            "clock = 'logit' with gamma_source = 'lr_wd': lr * wd is the decay rate of the "
+            "weights; the logits of a network homogeneous of degree L in its weights fall about "
+            "L times faster, so forecasts tend to come late; gamma_source = 'fitted' fits the "
+            "logit scale's own rate"
         )
     if fs.gamma_source == "lr_wd":
         optimizer = as_strings(_coord(ds, "optimizer", "adamw"))

@@ -41,6 +41,12 @@ KM_CI_METHODS: tuple[str, ...] = get_args(KMCIMethod)
 FractionCIMethod = Literal["clopper-pearson", "wilson"]
 FRACTION_CI_METHODS: tuple[str, ...] = get_args(FractionCIMethod)
 
+#: The logit-scale metrics of a run store, each a candidate for the logit clock
+#: (:mod:`cdsanalysis.clocks`): the mean over test samples of the L2 norm of the logit vector,
+#: or of the largest logit.
+LogitScale = Literal["test_logit_norm_mean", "test_logit_max_mean"]
+LOGIT_SCALES: tuple[str, ...] = get_args(LogitScale)
+
 #: Run coordinates that measure the data size (either may be the ``size_coord``; the other one
 #: is then derived from it, so neither counts as a second configuration axis).
 SIZE_COORDS = ("n_samples", "data_fraction")
@@ -294,6 +300,12 @@ class AnalysisSettings(SettingsBase):
         Binomial interval of the fraction of runs that generalised: ``"clopper-pearson"``
         (exact, conservative, defined at 0 and N of N) or ``"wilson"`` (score interval, closer
         to nominal coverage on average). Default ``'clopper-pearson'``.
+    logit_scale
+        The store metric the logit clock reads (``cds-analyze forecast --clock logit`` and the
+        logit-clock column of ``decay --law``, see :mod:`cdsanalysis.clocks`) in place of the
+        weight norm as the quantity that decays: ``"test_logit_norm_mean"`` (the mean over test
+        samples of the L2 norm of the logit vector) or ``"test_logit_max_mean"`` (the mean of
+        the largest logit). Default ``'test_logit_norm_mean'``.
     """
 
     eps: float = 0.9
@@ -320,6 +332,7 @@ class AnalysisSettings(SettingsBase):
     seed: int = 0
     km_ci_method: KMCIMethod = "cloglog"
     fraction_ci_method: FractionCIMethod = "clopper-pearson"
+    logit_scale: LogitScale = "test_logit_norm_mean"
 
     def __post_init__(self) -> None:
         # Frozen: normalised values are set with object.__setattr__.
@@ -382,6 +395,10 @@ class AnalysisSettings(SettingsBase):
             raise ValueError(
                 f"fraction_ci_method must be one of {list(FRACTION_CI_METHODS)}, "
                 f"got {self.fraction_ci_method!r}"
+            )
+        if self.logit_scale not in LOGIT_SCALES:
+            raise ValueError(
+                f"logit_scale must be one of {list(LOGIT_SCALES)}, got {self.logit_scale!r}"
             )
 
     @classmethod

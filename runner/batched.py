@@ -41,11 +41,14 @@ from runner.measuring import (
     HistogramMeter,
     NormMeter,
     classification_loss,
+    collapse_fraction,
     correct,
+    softmax_collapsed,
     test_metrics,
 )
 from runner.models.gpt import tabled_answer_logits
 from runner.recording import (
+    COLLAPSE,
     StepRecord,
     StillMine,
     always_mine,
@@ -333,6 +336,10 @@ def train_group(
                 scalars[row, :, 1] = torch.stack(
                     [correct(x, y, first.n_classes).float().mean() for x, y in per_run]
                 )
+                if record.batch_collapse(step):
+                    scalars[row, :, COLLAPSE] = torch.stack(
+                        [collapse_fraction(x, y) for x, y in per_run]
+                    )
         else:  # one vmapped call on the padded rows, padding weighted 0
             logits = stacked.logits_each(data.inputs)
             per_sample = classification_loss(spec.loss, logits, data.labels, reduction="none")
@@ -341,6 +348,9 @@ def train_group(
                 scalars[row, :, 0] = losses.detach()
                 hits = correct(logits, data.labels, first.n_classes).float() * data.real
                 scalars[row, :, 1] = hits.sum(dim=1) / data.sizes
+                if record.batch_collapse(step):
+                    collapsed = softmax_collapsed(logits, data.labels).float() * data.real
+                    scalars[row, :, COLLAPSE] = collapsed.sum(dim=1) / data.sizes
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()

@@ -24,6 +24,7 @@ import copy
 import queue
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +35,10 @@ from runner.spec import PARAM_GROUPS
 
 #: Per-step scalar metrics, in buffer column order. ``train_set_*`` are measured on minibatch
 #: runs only (NaN otherwise: a full-batch run's ``train_*`` already cover the whole training
-#: subset), on the test cadence.
+#: subset), on the test cadence. The logit-scale metrics come from the test evaluation's own
+#: logits; the softmax-collapse fraction from the logits of the whole training subset that the
+#: run already has: the train-set evaluation (minibatch runs) or the step's own forward pass
+#: (full batch), on the test cadence (schema descriptions: ``schemas/run_store_v1.json``).
 SCALARS = (
     "train_loss",
     "train_accuracy",
@@ -43,6 +47,9 @@ SCALARS = (
     "param_norm_total",
     "train_set_loss",
     "train_set_accuracy",
+    "test_logit_max_mean",
+    "test_logit_norm_mean",
+    "train_softmax_collapse_fraction",
 )
 
 #: Measure :attr:`StepMeasurer.target` (the weights before update ``step``) into buffer row
@@ -81,10 +88,45 @@ def classification_loss(
     return per_sample.mean(dim=-1) if reduction == "mean" else per_sample.sum(dim=-1)
 
 
+def softmax_collapsed(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Whether each sample's softmax has collapsed (Prieto et al. 2025, "Grokking at the edge of
+    numerical stability"): its float32 softmax gives the label's class probability exactly 1.0.
+
+    Over every output the loss's softmax sees (all of ``logits``' last axis). Softmax subtracts
+    the largest logit, so this holds when the label's class has the largest logit and adding
+    the other classes' ``exp(z_j - z_max)`` to 1 leaves 1 in float32: surely when they sum
+    below 2**-24 (6e-8), never when one alone exceeds it; between the two torch's summation
+    order decides, as it does for the loss. The sample's cross-entropy is then exactly 0 and so
+    is the gradient of its correct-class logit. ``logits`` (..., samples, classes) in any float
+    type, computed in float32; ``labels`` (..., samples) or (samples,) shared by every run.
+    """
+    if labels.dim() < logits.dim() - 1:
+        labels = labels.expand(logits.shape[:-1])
+    probability = torch.softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1))
+    return probability.squeeze(-1) == 1.0
+
+
+def collapse_fraction(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of the samples of ``logits`` (..., samples, classes) whose softmax has
+    collapsed (:func:`softmax_collapsed`): a scalar, or (runs,) for a stacked group."""
+    return softmax_collapsed(logits, labels).float().mean(dim=-1)
+
+
 def correct(logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Whether each sample is predicted right: the argmax over the task's first ``n_classes``
     logits (a model may have more outputs, e.g. a token head) equals the label."""
     return logits[..., :n_classes].argmax(dim=-1) == labels
+
+
+class SplitMetrics(NamedTuple):
+    """What one evaluation of a split measures, each a mean over its samples: scalars, or
+    (runs,) for a stacked group."""
+
+    loss: torch.Tensor  # nats
+    accuracy: torch.Tensor  # fraction
+    logit_max_mean: torch.Tensor  # the largest logit of a sample
+    logit_norm_mean: torch.Tensor  # the L2 norm of a sample's logit vector
+    collapse_fraction: torch.Tensor  # fraction whose softmax collapsed (softmax_collapsed)
 
 
 @torch.no_grad()
@@ -96,22 +138,27 @@ def test_metrics(
     n_classes: int,
     batch_size: int,
     runs: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and accuracy over a whole split, in slices of ``batch_size`` samples.
+) -> SplitMetrics:
+    """Mean loss, accuracy, logit scale and softmax-collapse fraction over a whole split, in
+    slices of ``batch_size`` samples, from the logits of one forward pass.
 
     ``logits_of(features)`` gives (samples, classes) logits of one model, or (runs, samples,
     classes) of a stacked group of ``runs``; the results are scalars or (runs,) accordingly.
+    The logit scale is taken over every output the loss's softmax sees, in float32.
     """
     n = len(labels)
     shape = () if runs is None else (runs,)
-    loss_sum = torch.zeros(shape, device=labels.device)
-    hits = torch.zeros(shape, device=labels.device)
+    sums = torch.zeros((5, *shape), device=labels.device)  # loss, hits, max, norm, collapsed
     for start in range(0, n, batch_size):
         rows = slice(start, start + batch_size)
         logits = logits_of({k: v[rows] for k, v in features.items()})
-        loss_sum += classification_loss(loss, logits, labels[rows], reduction="sum")
-        hits += correct(logits, labels[rows], n_classes).sum(dim=-1)
-    return loss_sum / n, hits / n
+        sums[0] += classification_loss(loss, logits, labels[rows], reduction="sum")
+        sums[1] += correct(logits, labels[rows], n_classes).sum(dim=-1)
+        scores = logits.float()
+        sums[2] += scores.amax(dim=-1).sum(dim=-1)
+        sums[3] += torch.linalg.vector_norm(scores, dim=-1).sum(dim=-1)
+        sums[4] += softmax_collapsed(scores, labels[rows]).sum(dim=-1)
+    return SplitMetrics(*(sums / n).unbind(0))
 
 
 def group_layout(

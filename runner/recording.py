@@ -33,7 +33,7 @@ import torch
 
 import schemas
 from runner.deciding import BUDGET, OutcomeWatch
-from runner.measuring import SCALARS, HistogramMeter, NormMeter, is_measured
+from runner.measuring import SCALARS, HistogramMeter, NormMeter, SplitMetrics, is_measured
 from runner.spec import PARAM_GROUPS
 from runner.store import RunStore
 
@@ -105,11 +105,17 @@ HELD = "held"
 
 #: ``checkpoint(slot, steps_done)``: the checkpoint bytes of the run in ``slot``.
 Checkpoint = Callable[[int, int], bytes]
-#: The test loss and accuracy of every run, scalars or (runs,) (or the same on the training
-#: subset, for ``train_set``).
-TestMetrics = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+#: The test metrics of every run, scalars or (runs,) (or the same on the training subset, for
+#: ``train_set``).
+TestMetrics = Callable[[], SplitMetrics]
 
 _TRAIN_SET = (SCALARS.index("train_set_loss"), SCALARS.index("train_set_accuracy"))
+_TEST = tuple(
+    SCALARS.index(n)
+    for n in ("test_loss", "test_accuracy", "test_logit_max_mean", "test_logit_norm_mean")
+)
+#: Column of ``train_softmax_collapse_fraction``.
+COLLAPSE = SCALARS.index("train_softmax_collapse_fraction")
 
 
 class StepRecord:
@@ -119,10 +125,12 @@ class StepRecord:
     Row ``r`` of :attr:`scalars` (rows, runs, ``SCALARS``) and :attr:`param_norm` (rows, runs,
     ``PARAM_GROUPS``) holds step ``first_step + r``; a column not measured at a step stays NaN.
     The training loop writes the train loss and accuracy (columns 0 and 1); :meth:`measure`
-    writes the rest with the meters it was given. ``train_set`` (minibatch runs) gives the loss
-    and accuracy on the whole training subset (or its fixed subset), taken on the test cadence
-    with the test metrics; without it those columns stay NaN. ``still_mine`` is asked before
-    every write of a run (module note); call :meth:`start` before the first step.
+    writes the rest with the meters it was given. ``train_set`` (minibatch runs) gives the loss,
+    accuracy and softmax-collapse fraction on the whole training subset (or its fixed subset),
+    taken on the test cadence with the test metrics; without it the loss and accuracy columns
+    stay NaN and the training loop gives the collapse fraction of its own forward pass over the
+    whole subset (:meth:`batch_collapse`). ``still_mine`` is asked before every write of a run
+    (module note); call :meth:`start` before the first step.
     """
 
     def __init__(
@@ -195,14 +203,24 @@ class StepRecord:
         """Test metrics and train-set metrics (on their cadence), norms and histograms (at a
         histogram step) of the weights before update ``step``, into row ``row``."""
         if is_measured(step, self.eval_every):
-            self.scalars[row, :, 2], self.scalars[row, :, 3] = self.test()
+            test = self.test()
+            for column, value in zip(_TEST, test[:4], strict=True):
+                self.scalars[row, :, column] = value
             if self.train_set is not None:
-                loss, accuracy = self.train_set()
-                self.scalars[row, :, _TRAIN_SET[0]] = loss
-                self.scalars[row, :, _TRAIN_SET[1]] = accuracy
+                train = self.train_set()
+                self.scalars[row, :, _TRAIN_SET[0]] = train.loss
+                self.scalars[row, :, _TRAIN_SET[1]] = train.accuracy
+                self.scalars[row, :, COLLAPSE] = train.collapse_fraction
         self.param_norm[row], self.scalars[row, :, 4] = self.norms()
         if step in self.hist_positions:
             self.snapshots.append((step, self.hist_positions[step], *self.histograms()))
+
+    def batch_collapse(self, step: int) -> bool:
+        """Whether the training loop gives the softmax-collapse fraction of step ``step``
+        (into column :data:`COLLAPSE`), from the logits of its own forward pass: full-batch
+        runs (that pass covers the whole training subset, before update ``step``), on the
+        test cadence. Minibatch runs take it from their train-set evaluation instead."""
+        return self.train_set is None and is_measured(step, self.eval_every)
 
     def flush(self, last_step: int, checkpoint: Checkpoint) -> int:
         """Write steps ``first_step..last_step`` of every active run into the store; return the

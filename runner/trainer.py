@@ -25,13 +25,16 @@ from runner.init_from import load_initial_weights
 from runner.measuring import (
     HistogramMeter,
     NormMeter,
+    SplitMetrics,
     StepMeasurer,
     classification_loss,
+    collapse_fraction,
     correct,
     test_metrics,
 )
 from runner.models.base import Classifier, build_model
 from runner.recording import (
+    COLLAPSE,
     HELD,
     StepRecord,
     StillMine,
@@ -181,11 +184,11 @@ def evaluate(
     batch_size: int,
     model: Classifier | None = None,
     split: Literal["test", "train_set"] = "test",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and accuracy, in eval mode, in slices of ``batch_size`` samples, of ``model``
-    (default: the run's own; a shadow copy when measuring in the background) on the whole test
-    set, or (``train_set``) on the rows of the training subset ``train_set_accuracy`` is
-    measured on."""
+) -> SplitMetrics:
+    """Loss, accuracy, logit scale and softmax-collapse fraction (:class:`SplitMetrics`), in
+    eval mode, in slices of ``batch_size`` samples, of ``model`` (default: the run's own; a
+    shadow copy when measuring in the background) on the whole test set, or (``train_set``) on
+    the rows of the training subset ``train_set_accuracy`` is measured on."""
     model = setup.model if model is None else model
     features, labels = (
         (setup.test, setup.test_y) if split == "test" else (setup.train_set, setup.train_set_y)
@@ -193,11 +196,9 @@ def evaluate(
     assert features is not None and labels is not None, f"this run does not measure {split}"
     was_training = model.training
     model.eval()
-    loss, accuracy = test_metrics(
-        model, features, labels, setup.spec.loss, setup.n_classes, batch_size
-    )
+    metrics = test_metrics(model, features, labels, setup.spec.loss, setup.n_classes, batch_size)
     model.train(was_training)
-    return loss, accuracy
+    return metrics
 
 
 def _gaussian(like: list[torch.Tensor], std: float, generator: torch.Generator | None):
@@ -303,6 +304,8 @@ def train_run(
             with torch.no_grad():
                 scalars[row, :, 0] = loss.detach()
                 scalars[row, :, 1] = correct(logits, labels, setup.n_classes).float().mean()
+                if record.batch_collapse(step):  # full batch: this forward is the whole subset
+                    scalars[row, :, COLLAPSE] = collapse_fraction(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():

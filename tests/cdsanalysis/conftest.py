@@ -27,6 +27,7 @@ class Planted:
     steps_done: int | None = None  # default: the length of the curves
     norm: np.ndarray | None = None  # param_norm_total per step (NaN when not given)
     stop_reason: str = ""  # the runner's stop_reason (cds-run --stop-when decided)
+    metrics: dict[str, np.ndarray] | None = None  # any other per-step metric, by name
 
 
 class Curves:
@@ -120,6 +121,8 @@ def write_store(
         }
         if planted.norm is not None:
             block["param_norm_total"] = np.asarray(planted.norm, dtype=np.float32)
+        for name, values in (planted.metrics or {}).items():
+            block[name] = np.asarray(values, dtype=np.float32)
         store.write_steps(index, 1, block)
         done = planted.steps_done if planted.steps_done is not None else length
         if planted.stop_reason:

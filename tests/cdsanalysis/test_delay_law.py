@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -178,3 +179,141 @@ def test_figure_renders(law_store, tmp_path):
     assert data["files"][0].endswith("law.png") and png.startswith(b"\x89PNG")
     assert len(png) > 10_000
     assert any("censored" in w for w in data["warnings"])
+
+
+# -- the logit clock ----------------------------------------------------------------------------
+
+LOGIT_SCALES = ("test_logit_norm_mean", "test_logit_max_mean", "train_softmax_collapse_fraction")
+SLOPE_LOGIT = 0.35  # planted: delay = SLOPE_LOGIT * log(z_mem / z_gen) / lr_wd
+Z_MEM = 40.0
+
+
+def _logit_planted(curves, mem_at, delay, norm_scatter, logit_scatter):
+    """The norm on the law with a large scatter, the logit scale (measured at the test cadence
+    only) on it with a small one: ``(planted run, logit x)``."""
+    planted, _ = _planted(curves, mem_at, delay, norm_scatter)
+    x = (delay + logit_scatter) / SLOPE_LOGIT
+    rate = LR_WD * x / delay
+    t = np.arange(1, STEPS + 1, dtype=np.float64)
+    z = np.where(t < mem_at, Z_MEM, Z_MEM * np.exp(-rate * (t - mem_at)))
+    metrics = {"test_logit_norm_mean": curves.evaluated(z.astype(np.float32))}
+    return curves.Planted(
+        planted.train_accuracy, planted.test_accuracy, norm=planted.norm, metrics=metrics
+    ), x
+
+
+@pytest.fixture(scope="module")
+def logit_store(tmp_path_factory):
+    """The 12 law runs, the delay planted on the logit scale (scatter 10 steps) and only
+    loosely on the norm (scatter 250 steps): ``(ds, path, planted logit x)``."""
+    curves = Curves()
+    rng = np.random.default_rng(11)
+    runs, xs = {}, []
+    for key, (mem, delay) in LAW_RUNS.items():
+        runs[key], x = _logit_planted(
+            curves, mem, delay, rng.normal(0.0, 250.0), rng.normal(0.0, NOISE_STEPS)
+        )
+        xs.append(x)
+    path = str(write_store(tmp_path_factory.mktemp("logit") / "runs.zarr", runs, STEPS))
+    return open_runs(path), path, np.array(xs)
+
+
+def test_the_logit_clock_recovers_a_law_planted_on_the_logit_scale(logit_store):
+    ds, _, x_planted = logit_store
+    res = delay_law(ds, n_resamples=400)
+    assert int(res.logit_n_runs) == 12 and int(res.n_runs) == 12
+    fitted = res.logit_fitted.values
+    np.testing.assert_allclose(res.logit_x_steps.values[fitted], x_planted, rtol=1e-4)
+    np.testing.assert_allclose(res.logit_mem.values[fitted], Z_MEM)
+    # by hand: OLS of the planted delays on the planted logit x
+    delays = res.delay_steps.values[fitted]
+    slope, intercept, r2 = _ols_by_hand(x_planted, delays)
+    assert float(res.logit_slope) == pytest.approx(slope, rel=1e-3)
+    assert float(res.logit_intercept) == pytest.approx(intercept, abs=0.5)
+    assert float(res.logit_r_squared) == pytest.approx(r2, rel=1e-3)
+    assert float(res.logit_slope) == pytest.approx(SLOPE_LOGIT, rel=0.05)
+    assert float(res.logit_r_squared) > 0.95
+    low, high = float(res.logit_r_squared_low), float(res.logit_r_squared_high)
+    assert low <= float(res.logit_r_squared) <= high <= 1.0
+    # the norm clock sees the same delays through a 250-step scatter: a worse fit
+    assert float(res.r_squared) < float(res.logit_r_squared) - 0.1
+    assert res.logit_mem.attrs["clock"] == "test_logit_norm_mean"
+    assert "logit_clock_note" not in res.attrs
+
+
+def test_the_logit_scale_is_read_at_the_last_evaluation_before_memorising(logit_store):
+    ds, _, _ = logit_store
+    # memorisation one step later (22, 32, ...): between evaluations, so z_mem is the value
+    # measured at the evaluation just before it (21, 31, ...) = Z_MEM, never a later one
+    res = delay_law(ds, n_resamples=20)
+    shifted = ds.copy()
+    train = ds.train_accuracy.values.copy()
+    first = np.argmax(train >= 0.99, axis=1)
+    rows = np.flatnonzero((train >= 0.99).any(axis=1))
+    train[rows, first[rows]] = 0.1  # memorised one step later
+    shifted["train_accuracy"] = (ds.train_accuracy.dims, train)
+    later = delay_law(shifted, n_resamples=20)
+    fitted = later.logit_fitted.values
+    assert (
+        later.memorisation_step.values[fitted] == res.memorisation_step.values[fitted] + 1
+    ).all()
+    np.testing.assert_allclose(later.logit_mem.values[fitted], Z_MEM)
+
+
+def test_a_store_without_the_logit_scale_says_so(tmp_path):
+    import shutil
+
+    from cdsanalysis import validate_store
+
+    curves = Curves()
+    loss = {"train_loss": np.full(STEPS, 0.1)}  # every flushed step, as the runner writes it
+    runs = {
+        key: replace(_planted(curves, mem, delay, 0.0)[0], metrics=loss)
+        for key, (mem, delay) in LAW_RUNS.items()
+    }
+    path = write_store(tmp_path / "old.zarr", runs, STEPS)
+    for name in LOGIT_SCALES:  # the store as written before the runner recorded them
+        shutil.rmtree(path / name)
+    validate_store(str(path), deep=True)
+    ds = open_runs(str(path))
+    assert all("absent" in ds[name].attrs for name in LOGIT_SCALES)
+    res = delay_law(ds, n_resamples=50)
+    assert int(res.n_runs) == 12 and float(res.r_squared) > 0.99  # the norm clock still works
+    assert int(res.logit_n_runs) == 0 and np.isnan(float(res.logit_r_squared))
+    note = res.attrs["logit_clock_note"]
+    assert "no logit-scale metric 'test_logit_norm_mean'" in note and "cds 0.1.0" in note
+    assert note in res.attrs["warnings"]
+    out = CliRunner().invoke(app, ["decay", str(path), "--law", "--resamples", "50"])
+    assert out.exit_code == 0, out.output
+    assert "Clocks: logit scale not compared: this store has no logit-scale metric" in out.stdout
+
+
+def test_cli_prints_both_clocks_side_by_side(logit_store):
+    _, path, _ = logit_store
+    runner = CliRunner()
+    text = runner.invoke(app, ["decay", path, "--law", "--resamples", "100"])
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Clocks compared"))
+    norm_row = next(line for line in lines[start:] if line.startswith("weight norm"))
+    logit_row = next(line for line in lines[start:] if line.startswith("logit scale"))
+    assert "test_logit_norm_mean" in logit_row and logit_row.rstrip().endswith("12")
+    assert norm_row.rstrip().endswith("12") and "[" in logit_row
+    js = runner.invoke(
+        app,
+        [
+            "decay",
+            path,
+            "--law",
+            "--json",
+            "--resamples",
+            "50",
+            "--logit-scale",
+            "test_logit_max_mean",
+        ],
+    )
+    assert js.exit_code == 0, js.output
+    data = json.loads(js.stdout)  # the max-logit metric was not planted: absent here, said so
+    assert data["attrs"]["logit_scale"] == "test_logit_max_mean"
+    assert data["data_vars"]["logit_n_runs"]["data"] == 0
+    assert any("test_logit_max_mean" in w for w in data["warnings"])

@@ -224,3 +224,55 @@ def test_the_forecast_step_moves_with_the_window(store):
     assert res.outcome.values[i] == "generalised before the forecast step"
     assert int(res.n_scored_generalised) == len(GENERALISING) - 1
     assert res.attrs["gamma_window_steps"] == 250
+
+
+# -- the logit clock ----------------------------------------------------------------------------
+
+
+def _logit_store(path, with_logit: bool = True):
+    """The generalising runs with a flat norm (no decay to read) and the planted decay law on
+    the logit scale instead, measured at the test cadence only (every 10 steps)."""
+    curves = Curves()
+    runs = {}
+    t = np.arange(1, STEPS + 1, dtype=np.float64)
+    for key, (mem, delay, c, z_mem) in GENERALISING.items():
+        base = curves.run(STEPS, mem_at=mem, gen_at=mem + delay)
+        z = np.where(t < mem, z_mem, z_mem * np.exp(-(c / delay) * (t - mem)))
+        metrics = {"test_logit_norm_mean": curves.evaluated(z.astype(np.float32))}
+        runs[key] = curves.Planted(
+            base.train_accuracy,
+            base.test_accuracy,
+            norm=np.full(STEPS, 30.0),
+            metrics=metrics if with_logit else None,
+        )
+    return str(write_store(path, runs, STEPS))
+
+
+def test_the_logit_clock_forecasts_from_the_logit_scale(tmp_path):
+    ds = open_runs(_logit_store(tmp_path / "logit.zarr"))
+    by_norm = forecast(ds, n_resamples=50)  # the norm does not decay: nothing to forecast
+    assert by_norm.forecast_status.values.tolist() == ["no decay rate"] * len(GENERALISING)
+    res = forecast(ds, clock="logit", n_resamples=200)
+    assert res.attrs["clock"] == "logit" and res.attrs["clock_variable"] == "test_logit_norm_mean"
+    assert res.w_anchor.attrs["clock"] == "test_logit_norm_mean"
+    for key, (mem, delay, c, z_mem) in GENERALISING.items():
+        i = _index(ds, key)
+        others = [v[2] for k, v in GENERALISING.items() if k != key]
+        expected = mem + np.median(others) * delay / c  # by hand: anchor + median c / rate
+        assert float(res.anchor_step[i]) == mem
+        assert float(res.w_anchor[i]) == pytest.approx(z_mem, rel=1e-6)
+        assert float(res.gamma[i]) == pytest.approx(c / delay, rel=1e-3)
+        assert float(res.forecast_step[i]) == pytest.approx(expected, rel=1e-3)
+        assert res.outcome.values[i] == "generalised"
+    assert int(res.n_scored_generalised) == len(GENERALISING)
+    assert float(res.median_abs_relative_error) < 0.1
+
+
+def test_the_logit_clock_refuses_a_store_without_the_logit_scale(tmp_path):
+    path = _logit_store(tmp_path / "old.zarr", with_logit=False)
+    with pytest.raises(ValueError, match="no logit-scale metric 'test_logit_norm_mean'"):
+        forecast(open_runs(path), clock="logit", n_resamples=20)
+    out = CliRunner().invoke(app, ["forecast", path, "--clock", "logit"])
+    assert out.exit_code == 2 and "the logit clock needs a store written by" in out.output
+    bad = CliRunner().invoke(app, ["forecast", path, "--clock", "loss"])
+    assert bad.exit_code == 2 and "clock must be one of" in bad.output

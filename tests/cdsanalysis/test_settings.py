@@ -44,6 +44,7 @@ CHANGED = AnalysisSettings(
     seed=7,
     km_ci_method="linear",
     fraction_ci_method="wilson",
+    logit_scale="test_logit_max_mean",
 )
 
 
@@ -78,6 +79,7 @@ def test_every_field_is_documented_once_with_its_default(cls):
         ("eps_relative", 1.5),
         ("ceiling_accuracy", 0.0),
         ("smoothing", "loess"),
+        ("logit_scale", "param_norm_total"),
         ("smoothing_width", -1.0),
         ("sustain", 0),
         ("surplus_max_delay_ratio", 0.5),

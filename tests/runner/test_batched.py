@@ -32,6 +32,9 @@ METRICS = (
     "test_accuracy",
     "param_norm_total",
     "param_norm",
+    "test_logit_max_mean",
+    "test_logit_norm_mean",
+    "train_softmax_collapse_fraction",
 )
 
 
