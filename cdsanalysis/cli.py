@@ -13,42 +13,26 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import typer
-import xarray as xr
 from rich.console import Console
 
-from cdsanalysis.aggregate import final_accuracy_sentence
-from cdsanalysis.cds_curve import cds_curve
-from cdsanalysis.cds_text import (
-    bracket_cell,
-    bracket_text,
-    cds_summary,
-    curve_cell,
-    curve_text,
-    model_row,
-)
-from cdsanalysis.data_warnings import (
-    DRAWN_SO_FAR,
-    FITTED_NOT_POOLED,
-    HISTOGRAMS_SO_FAR,
-    LEFT_OUT,
-    store_warnings,
-    unfinished_runs,
-)
-from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
-from cdsanalysis.delay_law import DEFAULT_LAW, REASONS, DelayLawSettings, delay_law
-from cdsanalysis.estimators import StepwiseAnalysis
-from cdsanalysis.forecast import (
+# Only light modules at the top (``cds-analyze --help`` must not load xarray, zarr, scipy,
+# statsmodels or matplotlib: tests/cdsanalysis/test_cli.py checks it). Each command imports the
+# analysis modules it uses in its body.
+from cdsanalysis.method_settings import (
+    DEFAULT_BY,
+    DEFAULT_DECAY,
     DEFAULT_FORECAST,
-    NOT_FORECAST,
-    OUTCOMES,
+    DEFAULT_LAW,
+    DEFAULT_METRIC,
+    DEFAULT_THRESHOLDS,
+    DecaySettings,
+    DelayLawSettings,
     ForecastSettings,
-    forecast,
 )
-from cdsanalysis.modelwise import DEFAULT_BY, accuracy_landscape, accuracy_trend, cds_by_model
 from cdsanalysis.notices import (
     WARNINGS_KEY,
     add_warning,
@@ -57,25 +41,20 @@ from cdsanalysis.notices import (
     warnings_of,
 )
 from cdsanalysis.plots.kinds import KINDS
-from cdsanalysis.regimes import classify_runs
-from cdsanalysis.report import (
-    regimes_report,
-    render_regimes_table,
-    settings_lines,
-    time_to_grok_cell,
-)
-from cdsanalysis.settings import DEFAULTS, AnalysisSettings
-from cdsanalysis.stepwise import DEFAULT_METRIC, DEFAULT_THRESHOLDS
-from cdsanalysis.store import open_runs
-from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
-from cdsanalysis.thresholds import Thresholds, resolve_thresholds
-from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
+from cdsanalysis.settings import DEFAULTS, AnalysisSettings, SettingsBase
+from schemas.run_names import resolve_run, shown_id
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True, markup=False, highlight=False)
 
 StoreArg = Annotated[str, typer.Argument(help="path or URL of a run store written by cds-run")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="print JSON instead: {command, settings, warnings, result}"),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="also write the result to this file")]
 
 
@@ -99,46 +78,130 @@ def select_runs(ds: xr.Dataset, where: list[str]) -> xr.Dataset:
     return ds
 
 
-def _emit(text: str, out: Path | None) -> None:
-    print(text)
-    if out is not None:
-        out.write_text(text + "\n")
+# -- output: a text report, or with --json the one JSON envelope -------------------------------
+
+#: The keys of every ``--json`` output, in order (README "JSON output").
+ENVELOPE_KEYS = ("command", "settings", "warnings", "result")
+#: The section of ``settings`` each settings object of a command is echoed under.
+_SECTIONS = {
+    "settings": "analysis",
+    "decay_settings": "decay",
+    "law_settings": "delay_law",
+    "forecast_settings": "forecast",
+}
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a command found: ``text`` is printed, or with ``--json`` the envelope holding
+    ``result`` and ``warnings``; ``exit_code`` != 0 sends the text to stderr and exits with it;
+    ``out`` (a path) also gets what is printed."""
+
+    result: Any
+    text: str
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    exit_code: int = 0
+    out: Path | None = None
+
+
+def _echo(value: Any) -> Any:
+    """An option's value as JSON: settings objects as their fields, paths as text."""
+    if isinstance(value, SettingsBase):
+        return value.to_dict()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_echo(v) for v in value]
+    return value
+
+
+def envelope(command: str, options: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The JSON of every command (:data:`ENVELOPE_KEYS`): the command's name, every option it
+    was called with (``settings``; each settings object as a section of its fields, e.g.
+    ``analysis``, ``decay``), the warnings, and the result."""
+    settings = {_SECTIONS.get(k, k): _echo(v) for k, v in options.items()}
+    return dict(
+        zip(ENVELOPE_KEYS, (command, settings, outcome.warnings, outcome.result), strict=True)
+    )
+
+
+def json_envelope(command: Callable) -> Callable:
+    """Give ``command(**options) -> Outcome`` the ``--json`` option and print its outcome: the
+    text, or :func:`envelope` (the one place the JSON of ``cds-analyze`` is made). The
+    command's name is its function's, without a ``_command`` suffix."""
+    name = command.__name__.removesuffix("_command")
+    signature = _signature(command)
+
+    @functools.wraps(command)
+    def run(as_json: bool = False, **options: Any) -> None:
+        outcome = command(**options)
+        text = json.dumps(envelope(name, options, outcome), indent=2) if as_json else outcome.text
+        print(text, file=sys.stderr if outcome.exit_code and not as_json else sys.stdout)
+        if outcome.out is not None:
+            outcome.out.write_text(text + "\n")
+        if outcome.exit_code:
+            raise typer.Exit(outcome.exit_code)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    as_json = inspect.Parameter("as_json", keyword, default=False, annotation=JsonOpt)
+    return _with_parameters(run, signature, [*signature.parameters.values(), as_json])
+
+
+def _signature(command: Callable, drop: Sequence[str] = ()) -> inspect.Signature:
+    """``command``'s signature without the parameters ``drop`` and without a return
+    annotation, the annotations of the others evaluated (those dropped may name modules
+    imported only for type checking, such as ``xr.Dataset``)."""
+    signature = inspect.signature(command)
+    namespace = getattr(inspect.unwrap(command), "__globals__", {})
+    params = [
+        p.replace(annotation=eval(p.annotation, namespace))  # noqa: S307 (our own annotations)
+        if isinstance(p.annotation, str)
+        else p
+        for p in signature.parameters.values()
+        if p.name not in drop
+    ]
+    return signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
+def _with_parameters(
+    run: Callable, signature: inspect.Signature, parameters: list[inspect.Parameter]
+) -> Callable:
+    """``run`` (a wrapper) presented to typer with ``parameters``: its signature and its
+    annotations (typer reads both; those copied by ``functools.wraps`` are the wrapped
+    function's)."""
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
 
 
 @app.command()
+@json_envelope
 def validate(
     store: StoreArg,
     deep: Annotated[
         bool, typer.Option("--deep", help="also read every metric to check NaN conventions")
     ] = False,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Outcome:
     """Check a store against its schema; exit 1 naming every problem found."""
+    from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
+
     try:
         attrs = validate_store(store, deep=deep)
     except StoreValidationError as exc:
-        if as_json:
-            print(json.dumps({"store": store, "valid": False, "problems": exc.problems}))
-        else:
-            err.print(str(exc), highlight=False)
-        raise typer.Exit(1) from None
+        result = {"store": store, "valid": False, "problems": exc.problems}
+        return Outcome(result, str(exc), exit_code=1)
     failures = run_failures(store)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "store": store,
-                    "valid": True,
-                    "schema_version": attrs["schema_version"],
-                    "failed_runs": failures,
-                }
-            )
-        )
-        return
-    print(f"{store}: valid cds run store (schema v{attrs['schema_version']})")
+    result = {
+        "store": store,
+        "valid": True,
+        "schema_version": attrs["schema_version"],
+        "failed_runs": failures,
+    }
+    lines = [f"{store}: valid cds run store (schema v{attrs['schema_version']})"]
     for run in failures:
         why = run["failure"].rstrip() or "(no reason recorded: written before cds kept it)"
-        print(f"\nrun {run['index']} ({run['run']}) {run['status']}:\n{why}")
+        lines.append(f"\nrun {shown_id(run['run'])} (index {run['index']}) {run['status']}:\n{why}")
+    return Outcome(result, "\n".join(lines))
 
 
 # -- the settings as options ---------------------------------------------------------------
@@ -214,7 +277,7 @@ def settings_options(cls: type, names: Sequence[str], param: str = "settings") -
         )
 
     def wrap(command: Callable) -> Callable:
-        signature = inspect.signature(command, eval_str=True)
+        signature = _signature(command)
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
@@ -225,10 +288,7 @@ def settings_options(cls: type, names: Sequence[str], param: str = "settings") -
             return command(**kwargs, **{param: built})
 
         kept = [p for p in signature.parameters.values() if p.name != param]
-        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*kept, *(option(name) for name in names)]
-        )
-        return run
+        return _with_parameters(run, signature, [*kept, *(option(name) for name in names)])
 
     return wrap
 
@@ -241,61 +301,73 @@ ONE_CONFIGURATION = "\n(select one configuration with --where KEY=VALUE)"
 
 
 def _open(store: str, where: list[str] | None) -> xr.Dataset:
+    from cdsanalysis.store import open_runs
+    from cdsanalysis.validate import StoreValidationError
+
     try:
         return select_runs(open_runs(store), where or [])
     except StoreValidationError as exc:
         raise _fail(str(exc)) from None
 
 
+#: How an option that names a run reads its value (:mod:`schemas.run_names`).
+RUN_HELP = "its run id or a unique id prefix (a run index is still accepted)"
+
+
+def _run_index(ds: xr.Dataset, text: str) -> int:
+    """The position in ``ds`` of the run ``text`` names (:data:`RUN_HELP`); exit 2 if none."""
+    try:
+        return resolve_run(text, ds["run"].values)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
 def analysis_command(hint: str = "") -> Callable:
     """Make ``command(ds, [store], **options) -> (json_value, text)`` a command on a store:
-    it adds the store argument and the ``--where``, ``--json`` and ``--out`` options, opens
-    and selects the runs, prints (and writes) the JSON or the text, and exits 2 with the
+    it adds the store argument and the ``--where``, ``--json`` (:func:`json_envelope`) and
+    ``--out`` options, opens and selects the runs, prints (and writes) the text or the JSON
+    envelope (a dict result's ``warnings`` move to the envelope's), and exits 2 with the
     message (and ``hint``) of a :class:`ValueError`."""
 
     def wrap(command: Callable) -> Callable:
-        signature = inspect.signature(command, eval_str=True)
-        wants_store = "store" in signature.parameters
+        signature = _signature(command, drop=("ds", "store"))
+        wants_store = "store" in inspect.signature(command).parameters
 
         @functools.wraps(command)
         def run(
-            store: str,
-            where: list[str] | None = None,
-            as_json: bool = False,
-            out: Path | None = None,
-            **options: Any,
-        ) -> None:
+            store: str, where: list[str] | None = None, out: Path | None = None, **options: Any
+        ) -> Outcome:
             ds = _open(store, where)
             try:
                 data, text = command(ds, **options, **({"store": store} if wants_store else {}))
             except ValueError as exc:
                 raise _fail(f"{exc}{hint}") from None
-            _emit(json.dumps(data, indent=2) if as_json else text, out)
+            found = data.pop(WARNINGS_KEY, []) if isinstance(data, dict) else []
+            return Outcome(data, text, warnings=found, out=out)
 
-        own = [p for name, p in signature.parameters.items() if name not in ("ds", "store")]
         keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[
-                inspect.Parameter("store", keyword, annotation=StoreArg),
-                *own,
-                inspect.Parameter("where", keyword, default=None, annotation=WhereOpt),
-                inspect.Parameter("as_json", keyword, default=False, annotation=JsonOpt),
-                inspect.Parameter("out", keyword, default=None, annotation=OutOpt),
-            ],
-            return_annotation=None,
-        )
-        return run
+        parameters = [
+            inspect.Parameter("store", keyword, annotation=StoreArg),
+            *signature.parameters.values(),
+            inspect.Parameter("where", keyword, default=None, annotation=WhereOpt),
+            inspect.Parameter("out", keyword, default=None, annotation=OutOpt),
+        ]
+        return json_envelope(_with_parameters(run, signature, parameters))
 
     return wrap
 
 
 def _settings_text(attrs: dict[str, Any]) -> str:
     """The settings a result echoes in its ``attrs``, as the last lines of a text report."""
+    from cdsanalysis.report import settings_lines
+
     return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
 
 
 def _thresholds_text(attrs: dict[str, Any]) -> str:
     """``Thresholds: eps = ...`` and ``Final test accuracy: ...`` lines of a result's attrs."""
+    from cdsanalysis.aggregate import final_accuracy_sentence
+
     lines = []
     if isinstance(attrs.get("thresholds_text"), str):
         lines.append(f"Thresholds: {attrs['thresholds_text']}")
@@ -311,6 +383,8 @@ def _warnings_text(attrs: dict[str, Any]) -> str:
 
 def _with_notes(data: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
     """A JSON result with its ``warnings`` (and resolved thresholds) at the top level."""
+    from cdsanalysis.thresholds import Thresholds
+
     thresholds = Thresholds.from_attrs(attrs)
     if thresholds is not None:
         data["thresholds"] = thresholds.to_dict()
@@ -323,6 +397,8 @@ def _with_notes(data: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
 @analysis_command(hint=ONE_CONFIGURATION)
 def regimes(ds: xr.Dataset, store: str, settings: AnalysisSettings = DEFAULTS) -> tuple[Any, str]:
     """Regime of every data size, with memorisation/generalisation steps and the CDS."""
+    from cdsanalysis.report import regimes_report, render_regimes_table
+
     report = regimes_report(ds, settings)
     report["store"]["location"] = store
     return report, render_regimes_table(report)
@@ -340,6 +416,18 @@ def cds(
 ) -> tuple[Any, str]:
     """CDS as a grid bracket and as a local curve estimate with its interval; censored outside
     the tested sizes."""
+    from cdsanalysis.cds_curve import cds_curve
+    from cdsanalysis.cds_text import (
+        bracket_cell,
+        bracket_text,
+        cds_summary,
+        curve_cell,
+        curve_text,
+        model_row,
+    )
+    from cdsanalysis.modelwise import cds_by_model
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
     data = _with_notes(
         dataset_to_json(result.drop_dims("size_grid", errors="ignore")), result.attrs
@@ -405,6 +493,11 @@ def decay(
 ) -> tuple[Any, str]:
     """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation;
     with --law, the delay law T_gen - T_mem = a + b log(w_mem / w_gen) / gamma across runs."""
+    from cdsanalysis.data_warnings import FITTED_NOT_POOLED, store_warnings
+    from cdsanalysis.decay import fit_decay
+    from cdsanalysis.report import settings_lines
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     if law:
         return _delay_law_report(ds, settings, decay_settings, law_settings)
     res = fit_decay(ds, settings, decay_settings)
@@ -419,7 +512,7 @@ def decay(
         seed_i = res["seed"].values[i] if "seed" in res.coords else "-"
         rows.append(
             [
-                str(res["run"].values[i])[:8],
+                shown_id(res["run"].values[i]),
                 fmt(size),
                 fmt(seed_i),
                 f"{fmt(res['window_start_step'].values[i])}-{fmt(res['window_end_step'].values[i])}",
@@ -475,6 +568,10 @@ def forecast_command(
 ) -> tuple[Any, str]:
     """Forecast each run's generalisation step from its memorisation step, its norm and a w*
     learned from other runs (not circular); score the forecasts against the observed steps."""
+    from cdsanalysis.forecast import NOT_FORECAST, OUTCOMES, forecast
+    from cdsanalysis.report import settings_lines
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     res = forecast(ds, settings, forecast_settings)
     fs = forecast_settings
     conf = f"{settings.confidence:.0%}"
@@ -486,7 +583,7 @@ def forecast_command(
         rel = res["relative_error"].values[i]
         rows.append(
             [
-                str(res["run"].values[i])[:8],
+                shown_id(res["run"].values[i]),
                 fmt(size),
                 fmt(seed_i),
                 fmt(res["memorisation_step"].values[i]),
@@ -555,6 +652,10 @@ def _delay_law_report(
     law_settings: DelayLawSettings,
 ) -> tuple[Any, str]:
     """``decay --law``: the delay-law regression as JSON and as text."""
+    from cdsanalysis.delay_law import REASONS, delay_law
+    from cdsanalysis.report import settings_lines
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     fitted_gamma = law_settings.gamma_source == "fitted"
     res = delay_law(ds, settings, law_settings, decay_settings if fitted_gamma else None)
     conf = f"{settings.confidence:.0%}"
@@ -562,7 +663,7 @@ def _delay_law_report(
     for i in range(res.sizes["run"]):
         rows.append(
             [
-                str(res["run"].values[i])[:8],
+                shown_id(res["run"].values[i]),
                 *(
                     fmt(res[name].values[i])
                     for name in ("memorisation_step", "generalisation_step", "delay_steps")
@@ -627,6 +728,10 @@ def stepwise(
     settings: AnalysisSettings = DEFAULTS,
 ) -> tuple[Any, str]:
     """First step reaching each threshold: median [min-max] (reached/runs) per data size."""
+    from cdsanalysis.data_warnings import store_warnings
+    from cdsanalysis.estimators import StepwiseAnalysis
+    from cdsanalysis.tables import dataset_to_json, fmt, render_table
+
     params = settings.to_dict()
     est = StepwiseAnalysis(thresholds=_thresholds(thresholds), metric=metric, **params).fit(ds)
     by_size = est.by_size_
@@ -669,6 +774,7 @@ def stepwise(
 
 def _km_cell(by_size: xr.Dataset, i: int, j: int) -> str:
     """A Kaplan-Meier cell of the step-wise table (see :func:`time_to_grok_cell`)."""
+    from cdsanalysis.report import time_to_grok_cell
 
     def get(name: str) -> Any:
         return by_size[f"km_{name}"].values[i, j].item()
@@ -694,23 +800,31 @@ def _chance_line(attrs: dict[str, Any]) -> str:
 @app.command()
 @settings_options(DelayLawSettings, DelayLawSettings.field_names(), param="law_settings")
 @settings_options(AnalysisSettings, AnalysisSettings.field_names())
+@json_envelope
 def plot(
     store: StoreArg,
     kind: Annotated[str, typer.Option(help=f"one of {', '.join(KINDS)}")],
     out: Annotated[Path, typer.Option("--out", help="output path stem: writes STEM.png, STEM.pdf")],
     by: Annotated[str, typer.Option(help="model coordinate for landscape / trend")] = DEFAULT_BY,
     group: Annotated[str, typer.Option(help="histogram group")] = "embedding",
-    run: Annotated[int, typer.Option(help="run index for --kind histogram")] = 0,
+    run: Annotated[str, typer.Option(help=f"run for --kind histogram: {RUN_HELP}")] = "0",
     where: WhereOpt = None,
-    as_json: JsonOpt = False,
     settings: AnalysisSettings = DEFAULTS,
     law_settings: DelayLawSettings = DEFAULT_LAW,
-) -> None:
+) -> Outcome:
     """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram, cds,
     survival or delay_law."""
+    from cdsanalysis.cds_curve import cds_curve
+    from cdsanalysis.delay_law import delay_law
+    from cdsanalysis.estimators import StepwiseAnalysis
+    from cdsanalysis.modelwise import accuracy_landscape, accuracy_trend, cds_by_model
+    from cdsanalysis.regimes import classify_runs
+    from cdsanalysis.thresholds import resolve_thresholds
+
     if kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
+    index = _run_index(ds, run) if kind == "histogram" else 0
     try:
         # The thresholds, resolved once (and reported): the figures draw the absolute eps.
         thresholds = resolve_thresholds(ds, settings)
@@ -730,7 +844,7 @@ def plot(
     from cdsanalysis.plots.common import annotate_warnings, save_figure
 
     try:
-        warnings = _figure_warnings(ds, kind, run, settings)
+        warnings = _figure_warnings(ds, kind, index, settings)
         if kind == "stepwise":
             by_size = StepwiseAnalysis(**settings.to_dict()).fit(ds).by_size_
             fig = p_step.plot_stepwise(by_size)
@@ -744,7 +858,7 @@ def plot(
         elif kind == "trend":
             fig = p_trend.plot_trend(accuracy_trend(ds, by, settings))
         elif kind == "histogram":
-            fig = p_hist.plot_histogram(ds, group, run)
+            fig = p_hist.plot_histogram(ds, group, index)
         elif kind == "survival":
             fig = p_surv.plot_survival(classify_runs(ds, settings), settings)
         elif kind == "delay_law":
@@ -759,14 +873,20 @@ def plot(
         raise _fail(str(exc)) from None
     annotate_warnings(fig, warnings)
     paths = [str(p) for p in save_figure(fig, out)]
-    if as_json:
-        print(json.dumps({"kind": kind, "files": paths, WARNINGS_KEY: warnings}))
-    else:
-        print("\n".join([*paths, *warning_lines(warnings)]))
+    text = "\n".join([*paths, *warning_lines(warnings)])
+    return Outcome({"kind": kind, "files": paths}, text, warnings=warnings)
 
 
 def _figure_warnings(ds: xr.Dataset, kind: str, run: int, settings: AnalysisSettings) -> list[str]:
     """What weakens the figure of ``kind`` (:mod:`cdsanalysis.data_warnings`)."""
+    from cdsanalysis.data_warnings import (
+        DRAWN_SO_FAR,
+        HISTOGRAMS_SO_FAR,
+        LEFT_OUT,
+        store_warnings,
+        unfinished_runs,
+    )
+
     if kind == "histogram":  # one run's weights: only whether that run is finished matters
         if not 0 <= run < ds.sizes["run"]:
             return []  # plot_histogram names the bad index

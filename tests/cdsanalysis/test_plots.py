@@ -80,7 +80,7 @@ def test_each_figure_kind_renders(runner_store, tmp_path, kind):
         *OPTIONS[kind],
         *common,
     )
-    files = json.loads(out.stdout)["files"]
+    files = json.loads(out.stdout)["result"]["files"]
     assert files == [str(stem) + ".png", str(stem) + ".pdf"]
     png, pdf = (Path(f).read_bytes() for f in files)
     assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -64,9 +64,9 @@ def test_a_failed_run_keeps_its_full_traceback_in_the_store_the_log_and_validate
     # cds-analyze validate shows it, as text and JSON; the store itself is valid.
     shown = _analyze("validate", str(store))
     assert shown.returncode == 0, shown.stderr
-    assert f"({warm_id}) failed:" in shown.stdout
+    assert f"run {warm_id} (index " in shown.stdout and ") failed:" in shown.stdout
     assert "Traceback (most recent call last)" in shown.stdout
-    as_json = json.loads(_analyze("validate", str(store), "--json").stdout)
+    as_json = json.loads(_analyze("validate", str(store), "--json").stdout)["result"]
     assert [r["run"] for r in as_json["failed_runs"]] == [warm_id]
     assert as_json["failed_runs"][0]["failure"] == text
 
