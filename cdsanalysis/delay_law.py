@@ -72,7 +72,7 @@ from cdsanalysis.decay import DecaySettings, fit_decay
 from cdsanalysis.method_settings import DEFAULT_LAW, DelayLawSettings  # noqa: F401 (re-exported)
 from cdsanalysis.notices import add_warning
 from cdsanalysis.regimes import classify_runs
-from cdsanalysis.settings import SIZE_COORDS, AnalysisSettings
+from cdsanalysis.settings import SIZE_MEASURES, AnalysisSettings
 from cdsanalysis.thresholds import Thresholds, resolve_thresholds
 
 #: Why a run is left out of the fit, in the order reports list them ("" = fitted).
@@ -405,7 +405,7 @@ def colour_field(res: xr.Dataset, size_coord: str = "n_samples") -> str | None:
         if (
             coord.dims != ("run",)
             or name in _REPLICATE_COORDS
-            or (name in SIZE_COORDS and name != size_coord)
+            or (name in SIZE_MEASURES and name != size_coord)
             or schemas.role_of(str(name), version) != "run_config"
         ):
             continue
