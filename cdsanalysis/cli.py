@@ -660,10 +660,12 @@ def _delay_law_report(
     res = delay_law(ds, settings, law_settings, decay_settings if fitted_gamma else None)
     conf = f"{settings.confidence:.0%}"
     rows = []
+    coords = [c for c in (settings.size_coord, "seed") if c in res.coords]  # beside the id
     for i in range(res.sizes["run"]):
         rows.append(
             [
                 shown_id(res["run"].values[i]),
+                *(fmt(res[c].values[i]) for c in coords),
                 *(
                     fmt(res[name].values[i])
                     for name in ("memorisation_step", "generalisation_step", "delay_steps")
@@ -675,7 +677,8 @@ def _delay_law_report(
                 str(res["left_out_reason"].values[i]) or "fitted",
             ]
         )
-    headers = ["run", "T_mem", "T_gen", "delay", "w_mem", "w_gen", "gamma /step", "x", "fit"]
+    headers = ["run", *coords, "T_mem", "T_gen", "delay", "w_mem", "w_gen", "gamma /step", "x"]
+    headers.append("fit")
     gamma_text = {
         "lr_wd": "lr * weight_decay of each run's optimiser",
         "fitted": "each run's fitted decay rate (fit_decay)",

@@ -100,7 +100,7 @@ def test_a_diverged_run_says_which_loss_at_which_step(tiny_grid, run_cli, tmp_pa
     assert f"diverged: training loss {loss} at step {at}" in text
     assert ds.failure.values[0] == ""
     shown = _analyze("validate", str(store))
-    assert f"run 1 ({ds.run.values[1]}) diverged:" in shown.stdout
+    assert f"run {ds.run.values[1]} (index 1) diverged:" in shown.stdout
 
 
 def test_a_store_written_before_failures_were_kept_still_reads_and_takes_them(
