@@ -46,7 +46,7 @@ import xarray as xr
 
 import schemas
 from cdsanalysis.aggregate import at_precision, final_test_accuracy
-from cdsanalysis.settings import DEFAULTS, SIZE_COORDS, AnalysisSettings
+from cdsanalysis.settings import DEFAULTS, SIZE_COORDS, SIZE_MEASURES, AnalysisSettings
 
 if TYPE_CHECKING:  # (cdsanalysis.thresholds imports this module)
     from cdsanalysis.thresholds import Thresholds
@@ -182,7 +182,7 @@ def check_single_configuration(
     for name, coord in ds.coords.items():
         if coord.dims != ("run",) or name in _NON_CONFIG_COORDS or name in allow_varying:
             continue
-        if name in SIZE_COORDS:
+        if name in SIZE_MEASURES:
             continue
         if len(set(as_strings(coord.values))) > 1:
             varying.append(str(name))

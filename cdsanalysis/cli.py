@@ -13,38 +13,26 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import typer
-import xarray as xr
 from rich.console import Console
 
-from cdsanalysis.aggregate import final_accuracy_sentence
-from cdsanalysis.cds_curve import cds_curve
-from cdsanalysis.cds_text import (
-    bracket_cell,
-    bracket_text,
-    cds_summary,
-    curve_cell,
-    curve_text,
-    model_row,
-)
-from cdsanalysis.data_warnings import (
-    FITTED_NOT_POOLED,
-    store_warnings,
-)
-from cdsanalysis.decay import DEFAULT_DECAY, DecaySettings, fit_decay
-from cdsanalysis.delay_law import DEFAULT_LAW, REASONS, DelayLawSettings, delay_law
-from cdsanalysis.estimators import StepwiseAnalysis
-from cdsanalysis.forecast import (
+# Only light modules at the top (``cds-analyze --help`` must not load xarray, zarr, scipy,
+# statsmodels or matplotlib: tests/cdsanalysis/test_cli.py checks it). Each command imports the
+# analysis modules it uses in its body.
+from cdsanalysis.method_settings import (
+    DEFAULT_BY,
+    DEFAULT_DECAY,
     DEFAULT_FORECAST,
-    NOT_FORECAST,
-    OUTCOMES,
+    DEFAULT_LAW,
+    DEFAULT_METRIC,
+    DEFAULT_THRESHOLDS,
+    DecaySettings,
+    DelayLawSettings,
     ForecastSettings,
-    forecast,
 )
-from cdsanalysis.modelwise import DEFAULT_BY, cds_by_model
 from cdsanalysis.notices import (
     WARNINGS_KEY,
     add_warning,
@@ -52,24 +40,20 @@ from cdsanalysis.notices import (
     warnings_of,
 )
 from cdsanalysis.plots.kinds import KINDS
-from cdsanalysis.report import (
-    regimes_report,
-    render_regimes_table,
-    settings_lines,
-    time_to_grok_cell,
-)
-from cdsanalysis.settings import DEFAULTS, AnalysisSettings
-from cdsanalysis.stepwise import DEFAULT_METRIC, DEFAULT_THRESHOLDS
-from cdsanalysis.store import open_runs
-from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
-from cdsanalysis.thresholds import Thresholds, resolve_thresholds
-from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
+from cdsanalysis.settings import DEFAULTS, AnalysisSettings, SettingsBase
+from schemas.run_names import resolve_run, shown_id
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True, markup=False, highlight=False)
 
 StoreArg = Annotated[str, typer.Argument(help="path or URL of a run store written by cds-run")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="print JSON instead: {command, settings, warnings, result}"),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="also write the result to this file")]
 
 
@@ -93,46 +77,130 @@ def select_runs(ds: xr.Dataset, where: list[str]) -> xr.Dataset:
     return ds
 
 
-def _emit(text: str, out: Path | None) -> None:
-    print(text)
-    if out is not None:
-        out.write_text(text + "\n")
+# -- output: a text report, or with --json the one JSON envelope -------------------------------
+
+#: The keys of every ``--json`` output, in order (README "JSON output").
+ENVELOPE_KEYS = ("command", "settings", "warnings", "result")
+#: The section of ``settings`` each settings object of a command is echoed under.
+_SECTIONS = {
+    "settings": "analysis",
+    "decay_settings": "decay",
+    "law_settings": "delay_law",
+    "forecast_settings": "forecast",
+}
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a command found: ``text`` is printed, or with ``--json`` the envelope holding
+    ``result`` and ``warnings``; ``exit_code`` != 0 sends the text to stderr and exits with it;
+    ``out`` (a path) also gets what is printed."""
+
+    result: Any
+    text: str
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    exit_code: int = 0
+    out: Path | None = None
+
+
+def _echo(value: Any) -> Any:
+    """An option's value as JSON: settings objects as their fields, paths as text."""
+    if isinstance(value, SettingsBase):
+        return value.to_dict()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_echo(v) for v in value]
+    return value
+
+
+def envelope(command: str, options: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The JSON of every command (:data:`ENVELOPE_KEYS`): the command's name, every option it
+    was called with (``settings``; each settings object as a section of its fields, e.g.
+    ``analysis``, ``decay``), the warnings, and the result."""
+    settings = {_SECTIONS.get(k, k): _echo(v) for k, v in options.items()}
+    return dict(
+        zip(ENVELOPE_KEYS, (command, settings, outcome.warnings, outcome.result), strict=True)
+    )
+
+
+def json_envelope(command: Callable) -> Callable:
+    """Give ``command(**options) -> Outcome`` the ``--json`` option and print its outcome: the
+    text, or :func:`envelope` (the one place the JSON of ``cds-analyze`` is made). The
+    command's name is its function's, without a ``_command`` suffix."""
+    name = command.__name__.removesuffix("_command")
+    signature = _signature(command)
+
+    @functools.wraps(command)
+    def run(as_json: bool = False, **options: Any) -> None:
+        outcome = command(**options)
+        text = json.dumps(envelope(name, options, outcome), indent=2) if as_json else outcome.text
+        print(text, file=sys.stderr if outcome.exit_code and not as_json else sys.stdout)
+        if outcome.out is not None:
+            outcome.out.write_text(text + "\n")
+        if outcome.exit_code:
+            raise typer.Exit(outcome.exit_code)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    as_json = inspect.Parameter("as_json", keyword, default=False, annotation=JsonOpt)
+    return _with_parameters(run, signature, [*signature.parameters.values(), as_json])
+
+
+def _signature(command: Callable, drop: Sequence[str] = ()) -> inspect.Signature:
+    """``command``'s signature without the parameters ``drop`` and without a return
+    annotation, the annotations of the others evaluated (those dropped may name modules
+    imported only for type checking, such as ``xr.Dataset``)."""
+    signature = inspect.signature(command)
+    namespace = getattr(inspect.unwrap(command), "__globals__", {})
+    params = [
+        p.replace(annotation=eval(p.annotation, namespace))  # noqa: S307 (our own annotations)
+        if isinstance(p.annotation, str)
+        else p
+        for p in signature.parameters.values()
+        if p.name not in drop
+    ]
+    return signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
+def _with_parameters(
+    run: Callable, signature: inspect.Signature, parameters: list[inspect.Parameter]
+) -> Callable:
+    """``run`` (a wrapper) presented to typer with ``parameters``: its signature and its
+    annotations (typer reads both; those copied by ``functools.wraps`` are the wrapped
+    function's)."""
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
 
 
 @app.command()
+@json_envelope
 def validate(
     store: StoreArg,
     deep: Annotated[
         bool, typer.Option("--deep", help="also read every metric to check NaN conventions")
     ] = False,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Outcome:
     """Check a store against its schema; exit 1 naming every problem found."""
+    from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
+
     try:
         attrs = validate_store(store, deep=deep)
     except StoreValidationError as exc:
-        if as_json:
-            print(json.dumps({"store": store, "valid": False, "problems": exc.problems}))
-        else:
-            err.print(str(exc), highlight=False)
-        raise typer.Exit(1) from None
+        result = {"store": store, "valid": False, "problems": exc.problems}
+        return Outcome(result, str(exc), exit_code=1)
     failures = run_failures(store)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "store": store,
-                    "valid": True,
-                    "schema_version": attrs["schema_version"],
-                    "failed_runs": failures,
-                }
-            )
-        )
-        return
-    print(f"{store}: valid cds run store (schema v{attrs['schema_version']})")
+    result = {
+        "store": store,
+        "valid": True,
+        "schema_version": attrs["schema_version"],
+        "failed_runs": failures,
+    }
+    lines = [f"{store}: valid cds run store (schema v{attrs['schema_version']})"]
     for run in failures:
         why = run["failure"].rstrip() or "(no reason recorded: written before cds kept it)"
-        print(f"\nrun {run['index']} ({run['run']}) {run['status']}:\n{why}")
+        lines.append(f"\nrun {shown_id(run['run'])} (index {run['index']}) {run['status']}:\n{why}")
+    return Outcome(result, "\n".join(lines))
 
 
 # -- the settings as options ---------------------------------------------------------------
@@ -210,7 +278,7 @@ def settings_options(cls: type, names: Sequence[str], param: str = "settings") -
         )
 
     def wrap(command: Callable) -> Callable:
-        signature = inspect.signature(command, eval_str=True)
+        signature = _signature(command)
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
@@ -221,10 +289,7 @@ def settings_options(cls: type, names: Sequence[str], param: str = "settings") -
             return command(**kwargs, **{param: built})
 
         kept = [p for p in signature.parameters.values() if p.name != param]
-        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*kept, *(option(name) for name in names)]
-        )
-        return run
+        return _with_parameters(run, signature, [*kept, *(option(name) for name in names)])
 
     return wrap
 
@@ -237,61 +302,73 @@ ONE_CONFIGURATION = "\n(select one configuration with --where KEY=VALUE)"
 
 
 def _open(store: str, where: list[str] | None) -> xr.Dataset:
+    from cdsanalysis.store import open_runs
+    from cdsanalysis.validate import StoreValidationError
+
     try:
         return select_runs(open_runs(store), where or [])
     except StoreValidationError as exc:
         raise _fail(str(exc)) from None
 
 
+#: How an option that names a run reads its value (:mod:`schemas.run_names`).
+RUN_HELP = "its run id or a unique id prefix (a run index is still accepted)"
+
+
+def _run_index(ds: xr.Dataset, text: str) -> int:
+    """The position in ``ds`` of the run ``text`` names (:data:`RUN_HELP`); exit 2 if none."""
+    try:
+        return resolve_run(text, ds["run"].values)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
 def analysis_command(hint: str = "") -> Callable:
     """Make ``command(ds, [store], **options) -> (json_value, text)`` a command on a store:
-    it adds the store argument and the ``--where``, ``--json`` and ``--out`` options, opens
-    and selects the runs, prints (and writes) the JSON or the text, and exits 2 with the
+    it adds the store argument and the ``--where``, ``--json`` (:func:`json_envelope`) and
+    ``--out`` options, opens and selects the runs, prints (and writes) the text or the JSON
+    envelope (a dict result's ``warnings`` move to the envelope's), and exits 2 with the
     message (and ``hint``) of a :class:`ValueError`."""
 
     def wrap(command: Callable) -> Callable:
-        signature = inspect.signature(command, eval_str=True)
-        wants_store = "store" in signature.parameters
+        signature = _signature(command, drop=("ds", "store"))
+        wants_store = "store" in inspect.signature(command).parameters
 
         @functools.wraps(command)
         def run(
-            store: str,
-            where: list[str] | None = None,
-            as_json: bool = False,
-            out: Path | None = None,
-            **options: Any,
-        ) -> None:
+            store: str, where: list[str] | None = None, out: Path | None = None, **options: Any
+        ) -> Outcome:
             ds = _open(store, where)
             try:
                 data, text = command(ds, **options, **({"store": store} if wants_store else {}))
             except ValueError as exc:
                 raise _fail(f"{exc}{hint}") from None
-            _emit(json.dumps(data, indent=2) if as_json else text, out)
+            found = data.pop(WARNINGS_KEY, []) if isinstance(data, dict) else []
+            return Outcome(data, text, warnings=found, out=out)
 
-        own = [p for name, p in signature.parameters.items() if name not in ("ds", "store")]
         keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[
-                inspect.Parameter("store", keyword, annotation=StoreArg),
-                *own,
-                inspect.Parameter("where", keyword, default=None, annotation=WhereOpt),
-                inspect.Parameter("as_json", keyword, default=False, annotation=JsonOpt),
-                inspect.Parameter("out", keyword, default=None, annotation=OutOpt),
-            ],
-            return_annotation=None,
-        )
-        return run
+        parameters = [
+            inspect.Parameter("store", keyword, annotation=StoreArg),
+            *signature.parameters.values(),
+            inspect.Parameter("where", keyword, default=None, annotation=WhereOpt),
+            inspect.Parameter("out", keyword, default=None, annotation=OutOpt),
+        ]
+        return json_envelope(_with_parameters(run, signature, parameters))
 
     return wrap
 
 
 def _settings_text(attrs: dict[str, Any]) -> str:
     """The settings a result echoes in its ``attrs``, as the last lines of a text report."""
+    from cdsanalysis.report import settings_lines
+
     return "\n".join(settings_lines(AnalysisSettings.from_attrs(attrs).to_dict()))
 
 
 def _thresholds_text(attrs: dict[str, Any]) -> str:
     """``Thresholds: eps = ...`` and ``Final test accuracy: ...`` lines of a result's attrs."""
+    from cdsanalysis.aggregate import final_accuracy_sentence
+
     lines = []
     if isinstance(attrs.get("thresholds_text"), str):
         lines.append(f"Thresholds: {attrs['thresholds_text']}")
@@ -307,6 +384,8 @@ def _warnings_text(attrs: dict[str, Any]) -> str:
 
 def _with_notes(data: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
     """A JSON result with its ``warnings`` (and resolved thresholds) at the top level."""
+    from cdsanalysis.thresholds import Thresholds
+
     thresholds = Thresholds.from_attrs(attrs)
     if thresholds is not None:
         data["thresholds"] = thresholds.to_dict()
@@ -319,6 +398,8 @@ def _with_notes(data: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
 @analysis_command(hint=ONE_CONFIGURATION)
 def regimes(ds: xr.Dataset, store: str, settings: AnalysisSettings = DEFAULTS) -> tuple[Any, str]:
     """Regime of every data size, with memorisation/generalisation steps and the CDS."""
+    from cdsanalysis.report import regimes_report, render_regimes_table
+
     report = regimes_report(ds, settings)
     report["store"]["location"] = store
     return report, render_regimes_table(report)
@@ -336,6 +417,18 @@ def cds(
 ) -> tuple[Any, str]:
     """CDS as a grid bracket and as a local curve estimate with its interval; censored outside
     the tested sizes."""
+    from cdsanalysis.cds_curve import cds_curve
+    from cdsanalysis.cds_text import (
+        bracket_cell,
+        bracket_text,
+        cds_summary,
+        curve_cell,
+        curve_text,
+        model_row,
+    )
+    from cdsanalysis.modelwise import cds_by_model
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     result = cds_by_model(ds, by, settings) if by else cds_curve(ds, settings)
     data = _with_notes(
         dataset_to_json(result.drop_dims("size_grid", errors="ignore")), result.attrs
@@ -401,6 +494,11 @@ def decay(
 ) -> tuple[Any, str]:
     """Fit ||w(t)|| = w0 exp(-gamma t) per run: gamma, gamma/(lr*wd), predicted generalisation;
     with --law, the delay law T_gen - T_mem = a + b log(w_mem / w_gen) / gamma across runs."""
+    from cdsanalysis.data_warnings import FITTED_NOT_POOLED, store_warnings
+    from cdsanalysis.decay import fit_decay
+    from cdsanalysis.report import settings_lines
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     if law:
         return _delay_law_report(ds, settings, decay_settings, law_settings)
     res = fit_decay(ds, settings, decay_settings)
@@ -415,7 +513,7 @@ def decay(
         seed_i = res["seed"].values[i] if "seed" in res.coords else "-"
         rows.append(
             [
-                str(res["run"].values[i])[:8],
+                shown_id(res["run"].values[i]),
                 fmt(size),
                 fmt(seed_i),
                 f"{fmt(res['window_start_step'].values[i])}-{fmt(res['window_end_step'].values[i])}",
@@ -471,6 +569,10 @@ def forecast_command(
 ) -> tuple[Any, str]:
     """Forecast each run's generalisation step from its memorisation step, its norm and a w*
     learned from other runs (not circular); score the forecasts against the observed steps."""
+    from cdsanalysis.forecast import NOT_FORECAST, OUTCOMES, forecast
+    from cdsanalysis.report import settings_lines
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     res = forecast(ds, settings, forecast_settings)
     fs = forecast_settings
     conf = f"{settings.confidence:.0%}"
@@ -482,7 +584,7 @@ def forecast_command(
         rel = res["relative_error"].values[i]
         rows.append(
             [
-                str(res["run"].values[i])[:8],
+                shown_id(res["run"].values[i]),
                 fmt(size),
                 fmt(seed_i),
                 fmt(res["memorisation_step"].values[i]),
@@ -552,14 +654,20 @@ def _delay_law_report(
     law_settings: DelayLawSettings,
 ) -> tuple[Any, str]:
     """``decay --law``: the delay-law regression as JSON and as text."""
+    from cdsanalysis.delay_law import REASONS, delay_law
+    from cdsanalysis.report import settings_lines
+    from cdsanalysis.tables import dataset_to_json, fmt, interval, render_table
+
     fitted_gamma = law_settings.gamma_source == "fitted"
     res = delay_law(ds, settings, law_settings, decay_settings if fitted_gamma else None)
     conf = f"{settings.confidence:.0%}"
     rows = []
+    coords = [c for c in (settings.size_coord, "seed") if c in res.coords]  # beside the id
     for i in range(res.sizes["run"]):
         rows.append(
             [
-                str(res["run"].values[i])[:8],
+                shown_id(res["run"].values[i]),
+                *(fmt(res[c].values[i]) for c in coords),
                 *(
                     fmt(res[name].values[i])
                     for name in ("memorisation_step", "generalisation_step", "delay_steps")
@@ -571,7 +679,8 @@ def _delay_law_report(
                 str(res["left_out_reason"].values[i]) or "fitted",
             ]
         )
-    headers = ["run", "T_mem", "T_gen", "delay", "w_mem", "w_gen", "gamma /step", "x", "fit"]
+    headers = ["run", *coords, "T_mem", "T_gen", "delay", "w_mem", "w_gen", "gamma /step", "x"]
+    headers.append("fit")
     gamma_text = {
         "lr_wd": "lr * weight_decay of each run's optimiser",
         "fitted": "each run's fitted decay rate (fit_decay)",
@@ -609,6 +718,8 @@ def _delay_law_report(
 def _clocks_text(res: xr.Dataset, boot: str) -> str:
     """The weight-norm and logit-scale clocks' R^2 side by side (or why the logit one is
     missing)."""
+    from cdsanalysis.tables import fmt, interval, render_table
+
     logit = str(res["logit_mem"].attrs.get("clock", "test_logit_norm_mean"))
     if "logit_clock_note" in res.attrs:
         return f"Clocks: logit scale not compared: {res.attrs['logit_clock_note']}"
@@ -649,6 +760,10 @@ def stepwise(
     settings: AnalysisSettings = DEFAULTS,
 ) -> tuple[Any, str]:
     """First step reaching each threshold: median [min-max] (reached/runs) per data size."""
+    from cdsanalysis.data_warnings import store_warnings
+    from cdsanalysis.estimators import StepwiseAnalysis
+    from cdsanalysis.tables import dataset_to_json, fmt, render_table
+
     params = settings.to_dict()
     est = StepwiseAnalysis(thresholds=_thresholds(thresholds), metric=metric, **params).fit(ds)
     by_size = est.by_size_
@@ -691,6 +806,7 @@ def stepwise(
 
 def _km_cell(by_size: xr.Dataset, i: int, j: int) -> str:
     """A Kaplan-Meier cell of the step-wise table (see :func:`time_to_grok_cell`)."""
+    from cdsanalysis.report import time_to_grok_cell
 
     def get(name: str) -> Any:
         return by_size[f"km_{name}"].values[i, j].item()
@@ -716,6 +832,7 @@ def _chance_line(attrs: dict[str, Any]) -> str:
 @app.command()
 @settings_options(DelayLawSettings, DelayLawSettings.field_names(), param="law_settings")
 @settings_options(AnalysisSettings, AnalysisSettings.field_names())
+@json_envelope
 def plot(
     store: StoreArg,
     out: Annotated[
@@ -732,18 +849,20 @@ def plot(
     ] = None,
     by: Annotated[str, typer.Option(help="model coordinate for landscape / trend")] = DEFAULT_BY,
     group: Annotated[str, typer.Option(help="histogram group")] = "embedding",
-    run: Annotated[int, typer.Option(help="run index for --kind histogram")] = 0,
+    run: Annotated[str, typer.Option(help=f"run for --kind histogram: {RUN_HELP}")] = "0",
     where: WhereOpt = None,
-    as_json: JsonOpt = False,
     settings: AnalysisSettings = DEFAULTS,
     law_settings: DelayLawSettings = DEFAULT_LAW,
-) -> None:
+) -> Outcome:
     """Draw a figure (PNG and PDF): stepwise, curves, landscape, trend, histogram, cds,
     survival or delay_law; without --kind, every one of them that applies to the store (the
     others are listed with the reason). A figure the store cannot give exits 2 with why."""
+    from cdsanalysis.thresholds import resolve_thresholds
+
     if kind is not None and kind not in KINDS:
         raise _fail(f"--kind must be one of {list(KINDS)}, got {kind!r}")
     ds = _open(store, where)
+    index = _run_index(ds, run) if kind in (None, "histogram") else 0
     try:
         # The thresholds, resolved once (and reported): the figures draw the absolute eps.
         thresholds = resolve_thresholds(ds, settings)
@@ -755,34 +874,26 @@ def plot(
     from cdsanalysis.plots.common import save_figure
     from cdsanalysis.plots.draw import FigureOptions, draw, draw_all
 
-    options = FigureOptions(by=by, group=group, run=run, law_settings=law_settings)
+    options = FigureOptions(by=by, group=group, run=index, law_settings=law_settings)
     if kind is None:
         drawn = draw_all(ds, settings, options, out)
-        if as_json:
-            print(
-                json.dumps(
-                    {"files": drawn.files, "skipped": drawn.skipped, WARNINGS_KEY: drawn.warnings}
-                )
-            )
-        else:
-            for name, paths in drawn.files.items():
-                print("\n".join(paths))
-                for line in warning_lines(drawn.warnings[name]):
-                    print(f"  {line}")
-            for name, reason in drawn.skipped.items():
-                print(f"skipped {name}: {reason}")
+        lines = []
+        for name, paths in drawn.files.items():
+            lines.extend(paths)
+            lines.extend(f"  {line}" for line in warning_lines(drawn.warnings[name]))
+        lines.extend(f"skipped {name}: {reason}" for name, reason in drawn.skipped.items())
         if not drawn.files:
-            raise _fail("no figure applies to this store")
-        return
+            raise _fail("\n".join([*lines, "no figure applies to this store"]))
+        flat = [f"{name}: {w}" for name, ws in drawn.warnings.items() for w in ws]
+        result = {"files": drawn.files, "skipped": drawn.skipped}
+        return Outcome(result, "\n".join(lines), warnings=flat)
     try:
         fig, warnings = draw(kind, ds, settings, options)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     paths = [str(p) for p in save_figure(fig, out)]
-    if as_json:
-        print(json.dumps({"kind": kind, "files": paths, WARNINGS_KEY: warnings}))
-    else:
-        print("\n".join([*paths, *warning_lines(warnings)]))
+    text = "\n".join([*paths, *warning_lines(warnings)])
+    return Outcome({"kind": kind, "files": paths}, text, warnings=warnings)
 
 
 @app.command()
@@ -835,6 +946,7 @@ def watch(
     re-read from the store while cds-run writes it (any executor); stops when all runs end."""
     import time
 
+    from cdsanalysis.validate import StoreValidationError
     from cdsanalysis.watch import all_final, read, render_snapshot
 
     if every_seconds <= 0:
@@ -844,8 +956,10 @@ def watch(
             rows = read(store, settings)
         except StoreValidationError as exc:
             raise _fail(str(exc)) from None
-        if as_json:
-            print(json.dumps({"store": store, "runs": rows}), flush=True)
+        if as_json:  # one envelope per refresh (JSON lines)
+            outcome = Outcome({"store": store, "runs": rows}, "")
+            options = {"store": store, "once": once, "every_seconds": every_seconds}
+            print(json.dumps(envelope("watch", options, outcome)), flush=True)
         else:
             print(render_snapshot(rows, store) + "\n", flush=True)
         if once or all_final(rows):
@@ -857,6 +971,7 @@ def watch(
 
 
 @app.command("import")
+@json_envelope
 def import_command(
     kind: Annotated[str, typer.Argument(help="tensorboard, wandb, table or authors")],
     source: Annotated[Path, typer.Argument(help="file or directory to read the runs from")],
@@ -887,8 +1002,7 @@ def import_command(
     option: Annotated[
         list[str] | None, typer.Option("--option", help="KEY=VALUE passed to the importer")
     ] = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Outcome:
     """Import runs logged elsewhere (TensorBoard, W&B exports, tables, the authors' logs) into a
     new run store; every analysis then works on it."""
     import yaml
@@ -926,24 +1040,22 @@ def import_command(
         )
     except (ImporterError, ValueError, FileExistsError) as exc:
         raise _fail(str(exc)) from None
-    if as_json:
-        print(json.dumps(summary.to_dict()))
-    else:
-        print(
-            f"{summary.store}: {summary.runs} runs, {summary.steps} steps, "
-            f"{summary.points} measurements of {', '.join(summary.metrics) or 'no metric'} "
-            f"(imported from {kind} {source})"
-        )
+    text = (
+        f"{summary.store}: {summary.runs} runs, {summary.steps} steps, "
+        f"{summary.points} measurements of {', '.join(summary.metrics) or 'no metric'} "
+        f"(imported from {kind} {source})"
+    )
+    return Outcome(summary.to_dict(), text)
 
 
 @app.command()
+@json_envelope
 def export(
     store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="the long table to write")],
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
     where: WhereOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
+) -> Outcome:
     """Write the store as a tidy long table (run, step, metric, value) and a per-run config
     table beside it (STEM.config.EXT); `cds-analyze import table` reads them back."""
     from cdsanalysis.export import export_store
@@ -952,10 +1064,10 @@ def export(
         raise _fail(f"--format must be parquet or csv, got {file_format!r}")
     ds = _open(store, where)
     long_path, config_path, rows = export_store(ds, out, file_format)  # type: ignore[arg-type]
-    if as_json:
-        print(json.dumps({"long": str(long_path), "config": str(config_path), "rows": rows}))
-    else:
-        print(f"{long_path}: {rows} measurements; {config_path}: {ds.sizes['run']} runs")
+    result = {"long": str(long_path), "config": str(config_path), "rows": rows}
+    return Outcome(
+        result, f"{long_path}: {rows} measurements; {config_path}: {ds.sizes['run']} runs"
+    )
 
 
 def main() -> None:

@@ -19,13 +19,11 @@ stand-in, :func:`cdsanalysis.store.open_runs`); :func:`has_logit_scale` tells, a
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import numpy as np
 import xarray as xr
 
-Clock = Literal["norm", "logit"]
-CLOCKS: tuple[str, ...] = get_args(Clock)
+from cdsanalysis.method_settings import CLOCKS, Clock  # noqa: F401 (re-exported)
+
 #: The norm clock's store variable.
 NORM_VARIABLE = "param_norm_total"
 

@@ -40,7 +40,7 @@ import xarray as xr
 import schemas
 from cdsanalysis.aggregate import aggregate_curve
 from cdsanalysis.cds import as_strings, bootstrap_group_means, check_size_coord, percentile_interval
-from cdsanalysis.settings import SIZE_COORDS, AnalysisSettings
+from cdsanalysis.settings import SIZE_MEASURES, AnalysisSettings
 
 #: Fewest finished runs per data size before its interval and regime are trusted: a bootstrap
 #: over one or two runs can only reuse those runs (two runs give three possible resample means),
@@ -268,7 +268,7 @@ def configurations(
         for name, coord in ds.coords.items()
         if coord.dims == ("run",)
         and name not in _RUN_IDENTITY
-        and name not in SIZE_COORDS
+        and name not in SIZE_MEASURES
         and name not in allow_varying
         and schemas.role_of(str(name), version) == "run_config"
         and len(set(as_strings(coord.values))) > 1

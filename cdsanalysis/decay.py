@@ -66,8 +66,7 @@ decay was exponential; a ``w*`` from other runs (or theory) makes it a real pred
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -77,120 +76,15 @@ from scipy.optimize import curve_fit
 from cdsanalysis.cds import as_strings
 from cdsanalysis.data_warnings import FITTED_NOT_POOLED, unfinished_runs
 from cdsanalysis.events import generalisation_step, memorisation_step
+from cdsanalysis.method_settings import DEFAULT_DECAY, DecaySettings, PoolMethod  # noqa: F401 (re-exported)
 from cdsanalysis.notices import add_warning
-from cdsanalysis.settings import AnalysisSettings, SettingsBase
+from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.thresholds import Thresholds, resolve_thresholds
-
-DecayModel = Literal["exponential", "asymptote"]
-DECAY_MODELS: tuple[str, ...] = get_args(DecayModel)
-CovType = Literal["HAC", "nonrobust"]
-COV_TYPES: tuple[str, ...] = get_args(CovType)
-AutoStart = Literal["norm_peak", "memorisation"]
-AUTO_STARTS: tuple[str, ...] = get_args(AutoStart)
-PoolMethod = Literal["hksj", "dl"]
-POOL_METHODS: tuple[str, ...] = get_args(PoolMethod)
 
 #: ``window_start_rule`` of each way a window can open.
 START_PEAK = "norm peak after memorisation"
 START_MEMORISATION = "memorisation"
 START_FIXED = "fixed"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DecaySettings(SettingsBase):
-    """The settings of the decay fit itself (see the module docstring); the thresholds that
-    place its window and the bootstrap of the means come from
-    :class:`~cdsanalysis.settings.AnalysisSettings` (``memorisation_threshold``, ``eps``,
-    ``confidence``, ``n_resamples``, ``seed``).
-
-    Parameters
-    ----------
-    model
-        ``"exponential"`` (log-linear OLS) or ``"asymptote"`` (non-linear, with a floor).
-        Default ``'exponential'``.
-    window
-        ``"auto"`` (the norm's peak after memorisation to the generalisation step) or
-        ``(start_step, end_step)``, inclusive, in steps (also accepted as the text
-        ``"START:END"``). Default ``'auto'``.
-    norm
-        ``"total"`` (``param_norm_total``) or a parameter group of ``param_norm``. Default
-        ``'total'``.
-    w_star
-        Norm at which the model generalises (L2 norm units); ``None``: each run's norm at its
-        own generalisation step. Default ``None``.
-    cov_type
-        Covariance of the exponential OLS fit: ``"HAC"`` (Newey-West, robust to the strong
-        autocorrelation of a training curve's residuals) or ``"nonrobust"`` (the textbook OLS
-        interval, far too narrow on such data). Default ``'HAC'``.
-    hac_maxlags
-        Lags of the HAC covariance; ``None``: ``ceil(sqrt(n_points))``. Default ``None``.
-    min_points
-        Fewest steps in the window for a fit (fewer: NaN, ``fit_status = "window too
-        short"``); at least 3. Default ``20``.
-    auto_start
-        Where an ``"auto"`` window opens: ``"norm_peak"`` (the step of the largest norm
-        between memorisation and the window end) or ``"memorisation"`` (the memorisation step;
-        biases ``gamma`` low while the norm still grows). Default ``'norm_peak'``.
-    pool_method
-        The interval of the pooled random-effects mean over finished runs: ``"hksj"``
-        (Hartung-Knapp-Sidik-Jonkman, Student-t on runs - 1 degrees of freedom) or ``"dl"``
-        (DerSimonian-Laird, normal). Default ``'hksj'``.
-    """
-
-    model: DecayModel = "exponential"
-    window: str | tuple[int, int] = "auto"
-    norm: str = "total"
-    w_star: float | None = None
-    cov_type: CovType = "HAC"
-    hac_maxlags: int | None = None
-    min_points: int = 20
-    auto_start: AutoStart = "norm_peak"
-    pool_method: PoolMethod = "hksj"
-
-    def __post_init__(self) -> None:
-        if self.model not in DECAY_MODELS:
-            raise ValueError(f"model must be one of {list(DECAY_MODELS)}, got {self.model!r}")
-        if self.cov_type not in COV_TYPES:
-            raise ValueError(f"cov_type must be one of {list(COV_TYPES)}, got {self.cov_type!r}")
-        object.__setattr__(self, "window", _parse_window(self.window))
-        if self.w_star is not None and not self.w_star > 0:
-            raise ValueError(f"w_star must be a positive norm, got {self.w_star!r}")
-        if self.hac_maxlags is not None and not self.hac_maxlags >= 0:
-            raise ValueError(f"hac_maxlags must be >= 0 lags, got {self.hac_maxlags!r}")
-        if not self.min_points >= 3:
-            raise ValueError(f"min_points must be >= 3 steps, got {self.min_points!r}")
-        if self.auto_start not in AUTO_STARTS:
-            raise ValueError(
-                f"auto_start must be one of {list(AUTO_STARTS)}, got {self.auto_start!r}"
-            )
-        if self.pool_method not in POOL_METHODS:
-            raise ValueError(
-                f"pool_method must be one of {list(POOL_METHODS)}, got {self.pool_method!r}"
-            )
-
-
-def _parse_window(window: Any) -> str | tuple[int, int]:
-    if window == "auto":
-        return "auto"
-    if isinstance(window, str):
-        start, sep, end = window.partition(":")
-        if sep and start.strip().isdigit() and end.strip().isdigit():
-            window = (int(start), int(end))
-    if (
-        isinstance(window, str)
-        or len(window) != 2
-        or not all(float(w).is_integer() for w in window)
-        or not window[0] < window[1]
-    ):
-        raise ValueError(
-            "window must be 'auto' or (start_step, end_step) with start < end (text: "
-            f"'START:END', e.g. '200:800'), got {window!r}"
-        )
-    return int(window[0]), int(window[1])
-
-
-#: The default decay settings (a frozen instance, safe as a default argument).
-DEFAULT_DECAY = DecaySettings()
 
 
 def norm_curve(ds: xr.Dataset, norm: str = "total") -> xr.DataArray:

@@ -74,8 +74,7 @@ a warning names them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -85,15 +84,11 @@ from cdsanalysis.cds import as_strings, percentile_interval
 from cdsanalysis.clocks import has_logit_scale, missing_logit_note, values_at_or_before
 from cdsanalysis.data_warnings import LEFT_OUT, unfinished_runs
 from cdsanalysis.decay import DecaySettings, fit_decay
+from cdsanalysis.method_settings import DEFAULT_LAW, DelayLawSettings  # noqa: F401 (re-exported)
 from cdsanalysis.notices import add_warning
 from cdsanalysis.regimes import classify_runs
-from cdsanalysis.settings import SIZE_COORDS, AnalysisSettings, SettingsBase
+from cdsanalysis.settings import SIZE_MEASURES, AnalysisSettings
 from cdsanalysis.thresholds import Thresholds, resolve_thresholds
-
-GammaSource = Literal["lr_wd", "fitted"]
-GAMMA_SOURCES: tuple[str, ...] = get_args(GammaSource)
-LawCovType = Literal["HC3", "nonrobust"]
-LAW_COV_TYPES: tuple[str, ...] = get_args(LawCovType)
 
 #: Why a run is left out of the fit, in the order reports list them ("" = fitted).
 REASONS: tuple[str, ...] = (
@@ -108,54 +103,6 @@ REASONS: tuple[str, ...] = (
 
 #: Run coordinates that are replicates, not swept fields (never chosen to colour a figure).
 _REPLICATE_COORDS = ("seed", "split_seed", "label", "parent_run", "spec_json", "run")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DelayLawSettings(SettingsBase):
-    """The settings of the delay-law regression (see :mod:`cdsanalysis.delay_law`); the events,
-    thresholds and bootstrap come from :class:`~cdsanalysis.settings.AnalysisSettings`
-    (``memorisation_threshold``, ``eps``, ..., ``confidence``, ``n_resamples``, ``seed``).
-
-    Parameters
-    ----------
-    gamma_source
-        The decay rate ``gamma`` (per step) of the predictor ``log(w_mem / w_gen) / gamma``:
-        ``"lr_wd"`` (``lr * weight_decay`` of each run's optimiser, a prediction) or
-        ``"fitted"`` (the per-run rate of the decay fit, which on its automatic window makes
-        the predictor equal the delay by construction). Default ``'lr_wd'``.
-    law_cov_type
-        Covariance of the two OLS fits: ``"HC3"`` (robust to a spread that grows with the
-        delay) or ``"nonrobust"`` (the textbook OLS interval). Default ``'HC3'``.
-    law_min_runs
-        Fewest fitted runs for a regression (fewer: every estimate NaN, with a warning); at
-        least 3 (two parameters and one degree of freedom). Default ``3``.
-    """
-
-    gamma_source: GammaSource = "lr_wd"
-    law_cov_type: LawCovType = "HC3"
-    law_min_runs: int = 3
-
-    def __post_init__(self) -> None:
-        if self.gamma_source not in GAMMA_SOURCES:
-            raise ValueError(
-                f"gamma_source must be one of {list(GAMMA_SOURCES)}, got {self.gamma_source!r}"
-            )
-        if self.law_cov_type not in LAW_COV_TYPES:
-            raise ValueError(
-                f"law_cov_type must be one of {list(LAW_COV_TYPES)}, got {self.law_cov_type!r}"
-            )
-        if (
-            not isinstance(self.law_min_runs, (int, np.integer))
-            or isinstance(self.law_min_runs, bool)
-            or self.law_min_runs < 3
-        ):
-            raise ValueError(
-                f"law_min_runs must be an integer >= 3 runs, got {self.law_min_runs!r}"
-            )
-
-
-#: The default delay-law settings (a frozen instance, safe as a default argument).
-DEFAULT_LAW = DelayLawSettings()
 
 
 def _coord(ds: xr.Dataset, name: str, default: Any) -> np.ndarray:
@@ -523,7 +470,7 @@ def colour_field(res: xr.Dataset, size_coord: str = "n_samples") -> str | None:
         if (
             coord.dims != ("run",)
             or name in _REPLICATE_COORDS
-            or (name in SIZE_COORDS and name != size_coord)
+            or (name in SIZE_MEASURES and name != size_coord)
             or schemas.role_of(str(name), version) != "run_config"
         ):
             continue

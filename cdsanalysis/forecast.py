@@ -70,30 +70,21 @@ and censored runs with a binomial interval (``fraction_ci_method``), each with i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import xarray as xr
 from statsmodels.stats.proportion import proportion_confint
 
 from cdsanalysis.cds import as_strings, percentile_interval
-from cdsanalysis.clocks import CLOCKS, Clock, clock_variable, has_logit_scale, missing_logit_note
+from cdsanalysis.clocks import clock_variable, has_logit_scale, missing_logit_note
 from cdsanalysis.data_warnings import LEFT_OUT, unfinished_runs
 from cdsanalysis.decay import DecaySettings, fit_run, norm_curve
+from cdsanalysis.method_settings import DEFAULT_FORECAST, ForecastSettings  # noqa: F401 (re-exported)
 from cdsanalysis.notices import add_warning
 from cdsanalysis.regimes import classify_runs
-from cdsanalysis.settings import AnalysisSettings, SettingsBase
+from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.thresholds import Thresholds, resolve_thresholds
-
-Calibration = Literal["leave_one_run_out", "leave_one_size_out", "subset"]
-CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
-ForecastGamma = Literal["fitted", "lr_wd"]
-FORECAST_GAMMAS: tuple[str, ...] = get_args(ForecastGamma)
-Anchor = Literal["norm_peak", "memorisation"]
-ANCHORS: tuple[str, ...] = get_args(Anchor)
-WStarRule = Literal["ratio", "absolute"]
-W_STAR_RULES: tuple[str, ...] = get_args(WStarRule)
 
 #: ``forecast_status`` of a run without a forecast, in the order reports list them.
 NOT_FORECAST: tuple[str, ...] = (
@@ -112,110 +103,6 @@ GENERALISED, CENSORED, TOO_EARLY = (
 )
 OUTCOMES: tuple[str, ...] = (GENERALISED, CENSORED, TOO_EARLY)
 _GENERALISED_REGIMES = ("sufficiency", "surplus")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ForecastSettings(SettingsBase):
-    """The settings of the forecast (see :mod:`cdsanalysis.forecast`); the events, thresholds,
-    ``size_coord``, bootstrap (``confidence``, ``n_resamples``, ``seed``) and
-    ``fraction_ci_method`` come from :class:`~cdsanalysis.settings.AnalysisSettings`.
-
-    Parameters
-    ----------
-    calibration
-        Which runs ``w*`` is learned from: ``"leave_one_run_out"`` (every other run),
-        ``"leave_one_size_out"`` (the runs of other data sizes) or ``"subset"`` (the runs
-        matching ``calibrate_where``; those runs are not forecast). Default
-        ``'leave_one_run_out'``.
-    calibrate_where
-        ``KEY=VALUE`` selections (all must match) of the calibration runs, for
-        ``calibration = "subset"`` only. Default ``()``.
-    gamma_source
-        The decay rate per step: ``"fitted"`` (exponential fit of the norm from the anchor to
-        the forecast step) or ``"lr_wd"`` (``lr * weight_decay`` of the run's optimiser).
-        Default ``'fitted'``.
-    gamma_window_steps
-        Steps after memorisation at which the forecast is made (``T_f = T_mem +
-        gamma_window_steps``): the anchor is found and ``gamma`` fitted no later. Default
-        ``100``.
-    anchor
-        Where the decay starts: ``"norm_peak"`` (the largest norm between memorisation and the
-        forecast step) or ``"memorisation"`` (the memorisation step). Default ``'norm_peak'``.
-    w_star_rule
-        How ``w*`` is learned from the calibration runs: ``"ratio"`` (median log of
-        ``w_gen / w_anchor``, applied to the run's own ``w_anchor``) or ``"absolute"``
-        (median log of ``w_gen``). Default ``'ratio'``.
-    min_calibration_runs
-        Fewest calibration runs for a forecast (fewer: no forecast, counted); at least 1.
-        Default ``2``.
-    min_points
-        Fewest measured norm steps in the fit window for a fitted ``gamma``; at least 3.
-        Default ``10``.
-    tolerance_fraction
-        A forecast of a generalised run is right when its ``|relative error|`` is at most
-        this fraction. Default ``0.2``.
-    clock
-        The quantity that decays: ``"norm"`` (the weight norm ``param_norm_total``) or
-        ``"logit"`` (the logit scale named by ``AnalysisSettings.logit_scale``,
-        ``test_logit_norm_mean`` by default; stores written before the runner recorded it are
-        refused). Default ``'norm'``.
-    """
-
-    calibration: Calibration = "leave_one_run_out"
-    calibrate_where: tuple[str, ...] = ()
-    gamma_source: ForecastGamma = "fitted"
-    gamma_window_steps: int = 100
-    anchor: Anchor = "norm_peak"
-    w_star_rule: WStarRule = "ratio"
-    min_calibration_runs: int = 2
-    min_points: int = 10
-    tolerance_fraction: float = 0.2
-    clock: Clock = "norm"
-
-    def __post_init__(self) -> None:
-        for name, allowed in (
-            ("clock", CLOCKS),
-            ("calibration", CALIBRATIONS),
-            ("gamma_source", FORECAST_GAMMAS),
-            ("anchor", ANCHORS),
-            ("w_star_rule", W_STAR_RULES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}"
-                )
-        where = self.calibrate_where
-        where = (where,) if isinstance(where, str) else tuple(where or ())
-        object.__setattr__(self, "calibrate_where", where)
-        bad = [c for c in where if not (isinstance(c, str) and "=" in c and c.index("=") > 0)]
-        if bad:
-            raise ValueError(f"calibrate_where must hold KEY=VALUE texts, got {bad[0]!r}")
-        if self.calibration == "subset" and not where:
-            raise ValueError(
-                "calibrate_where must name the calibration runs (KEY=VALUE) when "
-                "calibration = 'subset'"
-            )
-        if self.calibration != "subset" and where:
-            raise ValueError(
-                "calibrate_where is used only with calibration = 'subset', got "
-                f"calibration = {self.calibration!r}"
-            )
-        for name, least in (
-            ("gamma_window_steps", 1),
-            ("min_calibration_runs", 1),
-            ("min_points", 3),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-        if not (isinstance(self.tolerance_fraction, (int, float)) and self.tolerance_fraction > 0):
-            raise ValueError(
-                f"tolerance_fraction must be a positive fraction, got {self.tolerance_fraction!r}"
-            )
-
-
-#: The default forecast settings (a frozen instance, safe as a default argument).
-DEFAULT_FORECAST = ForecastSettings()
 
 
 def _coord(ds: xr.Dataset, name: str, default: Any) -> np.ndarray:

@@ -29,12 +29,10 @@ from cdsanalysis.aggregate import final_test_accuracy
 from cdsanalysis.cds import SIZE_UNITS, as_strings, check_size_coord, done_runs
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.data_warnings import unfinished_runs
+from cdsanalysis.method_settings import DEFAULT_BY  # noqa: F401 (re-exported)
 from cdsanalysis.notices import add_warning, merge_warnings, warnings_of
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.thresholds import resolve_thresholds
-
-#: The default model coordinate: the hidden size.
-DEFAULT_BY = "width"
 
 _CDS_FIELDS = (
     "cds_curve",

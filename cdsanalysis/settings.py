@@ -50,6 +50,9 @@ LOGIT_SCALES: tuple[str, ...] = get_args(LogitScale)
 #: Run coordinates that measure the data size (either may be the ``size_coord``; the other one
 #: is then derived from it, so neither counts as a second configuration axis).
 SIZE_COORDS = ("n_samples", "data_fraction")
+#: Every run coordinate that measures the data size, the realised fraction of the train split
+#: included (it follows ``n_samples``): none of them is a second configuration axis.
+SIZE_MEASURES = (*SIZE_COORDS, "data_fraction_realised")
 
 
 def check_aggregate(

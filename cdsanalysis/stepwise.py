@@ -23,16 +23,12 @@ from cdsanalysis.cds import (
     percentile_interval,
 )
 from cdsanalysis.events import first_step_sustained
+from cdsanalysis.method_settings import DEFAULT_METRIC, DEFAULT_THRESHOLDS, MODELWISE_THRESHOLDS  # noqa: F401 (re-exported)
 from cdsanalysis.notices import add_warning
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.smoothing import smooth_curve
 from cdsanalysis.survival import kaplan_meier_by_size
 from cdsanalysis.thresholds import ATTRS_PREFIX, chance_from_task
-
-#: The paper's sample-wise thresholds: 0.1, 0.2, ..., 0.9 (fractions).
-DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 2) for k in range(1, 10))
-#: The paper's model-wise thresholds: 0.5, 0.55, ..., 0.85 (fractions).
-MODELWISE_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(8))
 
 
 def chance_relative_thresholds(
@@ -48,10 +44,6 @@ def chance_relative_thresholds(
     if chance is None:
         return tuple(fractions)
     return tuple(float(f"{chance + f * (1 - chance):.3g}") for f in fractions)
-
-
-#: The default curve the thresholds are read on.
-DEFAULT_METRIC = "test_accuracy"
 
 
 def check_thresholds(thresholds: Sequence[float]) -> np.ndarray:

@@ -27,6 +27,7 @@ from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
 from runner.store import RunStore, StoreError
 from runner.worker import Job, RunOutcome, this_process
+from schemas import run_names
 
 app = typer.Typer(add_completion=False, help=__doc__)
 # Markup off: run descriptions contain brackets that rich would swallow as tags.
@@ -45,20 +46,14 @@ def _value_at(spec: dict, dotted: str) -> Any:
     return node
 
 
-def parse_run_selection(text: str, n_runs: int) -> list[int]:
-    """Parse ``"0,2-4"`` into run indices; raise ``typer.BadParameter`` naming the bad part."""
-    chosen: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            lo, _, hi = part.partition("-")
-            first, last = int(lo), int(hi) if hi else int(lo)
-        except ValueError:
-            raise typer.BadParameter(f"{part!r} is not an index or a range like 2-5") from None
-        if not 0 <= first <= last < n_runs:
-            raise typer.BadParameter(f"{part!r} is outside 0..{n_runs - 1}")
-        chosen.update(range(first, last + 1))
-    return sorted(chosen)
+def parse_run_selection(text: str, run_ids: list[str]) -> list[int]:
+    """Parse ``--runs``: run ids or unique id prefixes, or (kept for compatibility) indices and
+    ranges such as ``0,2-4`` (:mod:`schemas.run_names`); raise ``typer.BadParameter`` naming the
+    bad part."""
+    try:
+        return run_names.parse_run_selection(text, run_ids)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _describe(grid: Grid, index: int, specs: list[dict], parents: set[str]) -> str:
@@ -197,7 +192,12 @@ def run(
         bool, typer.Option("--dry-run", help="print the expanded runs and exit")
     ] = False,
     runs: Annotated[
-        str | None, typer.Option("--runs", help="train only these run indices, e.g. 0,3-5")
+        str | None,
+        typer.Option(
+            "--runs",
+            help="train only these runs: run ids or unique id prefixes (as --dry-run prints "
+            "them), comma-separated; indices such as 0,3-5 are still accepted",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
     executor: Annotated[
@@ -322,7 +322,11 @@ def run(
     except GridError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
-    indices = parse_run_selection(runs, len(grid.runs)) if runs else list(range(len(grid.runs)))
+    indices = (
+        parse_run_selection(runs, [r.run_id for r in grid.runs])
+        if runs
+        else list(range(len(grid.runs)))
+    )
     if dry_run:
         _print_dry_run(grid, indices)
         return

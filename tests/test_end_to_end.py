@@ -51,7 +51,7 @@ def test_run_then_analyze(tmp_path):
 
     table = _run("cdsanalysis.cli", "regimes", str(store)).stdout
     assert "CDS" in table and "150" in table and "300" in table
-    report = json.loads(_run("cdsanalysis.cli", "regimes", str(store), "--json").stdout)
+    report = json.loads(_run("cdsanalysis.cli", "regimes", str(store), "--json").stdout)["result"]
     assert [row["n_samples"] for row in report["data_sizes"]] == [150, 300]
     assert all(row["n_runs"] == 2 for row in report["data_sizes"])
     assert report["cds"]["n_runs"] == 4
@@ -148,7 +148,7 @@ def test_regimes_of_one_configuration_selected_with_where(tmp_path):
         "--out",
         str(out),
     )
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text())["result"]
     assert report["cds"]["n_runs"] == 2
     assert {row["n_samples"] for row in report["data_sizes"]} == {150, 300}
 

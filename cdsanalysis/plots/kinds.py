@@ -8,8 +8,12 @@ it, or, without ``--kind``, lists the kind as skipped with it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:  # cds-analyze --help imports this module: no xarray at import time
+    import xarray as xr
 
 #: Figure kinds, each drawn by the module of the same name (``cds`` by ``cds_curve``).
 KINDS = ("stepwise", "curves", "landscape", "trend", "histogram", "cds", "survival", "delay_law")

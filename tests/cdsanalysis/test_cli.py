@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cdsanalysis.cli import app
+from cdsanalysis import open_runs
+from cdsanalysis.cli import ENVELOPE_KEYS, app
 from cdsanalysis.settings import AnalysisSettings
 from tests.cdsanalysis.conftest import Curves, Planted, write_store
 
@@ -56,7 +57,11 @@ def flat_store(tmp_path_factory):
 
 def test_cds_json_has_every_size_with_its_runs_mean_and_interval(flat_store):
     out = _cli("cds", flat_store, "--json", "--resamples", "300", "--aggregate", "final")
-    data = json.loads(out.stdout)
+    envelope = json.loads(out.stdout)
+    assert list(envelope) == ["command", "settings", "warnings", "result"] == list(ENVELOPE_KEYS)
+    assert envelope["command"] == "cds" and envelope["settings"]["store"] == str(flat_store)
+    assert envelope["settings"]["by"] is None and envelope["settings"]["where"] is None
+    data = envelope["result"]
     assert data["coords"]["n_samples"]["data"] == [100, 200, 300, 400]
     assert _var(data, "n_runs").tolist() == [3, 3, 3, 3]
     planted = [np.mean(np.float32(accs)) for accs in ACCURACY.values()]
@@ -82,9 +87,10 @@ def test_cds_json_has_every_size_with_its_runs_mean_and_interval(flat_store):
     assert scalar["cds_curve"] == pytest.approx(by_hand, rel=1e-5)
     assert scalar["cds_curve_low"] < scalar["cds_curve"] < scalar["cds_curve_high"]
     assert scalar["cds_curve_censoring"] == "none"
-    assert data["warnings"] == []
+    assert envelope["warnings"] == [] and "warnings" not in data
     echoed = AnalysisSettings.from_attrs(data["attrs"])
     assert echoed == AnalysisSettings(aggregate="final", n_resamples=300)
+    assert envelope["settings"]["analysis"] == echoed.to_dict()
 
 
 def test_cds_text_rows_estimates_and_settings(flat_store):
@@ -104,11 +110,10 @@ def test_cds_text_rows_estimates_and_settings(flat_store):
 
 def test_regimes_takes_every_rule_as_an_option(flat_store):
     args = ("regimes", flat_store, "--json", "--aggregate", "final", "--resamples", "100")
-    report = json.loads(_cli(*args, "--sustain", "2", "--allow-varying", "seed").stdout)
-    assert (
-        report["settings"]
-        == AnalysisSettings(aggregate="final", n_resamples=100, sustain=2).to_dict()
-    )
+    envelope = json.loads(_cli(*args, "--sustain", "2", "--allow-varying", "seed").stdout)
+    report = envelope["result"]
+    asked = AnalysisSettings(aggregate="final", n_resamples=100, sustain=2).to_dict()
+    assert report["settings"] == envelope["settings"]["analysis"] == asked
     assert report["cds"]["bracket"]["bracket"] == [200, 300] and report["cds"]["n_runs"] == 12
     assert [row["n_runs"] for row in report["data_sizes"]] == [3, 3, 3, 3]
 
@@ -135,7 +140,11 @@ def decay_store(tmp_path_factory):
 
 
 def test_decay_json_recovers_the_planted_rate_with_intervals(decay_store):
-    data = json.loads(_cli("decay", decay_store, "--json", "--resamples", "200").stdout)
+    envelope = json.loads(_cli("decay", decay_store, "--json", "--resamples", "200").stdout)
+    assert envelope["command"] == "decay" and envelope["settings"]["law"] is False
+    assert envelope["settings"]["decay"]["model"] == "exponential"  # each settings group
+    assert envelope["settings"]["delay_law"]["gamma_source"] == "lr_wd"
+    data = envelope["result"]
     gamma = _var(data, "gamma")
     np.testing.assert_allclose(gamma, GAMMA, rtol=0.05)
     assert (_var(data, "gamma_low") < GAMMA).all() and (_var(data, "gamma_high") > GAMMA).all()
@@ -159,7 +168,9 @@ def test_decay_json_recovers_the_planted_rate_with_intervals(decay_store):
 
 def test_decay_text_with_a_fixed_window(decay_store):
     text = _cli("decay", decay_store, "--window", "41:140", "--resamples", "200").stdout
-    run_rows = [line for line in text.splitlines() if re.match(r"\w{8}  100 ", line)]
+    run_rows = [line for line in text.splitlines() if re.match(r"\w+  100 ", line)]
+    # each run named by its full id (the 12 hex digits of the store's run coordinate)
+    assert sorted(row.split()[0] for row in run_rows) == sorted(open_runs(decay_store).run.values)
     assert len(run_rows) == 2 and all(
         " 41-140 " in row and re.search(r" ok +yes$", row) for row in run_rows
     )
@@ -187,7 +198,7 @@ def ramp_store(tmp_path_factory):
 
 def test_stepwise_json_counts_and_steps_per_size(ramp_store):
     args = ("stepwise", ramp_store, "--thresholds", "0.5,0.9", "--resamples", "200", "--json")
-    data = json.loads(_cli(*args).stdout)
+    data = json.loads(_cli(*args).stdout)["result"]
     by_size = data["by_size"]
     assert by_size["coords"]["n_samples"]["data"] == [100, 200]
     assert by_size["coords"]["threshold"]["data"] == [0.5, 0.9]
@@ -260,6 +271,8 @@ def _warned(command: str, store, tmp_path) -> tuple[list[str], list[str]]:
     if command == "plot":
         args += ["--out", str(tmp_path / "figure")]
     data = json.loads(_cli(*args, "--json").stdout)
+    assert list(data) == list(ENVELOPE_KEYS) and data["command"] == command
+    assert "warnings" not in data["result"]  # stated once, in the envelope
     lines = _cli(*args).stdout.rstrip("\n").splitlines()
     warned = [line for line in lines if line.startswith("Warning: ")]
     assert lines[len(lines) - len(warned) :] == warned  # at the end, after the settings
@@ -290,4 +303,44 @@ def test_cds_by_model_names_the_model_of_each_warning(weak_store):
     # per seed ('model'): one run per size; seed 2 has no finished run at n = 300
     assert data["warnings"][0].startswith("1 run of 9 is unfinished")
     assert "seed = 2: n = 300 has 0 finished runs (< 3)" in " ".join(data["warnings"])
-    assert data["attrs"]["warnings"] == data["warnings"]
+    assert data["result"]["attrs"]["warnings"] == data["warnings"]
+
+
+# -- start-up: only light modules ---------------------------------------------------------------
+
+
+def test_importing_the_cli_loads_no_analysis_stack():
+    """``cds-analyze --help`` stays fast: importing the CLI (and building every command's
+    options) loads none of the heavy libraries; the analysis modules load in the commands."""
+    import subprocess
+    import sys
+
+    heavy = ("xarray", "zarr", "scipy", "statsmodels", "matplotlib", "pandas", "torch")
+    code = (
+        "import sys\n"
+        "from typer.main import get_command\n"
+        "from cdsanalysis.cli import app\n"
+        "get_command(app)\n"  # every command's parameters, as --help builds them
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_plot_names_its_run_by_id_and_refuses_an_unknown_one(flat_store, tmp_path):
+    out = str(tmp_path / "h")
+    bad = _cli("plot", flat_store, "--kind", "histogram", "--run", "zzzzzz", "--out", out, code=2)
+    assert "no run id starts with 'zzzzzz'" in bad.output
+    ids = [str(r) for r in open_runs(flat_store).run.values]
+    short = _cli(
+        "plot", flat_store, "--kind", "histogram", "--run", ids[0][:3], "--out", out, code=2
+    )
+    assert "at least 6 of its first characters" in short.output
+
+
+def test_validate_prints_the_envelope_and_names_runs_by_id(flat_store):
+    envelope = json.loads(_cli("validate", flat_store, "--json").stdout)
+    assert list(envelope) == list(ENVELOPE_KEYS) and envelope["command"] == "validate"
+    assert envelope["settings"] == {"store": str(flat_store), "deep": False}
+    assert envelope["result"]["valid"] is True and envelope["result"]["failed_runs"] == []
+    assert envelope["warnings"] == []

@@ -159,11 +159,12 @@ def test_cli_text_and_json(law_store, tmp_path):
     assert "gamma_source=lr_wd" in out
     js = runner.invoke(app, ["decay", store, "--law", "--json", "--resamples", "100"])
     assert js.exit_code == 0, js.output
-    data = json.loads(js.stdout)
+    envelope = json.loads(js.stdout)
+    data = envelope["result"]
     assert data["data_vars"]["n_runs"]["data"] == 12
     assert data["data_vars"]["slope"]["data"] == pytest.approx(SLOPE, rel=0.05)
     assert data["attrs"]["gamma_source"] == "lr_wd"
-    assert any("censored" in w for w in data["warnings"])
+    assert any("censored" in w for w in envelope["warnings"])
 
 
 def test_figure_renders(law_store, tmp_path):
@@ -176,7 +177,7 @@ def test_figure_renders(law_store, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     png = (tmp_path / "law.png").read_bytes()
-    assert data["files"][0].endswith("law.png") and png.startswith(b"\x89PNG")
+    assert data["result"]["files"][0].endswith("law.png") and png.startswith(b"\x89PNG")
     assert len(png) > 10_000
     assert any("censored" in w for w in data["warnings"])
 

@@ -206,11 +206,14 @@ def test_cli_text_and_json(store):
         ["forecast", path, "--json", "--resamples", "100", "--calibration", "leave_one_size_out"],
     )
     assert js.exit_code == 0, js.output
-    data = json.loads(js.stdout)
+    envelope = json.loads(js.stdout)
+    assert envelope["command"] == "forecast"
+    assert envelope["settings"]["forecast"]["calibration"] == "leave_one_size_out"
+    data = envelope["result"]
     assert data["data_vars"]["n_scored"]["data"] == len(GENERALISING) + 2
     assert data["data_vars"]["median_abs_relative_error"]["data"] < 0.1
     assert data["attrs"]["calibration"] == "leave_one_size_out"
-    assert any("censored" in w for w in data["warnings"])
+    assert any("censored" in w for w in envelope["warnings"])
     bad = runner.invoke(app, ["forecast", path, "--calibration", "subset"])
     assert bad.exit_code == 2 and "calibrate_where" in bad.output
 

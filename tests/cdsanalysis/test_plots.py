@@ -91,7 +91,7 @@ def test_each_figure_kind_renders(runner_store, tmp_path, kind):
         assert NOT_DRAWABLE[kind] in " ".join(out.stderr.split())
         assert not list(tmp_path.iterdir())
         return
-    files = json.loads(out.stdout)["files"]
+    files = json.loads(out.stdout)["result"]["files"]
     assert files == [str(stem) + ".png", str(stem) + ".pdf"]
     png, pdf = (Path(f).read_bytes() for f in files)
     assert png.startswith(b"\x89PNG") and len(png) > 10_000

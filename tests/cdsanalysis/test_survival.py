@@ -223,7 +223,7 @@ def test_cli_regimes_stepwise_and_the_survival_figure(tmp_path, make_store, curv
         app, ["regimes", store, "--resamples", "50", "--fraction-ci-method", "wilson", "--json"]
     )
     assert regimes.exit_code == 0, regimes.output
-    report = json.loads(regimes.output)
+    report = json.loads(regimes.output)["result"]
     assert report["settings"]["fraction_ci_method"] == "wilson"
     assert report["data_sizes"][1]["time_to_grok"]["median_steps"] == 136
 
@@ -232,7 +232,7 @@ def test_cli_regimes_stepwise_and_the_survival_figure(tmp_path, make_store, curv
         app, ["plot", store, "--kind", "survival", "--out", str(stem), "--json"]
     )
     assert plot.exit_code == 0, plot.output
-    files = json.loads(plot.stdout)["files"]  # (stderr: the thresholds)
+    files = json.loads(plot.stdout)["result"]["files"]  # (stderr: the thresholds)
     assert files == [str(stem) + ".png", str(stem) + ".pdf"]
     png = (tmp_path / "fig" / "survival.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000

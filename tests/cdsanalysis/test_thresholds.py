@@ -134,7 +134,9 @@ def _cli(*args):
 
 def test_reports_echo_the_resolved_thresholds(binary_store):
     options = ("--aggregate", "final", "--resamples", "300")
-    report = json.loads(_cli("regimes", binary_store, "--eps-relative", "0.8", *options, "--json"))
+    report = json.loads(_cli("regimes", binary_store, "--eps-relative", "0.8", *options, "--json"))[
+        "result"
+    ]
     assert report["thresholds"]["eps"] == pytest.approx(EPS)
     assert report["settings"]["eps_relative"] == 0.8
     assert report["cds"]["bracket"]["bracket"] == [200, 400]
@@ -143,7 +145,9 @@ def test_reports_echo_the_resolved_thresholds(binary_store):
     assert "generalised = final test accuracy >= 0.74" in text
     cds_text = _cli("cds", binary_store, "--eps-relative", "0.8", *options)
     assert "Thresholds: eps = 0.5 + 0.8 x" in cds_text and "CDS (eps=0.74, " in cds_text
-    cds_json = json.loads(_cli("cds", binary_store, "--eps-relative", "0.8", *options, "--json"))
+    cds_json = json.loads(_cli("cds", binary_store, "--eps-relative", "0.8", *options, "--json"))[
+        "result"
+    ]
     assert cds_json["thresholds"]["eps"] == pytest.approx(EPS)
     # absolute: stated as such, with the chance it ignores
     plain = regimes_report(open_runs(str(binary_store)), aggregate="final", n_resamples=100)

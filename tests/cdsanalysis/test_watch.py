@@ -14,7 +14,7 @@ def test_watch_once_shows_every_run_as_far_as_it_got(three_regime_ds):
     store = three_regime_ds.encoding["source"]
     out = CliRunner().invoke(app, ["watch", store, "--once", "--json", "--resamples", "100"])
     assert out.exit_code == 0, out.output
-    rows = json.loads(out.stdout)["runs"]
+    rows = json.loads(out.stdout)["result"]["runs"]
     assert len(rows) == 12
     by_key = {(r["n_samples"], r["seed"]): r for r in rows}
     running = by_key[(600, 0)]  # planted: 50 steps, memorised at 21, test 0.99 from step 31

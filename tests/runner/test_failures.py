@@ -64,9 +64,9 @@ def test_a_failed_run_keeps_its_full_traceback_in_the_store_the_log_and_validate
     # cds-analyze validate shows it, as text and JSON; the store itself is valid.
     shown = _analyze("validate", str(store))
     assert shown.returncode == 0, shown.stderr
-    assert f"({warm_id}) failed:" in shown.stdout
+    assert f"run {warm_id} (index " in shown.stdout and ") failed:" in shown.stdout
     assert "Traceback (most recent call last)" in shown.stdout
-    as_json = json.loads(_analyze("validate", str(store), "--json").stdout)
+    as_json = json.loads(_analyze("validate", str(store), "--json").stdout)["result"]
     assert [r["run"] for r in as_json["failed_runs"]] == [warm_id]
     assert as_json["failed_runs"][0]["failure"] == text
 
@@ -100,7 +100,7 @@ def test_a_diverged_run_says_which_loss_at_which_step(tiny_grid, run_cli, tmp_pa
     assert f"diverged: training loss {loss} at step {at}" in text
     assert ds.failure.values[0] == ""
     shown = _analyze("validate", str(store))
-    assert f"run 1 ({ds.run.values[1]}) diverged:" in shown.stdout
+    assert f"run {ds.run.values[1]} (index 1) diverged:" in shown.stdout
 
 
 def test_a_store_written_before_failures_were_kept_still_reads_and_takes_them(

@@ -95,3 +95,23 @@ def test_unknown_key_far_from_every_known_one_gets_no_suggestion():
         parse_grid(BASE + "n_samples: 100\nzzzzqqq: 1\n")
     assert "zzzzqqq: unknown key; remove it or check its spelling" in str(info.value)
     assert "did you mean" not in str(info.value)
+
+
+def test_runs_are_selected_by_id_prefix_or_index_in_a_dry_run(tmp_path):
+    """``cds-run --runs`` takes run ids (or unique prefixes), as ``--dry-run`` prints them;
+    indices stay accepted."""
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: ids\nn_samples: [100, 200, 300]\nsteps: 10\n")
+    ids = [r.run_id for r in parse_grid(path.read_text()).runs]
+    by_id = CliRunner().invoke(app, ["--grid", str(path), "--dry-run", "--runs", f"{ids[2][:8]}"])
+    assert by_id.exit_code == 0, by_id.output
+    assert ids[2] in by_id.output and ids[0] not in by_id.output
+    assert "1 runs selected" in by_id.output
+    by_index = CliRunner().invoke(app, ["--grid", str(path), "--dry-run", "--runs", "0-1"])
+    assert ids[0] in by_index.output and ids[1] in by_index.output and ids[2] not in by_index.output
+    bad = CliRunner().invoke(app, ["--grid", str(path), "--dry-run", "--runs", "ffffffffff"])
+    assert bad.exit_code == 2 and "no run id starts with 'ffffffffff'" in bad.output

@@ -143,6 +143,6 @@ def test_validate_command(store):
     shutil.rmtree(store / "train_accuracy")
     bad = _cli("validate", str(store), "--json")
     assert bad.returncode == 1
-    report = json.loads(bad.stdout)
+    report = json.loads(bad.stdout)["result"]
     assert report["valid"] is False
     assert any("train_accuracy" in p for p in report["problems"])
