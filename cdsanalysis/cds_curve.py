@@ -59,7 +59,8 @@ def cds_curve(
         curve model, given or from the task: :mod:`cdsanalysis.thresholds`;
         ``ceiling_accuracy``, its ceiling when given), ``aggregate`` and its window,
         ``size_coord`` (the CDS is in its units), ``curve_sizes_per_side`` (the curve's
-        window), ``require_all_larger`` (grid rule), ``allow_varying``, ``confidence`` (both
+        window), ``curve_links`` (its interval's shape allowance), ``require_all_larger``
+        (grid rule), ``allow_varying``, ``confidence`` (both
         intervals) and the bootstrap of the bracket and the means (``n_resamples``, ``seed``).
     final_accuracy
         Precomputed aggregate per run (aligned with ``ds``), to avoid reading curves again.
@@ -169,6 +170,7 @@ def cds_curve_arrays(
         sizes_per_side=settings.curve_sizes_per_side,
         threshold=threshold,
         require_all_larger=settings.require_all_larger,
+        links=settings.curve_links,
     )
     return curve_dataset(grid.per_n, grid, crossing, settings, chance=float(chance))
 

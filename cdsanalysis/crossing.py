@@ -25,6 +25,14 @@ as a cross-check: it is what ``MASS::dose.p`` (its standard error on the log-dos
 determined, and Fieller's covers better when it is not (``benchmarks.coverage``: 0.82-0.95
 against 0.72-0.95).
 
+Shape allowance (``links``, default the logit alone). With the two bracketing sizes the fit
+passes through their means, and the crossing between them is the interpolation of the link
+used: a curve of another shape (probit, Gompertz, a ceiling below the one assumed) crosses
+elsewhere, by an error that shrinks with the square of the bracket's width in log n and does
+not shrink with more runs. Joining the Fieller intervals of several links (``logit``,
+``probit``, ``cloglog``, ``loglog``) gives an interval that holds the crossing of each of those
+shapes; the point estimate stays the logit's (measured in ``benchmarks.search``).
+
 Censoring. Nothing outside the tested sizes is ever returned as a number: when no tested size
 reaches eps the result is censored above ("CDS > n_max"); when the smallest tested size
 already reaches it, censored below ("CDS <= n_min"); an interval bound beyond the tested range
@@ -41,7 +49,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import expit, logit
+from scipy.stats import norm
 from scipy.stats import t as student_t
+
+from cdsanalysis.settings import CURVE_LINKS
 
 #: Newton (IRLS) iterations of the window fit; the log-likelihood is concave and the window
 #: has few distinct sizes, so 100 steps reach machine precision on every fit that converges.
@@ -58,6 +69,11 @@ PLATEAU_SIZES = 2
 PLATEAU_Z = 2.0
 
 CENSORING = ("none", "above", "below", "not_estimable", "no_data")
+#: Link functions of the local fit (``E[r] = F(b0 + b1 log n)``, ``F`` the inverse link):
+#: ``logit`` (the default model), ``probit``, ``cloglog`` (``1 - exp(-exp(z))``, asymmetric:
+#: slow start, fast finish) and ``loglog`` (``exp(-exp(-z))``, the Gompertz shape: fast start,
+#: slow finish).
+LINKS = CURVE_LINKS
 
 
 @dataclass(frozen=True)
@@ -127,15 +143,47 @@ class WindowFit:
     converged: bool
 
 
-def fit_window(x: np.ndarray, r: np.ndarray) -> WindowFit:
-    """Quasi-binomial logistic regression of responses ``r`` in [0, 1] on ``x``, one row per run.
+def link_function(link: str, p: float) -> float:
+    """The link ``g(p)`` (the linear predictor at mean response ``p`` in (0, 1))."""
+    if link == "logit":
+        return float(logit(p))
+    if link == "probit":
+        return float(norm.ppf(p))
+    if link == "cloglog":
+        return float(math.log(-math.log1p(-p)))
+    if link == "loglog":
+        return float(-math.log(-math.log(p)))
+    raise ValueError(f"unknown link {link!r}; one of {LINKS}")
 
-    Maximum quasi-likelihood by Newton's method (IRLS for the logit link); the covariance is
-    the inverse Fisher information times the Pearson dispersion ``X^2 / (N - 2)``, as
-    statsmodels' ``GLM(..., family=Binomial()).fit(scale="X2")`` gives (a test checks it).
+
+def _inverse_link(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``F(eta)`` and its derivative ``F'(eta)``, kept inside (0, 1)."""
+    tiny = 1e-12
+    if link == "probit":
+        mu, d = norm.cdf(eta), norm.pdf(eta)
+    elif link == "cloglog":
+        e = np.exp(np.clip(eta, -30.0, 5.0))
+        mu, d = -np.expm1(-e), e * np.exp(-e)
+    elif link == "loglog":
+        e = np.exp(np.clip(-eta, -30.0, 5.0))
+        mu, d = np.exp(-e), e * np.exp(-e)
+    else:
+        raise ValueError(f"unknown link {link!r}; one of {LINKS}")
+    return np.clip(mu, tiny, 1.0 - tiny), np.maximum(d, tiny)
+
+
+def fit_window(x: np.ndarray, r: np.ndarray, link: str = "logit") -> WindowFit:
+    """Quasi-binomial regression of responses ``r`` in [0, 1] on ``x``, one row per run.
+
+    Maximum quasi-likelihood by Newton's method (IRLS for the logit link; Fisher scoring for
+    the others, ``link`` one of :data:`LINKS`); the covariance is the inverse Fisher
+    information times the Pearson dispersion ``X^2 / (N - 2)``, as statsmodels'
+    ``GLM(..., family=Binomial(link)).fit(scale="X2")`` gives (a test checks it).
     """
     x = np.asarray(x, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
+    if link != "logit":
+        return _fit_window_scoring(x, r, link)
     n = x.size
     design = np.column_stack([np.ones(n), x])
     coef = np.array([logit(np.clip(r.mean(), 1e-6, 1 - 1e-6)), 0.0])
@@ -163,6 +211,41 @@ def fit_window(x: np.ndarray, r: np.ndarray) -> WindowFit:
             cov = np.linalg.inv(information) * dispersion
         except np.linalg.LinAlgError:  # a fit run off to the floor or the ceiling
             cov = np.full((2, 2), np.nan)
+    return WindowFit(coef, cov, dispersion, df_resid, converged and bool(np.isfinite(cov).all()))
+
+
+def _fit_window_scoring(x: np.ndarray, r: np.ndarray, link: str) -> WindowFit:
+    """:func:`fit_window` for a link other than the logit: Fisher scoring with weights
+    ``F'(eta)^2 / (mu (1 - mu))`` (the quasi-binomial variance), started from the least-squares
+    line through the linked responses."""
+    n = x.size
+    design = np.column_stack([np.ones(n), x])
+    eta0 = np.array([link_function(link, p) for p in np.clip(r, 0.02, 0.98)])
+    coef = np.linalg.lstsq(design, eta0, rcond=None)[0]
+    converged = False
+    for _ in range(NEWTON_STEPS):
+        mu, d = _inverse_link(link, design @ coef)
+        weight = d * d / (mu * (1.0 - mu))
+        information = design.T @ (design * weight[:, None])
+        score = design.T @ ((r - mu) * d / (mu * (1.0 - mu)))
+        try:
+            step = np.linalg.solve(information, score)
+        except np.linalg.LinAlgError:
+            break
+        coef = coef + step
+        if np.max(np.abs(step)) < NEWTON_TOLERANCE * (1.0 + np.max(np.abs(coef))):
+            converged = True
+            break
+    mu, d = _inverse_link(link, design @ coef)
+    variance = mu * (1.0 - mu)
+    df_resid = n - 2
+    pearson = float(np.sum((r - mu) ** 2 / variance))
+    dispersion = pearson / df_resid if df_resid > 0 else math.nan
+    information = design.T @ (design * (d * d / variance)[:, None])
+    try:
+        cov = np.linalg.inv(information) * dispersion
+    except np.linalg.LinAlgError:
+        cov = np.full((2, 2), np.nan)
     return WindowFit(coef, cov, dispersion, df_resid, converged and bool(np.isfinite(cov).all()))
 
 
@@ -209,6 +292,7 @@ def estimate_crossing(
     sizes_per_side: int,
     threshold: float | None = None,
     require_all_larger: bool = False,
+    links: tuple[str, ...] = ("logit",),
 ) -> Crossing:
     """The curve estimate of the CDS from per-run final accuracies (see the module docstring).
 
@@ -230,9 +314,16 @@ def estimate_crossing(
         ``eps`` at the accuracies' storage precision for the grid bracket (default ``eps``).
     require_all_larger
         Grid-rule variant for the bracket (see :func:`cdsanalysis.cds.first_passing`).
+    links
+        Link functions (:data:`LINKS`) whose Fieller intervals are joined: the first one gives
+        the estimate, the slope and the dispersion; the interval is the hull of every link's
+        interval (a bound is open when any link's is), an allowance for the curve's shape
+        between the window's sizes (see the module docstring). Default ``("logit",)``.
     """
     from cdsanalysis.cds import first_passing  # the grid rule, stated once
 
+    if not links or links[0] != "logit" or any(link not in LINKS for link in links):
+        raise ValueError(f"links must start with 'logit' and name links of {LINKS}, got {links}")
     values = np.asarray(values, dtype=np.float64)
     sizes = np.asarray(sizes, dtype=np.float64)
     if values.size == 0:
@@ -325,6 +416,18 @@ def estimate_crossing(
         )
     low, high, _ = fieller_interval(fit.coef, fit.cov, target_logit, q)
     delta_low, delta_high = delta_interval(fit.coef, fit.cov, target_logit, q)
+    t = (eps - chance) / (ceiling - chance)
+    for link in links:
+        if link == "logit":
+            continue
+        other = fit_window(x, r, link)
+        if not (other.converged and other.coef[1] > 0.0):
+            low, high = -math.inf, math.inf
+            break
+        other_low, other_high, _ = fieller_interval(
+            other.coef, other.cov, link_function(link, t), q
+        )
+        low, high = min(low, other_low), max(high, other_high)
 
     def clip(log_size: float) -> tuple[float, bool]:
         if not math.isfinite(log_size):

@@ -47,6 +47,10 @@ FRACTION_CI_METHODS: tuple[str, ...] = get_args(FractionCIMethod)
 LogitScale = Literal["test_logit_norm_mean", "test_logit_max_mean"]
 LOGIT_SCALES: tuple[str, ...] = get_args(LogitScale)
 
+#: Links of the curve estimate's local fit (``cdsanalysis.crossing.LINKS``, stated here too
+#: because settings import nothing of the analysis).
+CURVE_LINKS: tuple[str, ...] = ("logit", "probit", "cloglog", "loglog")
+
 #: Run coordinates that measure the data size (either may be the ``size_coord``; the other one
 #: is then derived from it, so neither counts as a second configuration axis).
 SIZE_COORDS = ("n_samples", "data_fraction")
@@ -280,6 +284,13 @@ class AnalysisSettings(SettingsBase):
         fits (:mod:`cdsanalysis.crossing`): 1 uses the two bracketing sizes (the logit
         interpolation of their means); more sizes steady a noisy bracket but let the curve's
         shape away from eps bias the crossing. >= 1. Default ``1``.
+    curve_links
+        Link functions whose Fieller intervals the curve estimate's interval joins
+        (:mod:`cdsanalysis.crossing`): ``logit`` first (it gives the estimate), then any of
+        ``probit``, ``cloglog``, ``loglog``. Joining them is an allowance for the curve's shape
+        between the window's sizes, which more runs do not remove: the interval holds the
+        crossing each shape interpolates; the logit alone makes no allowance. Default
+        ``('logit',)``.
     require_all_larger
         Grid-rule CDS variant: a tested size counts only if every larger tested size passes
         too (robust to a lucky small size below a failing one). Default ``False``.
@@ -328,6 +339,7 @@ class AnalysisSettings(SettingsBase):
     surplus_max_delay_steps: float = 0.0
     size_coord: str = "n_samples"
     curve_sizes_per_side: int = 1
+    curve_links: tuple[str, ...] = ("logit",)
     require_all_larger: bool = False
     allow_varying: tuple[str, ...] = ("seed",)
     n_resamples: int = 2000
@@ -380,6 +392,17 @@ class AnalysisSettings(SettingsBase):
         if isinstance(self.allow_varying, str):  # a lone name, not its letters
             object.__setattr__(self, "allow_varying", (self.allow_varying,))
         object.__setattr__(self, "allow_varying", tuple(str(n) for n in self.allow_varying))
+        object.__setattr__(self, "curve_links", tuple(str(n) for n in self.curve_links))
+        if (
+            not self.curve_links
+            or self.curve_links[0] != "logit"
+            or any(link not in CURVE_LINKS for link in self.curve_links)
+            or len(set(self.curve_links)) != len(self.curve_links)
+        ):
+            raise ValueError(
+                f"curve_links must start with 'logit' and name distinct links of {CURVE_LINKS}, "
+                f"got {self.curve_links!r}"
+            )
         if not _is_count(self.curve_sizes_per_side):
             raise ValueError(
                 "curve_sizes_per_side must be a positive integer (tested sizes), "

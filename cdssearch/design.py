@@ -28,7 +28,9 @@ seeds at its two ends.
 **Stopping**, checked before every round: the interval is closed (both bounds inside the tested
 sizes) with relative width <= ``target_width`` (``converged``); the estimate is censored above or
 below the range, whose ends the initial design tested (``censored``); the runs reach
-``budget_runs`` (``budget``); no run is left to add (``exhausted``).
+``budget_runs`` (``budget``); no run is left to add (``exhausted``). With ``confirm_fraction``
+> 0 a ``converged`` stop first trains a confirmation round (:func:`confirmation`) and the search
+then stops on the fit with it (``converged``, or ``confirmed`` when it widened past the target).
 """
 
 from __future__ import annotations
@@ -158,9 +160,18 @@ def initial_pairs(n_min: int, n_max: int, settings: SearchSettings) -> list[tupl
     return [(n, seed) for n in sizes for seed in range(settings.initial_seeds)]
 
 
-def stop_reason(fit: Fit, settings: SearchSettings, runs_used: int) -> tuple[str, str] | None:
-    """``(kind, words)`` when the search stops now, else None."""
+def stop_reason(
+    fit: Fit, settings: SearchSettings, runs_used: int, confirmed: bool = False
+) -> tuple[str, str] | None:
+    """``(kind, words)`` when the search stops now, else None. ``confirmed``: the confirmation
+    round has been trained, and the search stops on this fit whatever its width."""
     width = fit.relative_width
+    if confirmed:
+        kind = "converged" if width <= settings.target_width else "confirmed"
+        return kind, (
+            f"after the confirmation round: relative width {width:.3g} (target "
+            f"{settings.target_width:g}) with {runs_used} runs"
+        )
     low, high = fit.bracket
     narrow = high / low <= settings.max_bracket_ratio or high - low <= 1
     if width <= settings.target_width and fit.window_runs >= settings.min_window_runs and narrow:
@@ -175,6 +186,30 @@ def stop_reason(fit: Fit, settings: SearchSettings, runs_used: int) -> tuple[str
             f"{settings.target_width:g}"
         )
     return None
+
+
+def confirmation(
+    fit: Fit, tested: list[tuple[int, int]], settings: SearchSettings, runs_left: int
+) -> Decision | None:
+    """The confirmation round (``settings.confirm_fraction``): fresh runs at the fit window's
+    sizes, spread evenly over them (the size with the fewest runs first); None when the
+    setting is 0 or no run is left."""
+    n_runs = min(math.ceil(settings.confirm_fraction * fit.window_runs), runs_left)
+    if n_runs <= 0 or not fit.window:
+        return None
+    counts = {float(s): c for s, c in zip(fit.sizes, fit.counts, strict=True)}
+    window = {float(s): counts.get(float(s), 0) for s in fit.window}
+    sizes = []
+    for _ in range(n_runs):
+        size = min(window, key=lambda s: (window[s], s))
+        window[size] += 1
+        sizes.append(int(round(size)))
+    return Decision(
+        "confirmation",
+        next_seeds(tested, sorted(sizes)),
+        f"confirmation of the stop: {n_runs} fresh runs at the window "
+        f"{', '.join(f'{w:g}' for w in fit.window)}; the search stops on the fit with them",
+    )
 
 
 def next_seeds(tested: list[tuple[int, int]], sizes: list[int]) -> list[tuple[int, int]]:

@@ -22,7 +22,14 @@ from typing import Any
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.store import open_runs
-from cdssearch.design import Decision, Fit, choose_round, initial_pairs, stop_reason
+from cdssearch.design import (
+    Decision,
+    Fit,
+    choose_round,
+    confirmation,
+    initial_pairs,
+    stop_reason,
+)
 from cdssearch.settings import SearchSettings
 from cdssearch.space import SearchGrid
 from runner.store import RunStore, StoreError
@@ -48,7 +55,8 @@ TrainRound = Callable[[RunStore, list[PlannedRun]], None]
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """How a search ended: ``stop`` is ``converged``, ``censored``, ``budget`` or ``exhausted``."""
+    """How a search ended: ``stop`` is ``converged``, ``confirmed`` (the confirmation round
+    widened the interval past the target), ``censored``, ``budget`` or ``exhausted``."""
 
     stop: str
     reason: str
@@ -158,10 +166,14 @@ def run_search(
                 len(tested),
                 say,
             )
-        stop = stop_reason(fit, settings, len(tested))
-        if stop is not None:
+        confirmed = any(r["kind"] == "confirmation" for r in rounds)
+        stop = stop_reason(fit, settings, len(tested), confirmed)
+        decision = None
+        if stop is not None and stop[0] == "converged" and not confirmed:
+            decision = confirmation(fit, tested, settings, settings.budget_runs - len(tested))
+        if stop is not None and decision is None:
             return _stop(store, record, *stop, fit, len(tested), say)
-        decision = choose_round(
+        decision = decision or choose_round(
             fit,
             tested,
             settings,

@@ -28,6 +28,14 @@ class SearchSettings:
         interpolates between the bracketing sizes in logit space, which is biased when the true
         curve is not logistic and the bracket is wide (measured in ``benchmarks.search``:
         coverage fell to ~0.75 on a probit curve with a factor-3 bracket). > 1. Default 2.0.
+    confirm_fraction
+        Confirmation stage, the remedy for optional stopping: when the stopping rule first
+        fires, one more round trains ``ceil(confirm_fraction * window runs)`` fresh runs at
+        the fit window's sizes (spread evenly over them, fewest runs first), and the search
+        then stops on the fit that includes them, whatever its width (``converged`` if it is
+        still <= ``target_width``, else ``confirmed``). A stop chosen at the first narrow
+        interval favours a fit whose dispersion was underestimated; fresh runs the stop did
+        not see dilute that selection. >= 0; 0 = no confirmation stage. Default 0.0.
     budget_runs
         Most runs the search trains in all (the initial design included); it stops there.
         Default 48.
@@ -49,6 +57,7 @@ class SearchSettings:
     target_width: float
     min_window_runs: int = 8
     max_bracket_ratio: float = 2.0
+    confirm_fraction: float = 0.0
     budget_runs: int = 48
     initial_sizes: int = 4
     initial_seeds: int = 2
@@ -66,6 +75,14 @@ class SearchSettings:
         if not (isinstance(self.max_bracket_ratio, (int, float)) and self.max_bracket_ratio > 1):
             raise ValueError(
                 f"max_bracket_ratio must be a number > 1, got {self.max_bracket_ratio!r}"
+            )
+        if not (
+            isinstance(self.confirm_fraction, (int, float))
+            and math.isfinite(self.confirm_fraction)
+            and self.confirm_fraction >= 0
+        ):
+            raise ValueError(
+                f"confirm_fraction must be a number >= 0, got {self.confirm_fraction!r}"
             )
         counts = {
             "min_window_runs": 3,

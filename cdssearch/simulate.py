@@ -11,7 +11,7 @@ import numpy as np
 
 from cdsanalysis.cds_curve import cds_curve_arrays
 from cdsanalysis.settings import AnalysisSettings
-from cdssearch.design import Fit, choose_round, initial_pairs, stop_reason
+from cdssearch.design import Fit, choose_round, confirmation, initial_pairs, stop_reason
 from cdssearch.settings import SearchSettings
 
 
@@ -39,6 +39,7 @@ def simulate_search(
     runs = initial_pairs(n_min, n_max, settings)
     values = [draw(n, s) for n, s in runs]
     rounds = 1
+    confirmed = False
     while True:
         curve = cds_curve_arrays(
             np.asarray(values),
@@ -48,10 +49,14 @@ def simulate_search(
             ceiling=ceiling,
         )
         fit = Fit.of(curve, analysis.size_coord)
-        stop = stop_reason(fit, settings, len(runs))
-        if stop is not None:
+        stop = stop_reason(fit, settings, len(runs), confirmed)
+        decision = None
+        if stop is not None and stop[0] == "converged" and not confirmed:
+            decision = confirmation(fit, runs, settings, settings.budget_runs - len(runs))
+            confirmed = True
+        if stop is not None and decision is None:
             return Simulated(stop[0], fit, runs, rounds)
-        decision = choose_round(
+        decision = decision or choose_round(
             fit,
             runs,
             settings,

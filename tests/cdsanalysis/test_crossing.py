@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy.special import expit, logit
+from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from cdsanalysis.crossing import (
@@ -153,3 +154,46 @@ def test_student_quantile_uses_the_runs_in_the_window():
     narrow = _estimate(values, sizes, confidence=0.5)
     assert wide.low < narrow.low < narrow.high < wide.high
     assert student_t.ppf(0.95, 4) > student_t.ppf(0.95, 40)  # why few runs widen it
+
+
+@pytest.mark.parametrize(
+    ("link", "statsmodels_link"),
+    [("probit", "Probit"), ("cloglog", "CLogLog"), ("loglog", "LogLog")],
+)
+def test_window_fit_with_another_link_matches_statsmodels(link, statsmodels_link):
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(4)
+    x = np.repeat(np.log([400.0, 630.0, 1000.0]), 4)
+    r = np.clip(expit(-20 + 3.2 * x) + rng.normal(0, 0.05, x.size), 0, 1)
+    ours = fit_window(x, r, link)
+    family = sm.families.Binomial(link=getattr(sm.families.links, statsmodels_link)())
+    ref = sm.GLM(r, sm.add_constant(x), family=family).fit(scale="X2")
+    np.testing.assert_allclose(ours.coef, ref.params, rtol=1e-6)
+    np.testing.assert_allclose(ours.cov, ref.cov_params(), rtol=1e-5)
+    assert ours.converged
+
+
+def test_joined_links_hold_every_links_interpolated_crossing():
+    sizes = np.repeat([400.0, 1000.0], 4)
+    values = np.array([0.5, 0.6, 0.65, 0.7, 0.93, 0.95, 0.96, 0.97])
+    alone = _estimate(values, sizes, chance=0.0)
+    joined = _estimate(values, sizes, chance=0.0, links=("logit", "probit", "cloglog", "loglog"))
+    assert joined.estimate == alone.estimate and joined.slope == alone.slope
+    # by hand: each link interpolates the two means at log 400 and log 1000
+    x0, x1 = math.log(400), math.log(1000)
+    m0, m1 = values[:4].mean(), values[4:].mean()
+    links = {
+        "probit": norm.ppf,
+        "cloglog": lambda p: math.log(-math.log1p(-p)),
+        "loglog": lambda p: -math.log(-math.log(p)),
+    }
+    crossings = []
+    for g in links.values():
+        y0, y1 = g(m0), g(m1)
+        crossings.append(math.exp(x0 + (g(0.9) - y0) * (x1 - x0) / (y1 - y0)))
+    # the crossings differ (the allowance is not empty) and the joined interval holds them all
+    assert max(crossings) / min(crossings) > 1.02
+    assert joined.low <= min([*crossings, alone.low]) and joined.low <= alone.low
+    assert joined.high >= max([*crossings, alone.high])
+    with pytest.raises(ValueError, match="links"):
+        _estimate(values, sizes, links=("probit",))

@@ -314,7 +314,8 @@ def test_cli_prints_both_clocks_side_by_side(logit_store):
         ],
     )
     assert js.exit_code == 0, js.output
-    data = json.loads(js.stdout)  # the max-logit metric was not planted: absent here, said so
+    envelope = json.loads(js.stdout)  # the max-logit metric was not planted: absent, said so
+    data = envelope["result"]
     assert data["attrs"]["logit_scale"] == "test_logit_max_mean"
     assert data["data_vars"]["logit_n_runs"]["data"] == 0
-    assert any("test_logit_max_mean" in w for w in data["warnings"])
+    assert any("test_logit_max_mean" in w for w in envelope["warnings"])

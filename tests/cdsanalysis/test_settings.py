@@ -37,6 +37,7 @@ CHANGED = AnalysisSettings(
     size_coord="n_samples",  # the only size the planted stores have
     chance_accuracy=0.05,
     curve_sizes_per_side=2,
+    curve_links=("logit", "probit"),
     require_all_larger=True,
     allow_varying=("seed", "split_seed"),
     n_resamples=150,
@@ -91,6 +92,10 @@ def test_every_field_is_documented_once_with_its_default(cls):
         ("seed", 1.5),
         ("km_ci_method", "greenwood"),
         ("fraction_ci_method", "wald"),
+        ("curve_links", ("probit",)),
+        ("curve_links", ("logit", "cauchit")),
+        ("curve_links", ("logit", "probit", "probit")),
+        ("curve_links", ()),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(field, bad):

@@ -9,9 +9,11 @@ from cdssearch.design import (
     Fit,
     bisection,
     choose_round,
+    confirmation,
     initial_pairs,
     next_seeds,
     predicted_width,
+    stop_reason,
 )
 from cdssearch.settings import SearchSettings
 
@@ -89,4 +91,30 @@ def test_settings_name_the_bad_field():
         SearchSettings(target_width=-1)
     with pytest.raises(ValueError, match="budget_runs"):
         SearchSettings(target_width=0.2, budget_runs=4)
+    with pytest.raises(ValueError, match="confirm_fraction"):
+        SearchSettings(target_width=0.2, confirm_fraction=-0.5)
     assert math.isinf(Fit(**{**_fit().__dict__, "high_open": True}).relative_width)
+
+
+def test_confirmation_adds_fresh_runs_at_the_window_sizes_fewest_runs_first():
+    fit = _fit()
+    low, high = fit.window
+    counts = dict(zip(fit.sizes, fit.counts, strict=True))
+    tested = [(int(n), s) for n, c in counts.items() for s in range(c)]
+    settings = SearchSettings(target_width=0.3, confirm_fraction=0.5)
+    decision = confirmation(fit, tested, settings, runs_left=40)
+    # ceil(0.5 x 6 window runs) = 3 runs over the two window sizes (3 runs each): the smaller
+    # size first at equal counts, then the other, then the smaller again; seeds never reused
+    assert decision.kind == "confirmation"
+    assert decision.pairs == [(int(low), 3), (int(low), 4), (int(high), 3)]
+    assert confirmation(fit, tested, settings, runs_left=2).pairs == [(int(low), 3), (int(high), 3)]
+    assert confirmation(fit, tested, SearchSettings(target_width=0.3), runs_left=40) is None
+
+
+def test_after_the_confirmation_round_the_search_stops_whatever_the_width():
+    fit = _fit()
+    narrow = SearchSettings(target_width=1e-6)
+    assert stop_reason(fit, narrow, 40) is None
+    assert stop_reason(fit, narrow, 40, confirmed=True)[0] == "confirmed"
+    wide = SearchSettings(target_width=1e6, min_window_runs=3, max_bracket_ratio=10.0)
+    assert stop_reason(fit, wide, 40, confirmed=True)[0] == "converged"
