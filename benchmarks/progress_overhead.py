@@ -30,7 +30,7 @@ def _train_seconds(spec: RunSpec, settings: StoreSettings, with_progress: bool) 
     try:
         store = RunStore.create_or_open(tmp / "runs.zarr", [spec], settings, "benchmark")
         sent = []
-        hook = StepReporter([0], sent.append) if with_progress else None
+        hook = StepReporter([0], sent.extend) if with_progress else None
         started = time.perf_counter()
         status = train_run(store, 0, settings, on_step=hook)
         seconds = time.perf_counter() - started

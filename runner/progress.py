@@ -69,8 +69,9 @@ class RunSnapshot:
     steps_per_s: float
 
 
-#: Where a training process sends its snapshots.
-Send = Callable[[RunSnapshot], None]
+#: Where a training process sends its snapshots: those of one read together (a batched group's
+#: runs at one step), so that lines and bars never show them half updated.
+Send = Callable[[tuple[RunSnapshot, ...]], None]
 
 
 class Rate:
@@ -159,10 +160,12 @@ class StepReporter:
         self.due = now + self.interval_s
         steps_per_s = self.rate(step, now)
         values = buffer[:rows, :, self.columns].float().cpu().numpy()  # (rows, runs, 2)
+        snapshots = []
         for slot, index in enumerate(self.indices):
             self.accuracy[slot] = last_measured(values[:, slot], self.accuracy[slot])
             train, test = (float(v) for v in self.accuracy[slot])
-            self.send(RunSnapshot(index, step, train, test, steps_per_s))
+            snapshots.append(RunSnapshot(index, step, train, test, steps_per_s))
+        self.send(tuple(snapshots))
 
 
 @dataclass(frozen=True)
@@ -271,13 +274,22 @@ class ProgressView:
         return f"run {index} {self.runs[index].run_id[:8]}"
 
     # -- what the executors call ----------------------------------------------------------------
-    def update(self, snapshot: RunSnapshot) -> None:
-        """Take a run's snapshot (from its training process, or read from the store)."""
-        if snapshot.index in self.finished or snapshot.index not in self.runs:
+    def update(self, snapshots: Sequence[RunSnapshot]) -> None:
+        """Take runs' snapshots (from their training process, or read from the store)."""
+        fresh = [s for s in snapshots if s.index in self.runs and s.index not in self.finished]
+        if not fresh:
             return
-        self.latest[snapshot.index] = snapshot
+        for snapshot in fresh:
+            self.latest[snapshot.index] = snapshot
         now = self.clock()
         self.grid_steps_per_s = self.grid_rate(self.steps_trained(), now)
+        for snapshot in fresh:
+            self._draw_run(snapshot)
+        if self.bar is not None:
+            self._draw_grid()
+        self.lines_if_due(now)
+
+    def _draw_run(self, snapshot: RunSnapshot) -> None:
         if self.bar is not None:
             task = self.tasks.get(snapshot.index)
             if task is None:
@@ -289,8 +301,6 @@ class ProgressView:
                 self.tasks[snapshot.index] = task
             detail = self.run_text(snapshot, compact=True)
             self.bar.update(task, completed=snapshot.steps_done, detail=detail)
-            self._draw_grid()
-        self.lines_if_due(now)
 
     def finish(self, index: int, steps_done: int) -> None:
         """Run ``index`` ended (any status) after ``steps_done`` steps: the grid's total counts
@@ -356,6 +366,7 @@ class StoreProgress:
         if now < self.due:
             return
         self.due = now + self.interval_s
+        snapshots = []
         steps_done = self.store.array("steps_done")[...]
         status = self.store.array("status")[...]
         for index in self.indices:
@@ -375,5 +386,6 @@ class StoreProgress:
             )
             train, test = last_measured(accuracies, np.full(2, np.nan))
             rate = self.rates[index](steps, now)
-            self.view.update(RunSnapshot(index, steps, float(train), float(test), rate))
+            snapshots.append(RunSnapshot(index, steps, float(train), float(test), rate))
+        self.view.update(snapshots)
         self.view.lines_if_due(now)

@@ -67,7 +67,7 @@ def test_last_measured_takes_the_last_finite_row_per_column():
 
 def test_step_reporter_reads_only_when_due_and_sends_rate_and_last_accuracies():
     clock, sent = FakeClock(8.0), []
-    reporter = StepReporter([4, 7], sent.append, clock, interval_s=0.125)
+    reporter = StepReporter([4, 7], sent.extend, clock, interval_s=0.125)
     train, test = SCALARS.index("train_accuracy"), SCALARS.index("test_accuracy")
     block = torch.full((6, 2, len(SCALARS)), float("nan"))
     block[0, :, train] = torch.tensor([0.25, 0.5])
@@ -105,9 +105,9 @@ def test_view_grid_rate_eta_and_lines_by_hand():
     clock, lines = FakeClock(0.0), []
     view = _view(clock, lines)
     assert view.total_steps == 140  # 100 + (50 - 10)
-    view.update(RunSnapshot(0, 4, 0.5, math.nan, math.nan))  # the grid's origin: 4 steps at 0 s
+    view.update([RunSnapshot(0, 4, 0.5, math.nan, math.nan)])  # the grid's origin: 4 steps at 0 s
     clock.now = 2.0
-    view.update(RunSnapshot(0, 20, 0.75, 0.25, 8.0))
+    view.update([RunSnapshot(0, 20, 0.75, 0.25, 8.0)])
     assert view.steps_trained() == 20
     assert view.grid_steps_per_s == 8.0  # (20 - 4) / 2
     assert view.run_eta_s(view.latest[0]) == 10.0  # (100 - 20) / 8
@@ -115,7 +115,7 @@ def test_view_grid_rate_eta_and_lines_by_hand():
     assert lines == []  # the first lines are due at 3 s
 
     clock.now = 4.0
-    view.update(RunSnapshot(1, 30, 1.0, 0.5, 10.0))  # run 1 resumed at 10: 20 steps here
+    view.update([RunSnapshot(1, 30, 1.0, 0.5, 10.0)])  # run 1 resumed at 10: 20 steps here
     assert view.steps_trained() == 40
     assert view.grid_steps_per_s == 9.0  # (40 - 4) / 4
     assert lines == [
@@ -126,7 +126,7 @@ def test_view_grid_rate_eta_and_lines_by_hand():
 
     view.finish(0, 60)  # ended early (e.g. diverged) at step 60: 40 planned steps never come
     assert view.total_steps == 100 and view.steps_trained() == 80
-    view.update(RunSnapshot(0, 70, 1.0, 1.0, 8.0))  # a late snapshot of an ended run: ignored
+    view.update([RunSnapshot(0, 70, 1.0, 1.0, 8.0)])  # a late snapshot of an ended run: ignored
     assert view.steps_trained() == 80
     clock.now = 6.5  # 2.5 s after the last lines: none yet
     view.lines_if_due()
@@ -145,9 +145,9 @@ def test_view_draws_a_bar_per_running_run_and_one_for_the_grid():
         TextColumn("{task.description} {task.fields[detail]}"), console=Console(file=io.StringIO())
     )
     view = _view(clock, [], bar)
-    view.update(RunSnapshot(1, 12, 0.5, math.nan, math.nan))
+    view.update([RunSnapshot(1, 12, 0.5, math.nan, math.nan)])
     clock.now = 1.0
-    view.update(RunSnapshot(1, 17, 0.5, math.nan, 7.0))
+    view.update([RunSnapshot(1, 17, 0.5, math.nan, 7.0)])
     tasks = {t.description: t for t in bar.tasks}
     assert set(tasks) == {"tiny", "run 1 01234567"}
     assert (tasks["run 1 01234567"].completed, tasks["run 1 01234567"].total) == (17, 50)
