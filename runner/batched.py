@@ -251,13 +251,15 @@ def train_group(
     stop: Callable[[], bool] = lambda: False,
     distinct_rows: bool = True,
     still_mine: StillMine = always_mine,
+    on_step: Callable[[int, torch.Tensor, int], None] | None = None,
 ) -> dict[int, str]:
     """Train runs ``indices`` of ``store`` together; return each run's final status.
 
     The runs must share :func:`group_key`, pass :func:`batch_problem`, be unfinished and have
     flushed the same number of steps (a group resumes together). The caller holds their locks.
     ``on_steps`` and ``stop`` are as for :func:`runner.trainer.train_run`; on a stop every run
-    is flushed and :class:`~runner.trainer.RunInterrupted` is raised. ``distinct_rows``: use
+    is flushed and :class:`~runner.trainer.RunInterrupted` is raised. ``on_step`` too (its buffer
+    has a run axis of ``len(indices)``). ``distinct_rows``: use
     :class:`DistinctRows` for 1-layer models (off: the vmapped answer-position forward).
     ``still_mine(index)`` is asked before every write of a run; a run found taken over is
     written no more and ends :data:`~runner.recording.HELD` (the group stops once no run is
@@ -354,6 +356,8 @@ def train_group(
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()
+        if on_step is not None:
+            on_step(step, scalars, row + 1)
         stopping = stop()
         if row + 1 == block or step == spec.steps or stopping:
             on_steps(record.flush(step, save))

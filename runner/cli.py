@@ -15,13 +15,20 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runner.executors import Executor, make_executor
 from runner.grid import Grid, GridError, parse_grid, with_stop_when
 from runner.leases import DEFAULT_LEASE_TTL
 from runner.logs import configure_log_file
 from runner.migrate import RECORD_PARTS, RunIdMigration
+from runner.progress import (
+    DEFAULT_LINE_EVERY_S,
+    PlannedRun,
+    ProgressView,
+    StoreProgress,
+    print_line,
+)
 from runner.spec import StoreSettings
 from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
@@ -200,6 +207,15 @@ def run(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
+    progress_every_seconds: Annotated[
+        float,
+        typer.Option(
+            "--progress-every-seconds",
+            help="when stdout is not a terminal (or no bar is drawn): a plain line per running "
+            "run (step, last train and test accuracy, steps/s, ETA) and one for the grid, every "
+            "this many seconds; 0: none",
+        ),
+    ] = DEFAULT_LINE_EVERY_S,
     executor: Annotated[
         _Executor,
         typer.Option(
@@ -344,6 +360,8 @@ def run(
     )
     if batch_runs < 1:
         problem = f"--batch-runs {batch_runs}: give at least 1"
+    if not progress_every_seconds >= 0:
+        problem = f"--progress-every-seconds {progress_every_seconds}: give 0 (none) or more"
     if problem:
         err.print(f"error: {problem}")
         raise typer.Exit(2)
@@ -379,7 +397,9 @@ def run(
     with graceful_stop(on_first=_announce_stop) as stop:
         engine = make_executor(executor.value, workers or os.cpu_count() or 1, address, batch_runs)
         try:
-            outcome = _train_all(engine, job, store, grid, indices, quiet, stop)
+            outcome = _train_all(
+                engine, job, store, grid, indices, quiet, stop, progress_every_seconds
+            )
         finally:
             engine.close()
     summary = ", ".join(f"{k} {v}" for k, v in outcome.items() if v)
@@ -421,6 +441,7 @@ def _train_all(
     indices: list[int],
     quiet: bool,
     stop: StopRequest,
+    line_every_s: float = DEFAULT_LINE_EVERY_S,
 ) -> dict[str, int]:
     outcome = {
         "done": 0,
@@ -430,18 +451,7 @@ def _train_all(
         "not started": 0,
         "skipped (held elsewhere)": 0,
     }
-    remaining = {i: grid.runs[i].steps - store.state(i)[1] for i in indices}
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("runs {task.fields[runs_done]}/{task.fields[runs_total]}"),
-        TextColumn("steps {task.completed:.0f}/{task.total:.0f}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet or not err.is_terminal,
-    )
+    view = _progress_view(store, grid, indices, quiet, line_every_s)
 
     specs = [r.model_dump(mode="json") for r in grid.runs]
     parents = {r.lineage() for r in grid.runs}
@@ -449,8 +459,8 @@ def _train_all(
     def report(result: RunOutcome) -> None:
         key = "skipped (held elsewhere)" if result.status == "held" else result.status
         outcome[key] += 1
-        progress.update(bar, runs_done=outcome["done"] + outcome["diverged"] + outcome["failed"])
         i = result.index
+        view.finish(i, store.state(i)[1] if result.trained else view.runs[i].started_at)
         if result.status == "failed":
             if not result.failure:  # failed outside the run (its worker kept dying): say so
                 logger.error("run %d (%s) failed: %s", i, grid.runs[i].run_id, result.message)
@@ -470,24 +480,39 @@ def _train_all(
                 highlight=False,
             )
 
-    def tick() -> None:  # progress of runs trained in other processes, read from the store
-        if not progress.disable:
-            flushed = int(store.array("steps_done")[...][indices].sum())
-            progress.update(bar, completed=flushed - first_flushed)
-
-    first_flushed = int(store.array("steps_done")[...][indices].sum())
-    with progress:
-        bar = progress.add_task(
-            grid.settings.name,
-            total=sum(remaining.values()),
-            runs_done=0,
-            runs_total=len(indices),
-        )
+    tick = view.lines_if_due  # lines keep coming while a pool's runs report through a queue
+    if not engine.reports_steps:  # runs trained elsewhere: their progress is read from the store
+        tick = StoreProgress(store, indices, view, grid.settings.flush_every)
+    send = view.update if view.bar is not None or view.write_line is not None else None
+    with view.bar or contextlib.nullcontext():
         for wave in lineage_waves(grid, indices):
             if stop():
                 break
-            engine.run(job, wave, stop, report, lambda k: progress.advance(bar, k), tick)
+            engine.run(job, wave, stop, report, tick=tick, progress=send)
     return outcome
+
+
+def _progress_view(
+    store: RunStore, grid: Grid, indices: list[int], quiet: bool, line_every_s: float
+) -> ProgressView:
+    """The grid's progress: a bar on stderr when it is a terminal; plain lines on stdout every
+    ``line_every_s`` when stdout is not a terminal or no bar is drawn; nothing when quiet."""
+    runs = {}
+    for i in indices:
+        status, steps_done = store.state(i)
+        planned = steps_done if status in ("done", "diverged") else grid.runs[i].steps
+        runs[i] = PlannedRun(grid.runs[i].run_id, planned, steps_done)
+    bar = None
+    if not quiet and err.is_terminal:
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=16),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=err,
+        )
+    lines = not quiet and line_every_s > 0 and (bar is None or not sys.stdout.isatty())
+    return ProgressView(grid.settings.name, runs, bar, print_line if lines else None, line_every_s)
 
 
 def lineage_waves(grid: Grid, indices: list[int]) -> list[list[int]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from runner.progress import Send
 from runner.stopping import StopRequest
 from runner.worker import Job, RunOutcome, train_one
 
@@ -49,13 +51,21 @@ class Executor(ABC):
         report: Report,
         on_steps: Callable[[int], None] = lambda n: None,
         tick: Callable[[], None] = lambda: None,
+        progress: Send | None = None,
     ) -> None:
         """Train ``indices``; call ``report`` once per run (in completion order).
 
         ``on_steps(k)`` is called with steps flushed in this process (local training);
-        ``tick()`` is called about twice a second while waiting on other processes (progress).
-        When ``stop()`` becomes true, running runs flush and stop and no new run starts.
+        ``tick()`` is called a few times a second while waiting on other processes.
+        ``progress`` receives the runs' :class:`~runner.progress.RunSnapshot` about every
+        :data:`~runner.progress.REPORT_INTERVAL_S` while they train, in this process, if the
+        executor :attr:`reports_steps` (else the caller reads progress from the store in
+        ``tick``). When ``stop()`` becomes true, running runs flush and stop and no new run
+        starts.
         """
+
+    #: Whether :meth:`run` sends per-step progress to ``progress`` (Dask does not).
+    reports_steps: bool = True
 
     def close(self) -> None:
         """Release the engine's resources (processes, cluster connections)."""
@@ -71,9 +81,11 @@ class Executor(ABC):
 class LocalExecutor(Executor):
     """Sequential, in this process."""
 
-    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+    def run(
+        self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None, progress=None
+    ):
         for index in indices:
-            outcome = train_one(job, index, stop, on_steps)
+            outcome = train_one(job, index, stop, on_steps, progress)
             report(outcome)
 
 
@@ -89,7 +101,9 @@ class BatchedExecutor(Executor):
     def __init__(self, batch_runs: int):
         self.batch_runs = batch_runs
 
-    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+    def run(
+        self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None, progress=None
+    ):
         from runner.worker import open_store, train_batch
 
         for group in batch_groups(
@@ -98,9 +112,9 @@ class BatchedExecutor(Executor):
             if stop():
                 break
             if len(group) == 1:
-                report(train_one(job, group[0], stop, on_steps))
+                report(train_one(job, group[0], stop, on_steps, progress))
                 continue
-            for outcome in train_batch(job, group, stop, on_steps):
+            for outcome in train_batch(job, group, stop, on_steps, progress):
                 report(outcome)
 
 
@@ -127,12 +141,18 @@ def batch_groups(store: Any, indices: Sequence[int], batch_runs: int) -> list[li
 
 # -- a process pool ---------------------------------------------------------------------------
 _pool_stop: StopRequest | None = None
+_pool_progress: Any = None  # the driver's progress queue (None: no progress asked for)
+
+#: Seconds the driver waits on its pool before looking at stops and progress again.
+POOL_WAIT_S = 0.2
 
 
-def _init_pool_worker(stop_event: Any) -> None:
-    """In each pool process: stop when the driver says so or on our own Ctrl-C/SIGTERM."""
-    global _pool_stop
+def _init_pool_worker(stop_event: Any, progress_queue: Any = None) -> None:
+    """In each pool process: stop when the driver says so or on our own Ctrl-C/SIGTERM; send
+    progress snapshots to the driver's queue."""
+    global _pool_stop, _pool_progress
     _pool_stop = StopRequest(also=stop_event.is_set)
+    _pool_progress = progress_queue
 
     def handler(signum: int, frame: Any) -> None:
         _pool_stop.set(signum)  # type: ignore[union-attr]
@@ -142,7 +162,19 @@ def _init_pool_worker(stop_event: Any) -> None:
 
 
 def _pool_train(job: Job, index: int) -> RunOutcome:
-    return train_one(job, index, _pool_stop or (lambda: False))
+    send = None if _pool_progress is None else _pool_progress.put
+    return train_one(job, index, _pool_stop or (lambda: False), progress=send)
+
+
+def _drain(progress_queue: Any, progress: Send | None) -> None:
+    """Hand every snapshot waiting in ``progress_queue`` to ``progress``."""
+    while progress_queue is not None:
+        try:
+            snapshot = progress_queue.get_nowait()
+        except queue.Empty:
+            return
+        if progress is not None:
+            progress(snapshot)
 
 
 class ProcessExecutor(Executor):
@@ -161,12 +193,23 @@ class ProcessExecutor(Executor):
         self.max_restarts = max_restarts
         self.restarts = 0
 
-    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+    def run(
+        self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None, progress=None
+    ):
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch
         stop_event = context.Event()
+        # Snapshots of the runs in the pool: a plain queue, handed to each worker when it starts
+        progress_queue = None if progress is None else context.Queue()
+
+        def tick_and_drain() -> None:
+            _drain(progress_queue, progress)
+            tick()
+
         pending = list(indices)
         while pending:
-            broken = self._one_pool(job, pending, context, stop_event, stop, report, tick)
+            broken = self._one_pool(
+                job, pending, context, (stop_event, progress_queue), stop, report, tick_and_drain
+            )
             if not broken:
                 return
             self.restarts += 1
@@ -175,18 +218,19 @@ class ProcessExecutor(Executor):
                     report(RunOutcome(index, "failed", message="worker processes kept dying"))
                 return
 
-    def _one_pool(self, job, pending, context, stop_event, stop, report, tick) -> bool:
+    def _one_pool(self, job, pending, context, initargs, stop, report, tick) -> bool:
         """Submit ``pending`` to a fresh pool; remove each reported run; True if it broke."""
         broken = False
+        stop_event = initargs[0]
         with ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_init_pool_worker,
-            initargs=(stop_event,),
+            initargs=initargs,
         ) as pool:
             futures = {pool.submit(_pool_train, job, i): i for i in pending}
             while futures:
-                done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                done, _ = wait(futures, timeout=POOL_WAIT_S, return_when=FIRST_COMPLETED)
                 if stop():
                     stop_event.set()
                 tick()
@@ -295,7 +339,12 @@ class DaskExecutor(Executor):
         self.retries = retries
         self.restarts = 0
 
-    def run(self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None):
+    #: Dask tasks may run on other machines: the caller reads progress from the store instead.
+    reports_steps = False
+
+    def run(
+        self, job, indices, stop, report, on_steps=lambda n: None, tick=lambda: None, progress=None
+    ):
         from distributed import Event
 
         token = uuid.uuid4().hex[:8]

@@ -231,10 +231,14 @@ def train_run(
     on_steps: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
     still_mine: StillMine = always_mine,
+    on_step: Callable[[int, torch.Tensor, int], None] | None = None,
 ) -> str:
     """Train run ``run_index`` of ``store`` to completion; return its final status.
 
     ``on_steps(k)`` is called after each flush with the number of steps just flushed (progress).
+    ``on_step(step, buffer, rows)`` is called after every update: the first ``rows`` rows of
+    ``buffer`` (flush_every, 1, SCALARS), on the device, are the measurements since the last
+    flush (live progress: :class:`runner.progress.StepReporter`).
     ``stop()`` is asked after every step; when it returns True the steps taken so far are
     flushed (with their checkpoint) and :class:`RunInterrupted` is raised (Ctrl-C).
     A run with ``stop_when`` ends ``done`` at the first flush where its outcome is decided
@@ -321,6 +325,8 @@ def train_run(
             if noise.update:
                 with torch.no_grad():
                     _perturb_(params, noise.update, setup.noise)
+            if on_step is not None:
+                on_step(step, scalars, row + 1)
             stopping = stop()
             if row + 1 == block or step == spec.steps or stopping:
                 status = flush(step)

@@ -25,6 +25,7 @@ from typing import Any
 
 from runner.leases import DEFAULT_LEASE_TTL, Holder, Lease
 from runner.logs import configure_log_file
+from runner.progress import Send, StepReporter
 from runner.spec import StoreSettings
 from runner.store import RunStore, StoreError
 
@@ -189,8 +190,12 @@ def train_one(
     index: int,
     stop: Callable[[], bool] = lambda: False,
     on_steps: Callable[[int], None] = lambda n: None,
+    progress: Send | None = None,
 ) -> RunOutcome:
     """Train run ``index`` of the store at ``job.location`` if no live process does.
+
+    ``progress``, when given, receives the run's :class:`~runner.progress.RunSnapshot` about
+    every :data:`~runner.progress.REPORT_INTERVAL_S` while it trains.
 
     Never raises for a problem of the run itself (it is reported as ``failed`` and the store
     marks it so); a second Ctrl-C (``KeyboardInterrupt``) does propagate.
@@ -239,6 +244,7 @@ def train_one(
                 on_steps=on_steps,
                 stop=lambda: stop() or lease.lost.is_set(),
                 still_mine=lambda i: lease.confirm(),
+                on_step=None if progress is None else StepReporter([index], progress),
             )
         except RunInterrupted as exc:
             if not _still_mine(lease):
@@ -259,8 +265,10 @@ def train_batch(
     indices: list[int],
     stop: Callable[[], bool] = lambda: False,
     on_steps: Callable[[int], None] = lambda n: None,
+    progress: Send | None = None,
 ) -> list[RunOutcome]:
     """Train runs ``indices`` (one batched group, see :mod:`runner.batched`) together.
+    ``progress`` is as for :func:`train_one`.
 
     Takes every run's lease; runs another live process holds are reported ``held`` and the rest
     train together. Never raises for a problem of the runs (they are reported ``failed``).
@@ -313,6 +321,7 @@ def train_batch(
             on_steps=on_steps,
             stop=lambda: stop() or lost(),
             still_mine=lambda i: leases[i].confirm(),
+            on_step=None if progress is None else StepReporter(mine, progress),
         )
         for i in mine:
             if statuses[i] == HELD or not leases[i].confirm():
