@@ -114,8 +114,9 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a store against its schema; exit 1 naming every problem found."""
+    notes: list[str] = []
     try:
-        attrs = validate_store(store, deep=deep)
+        attrs = validate_store(store, deep=deep, notes=notes)
     except StoreValidationError as exc:
         if as_json:
             print(json.dumps({"store": store, "valid": False, "problems": exc.problems}))
@@ -131,11 +132,14 @@ def validate(
                     "valid": True,
                     "schema_version": attrs["schema_version"],
                     "failed_runs": failures,
+                    "notes": notes,
                 }
             )
         )
         return
     print(f"{store}: valid cds run store (schema v{attrs['schema_version']})")
+    for note in notes:
+        print(f"Note: {note}")
     for run in failures:
         why = run["failure"].rstrip() or "(no reason recorded: written before cds kept it)"
         print(f"\nrun {run['index']} ({run['run']}) {run['status']}:\n{why}")
@@ -806,10 +810,12 @@ def import_command(
         list[str] | None, typer.Option("--set", help="FIELD=VALUE for every run")
     ] = None,
     step_offset: Annotated[
-        int, typer.Option(help="added to every step (1 for sources counting from 0)")
+        int,
+        typer.Option(help="added once to every imported step (1 for sources counting from 0)"),
     ] = 0,
     option: Annotated[
-        list[str] | None, typer.Option("--option", help="KEY=VALUE passed to the importer")
+        list[str] | None,
+        typer.Option("--option", help="KEY=VALUE for the importer (wandb: step_column=COLUMN)"),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -818,7 +824,7 @@ def import_command(
     import yaml
 
     from cdsanalysis.importers.mapping import coerce, parse_pairs
-    from cdsanalysis.importers.registry import ImporterError, get_importer
+    from cdsanalysis.importers.registry import ImporterError, check_options, get_importer
     from cdsanalysis.importers.writer import ImportOptions, write_store
 
     try:
@@ -838,6 +844,7 @@ def import_command(
             step_offset=step_offset,
         )
         importer_options = {k: coerce(v) for k, v in parse_pairs(option or [], "--option").items()}
+        check_options(kind, importer_options)
         if not source.exists():
             raise ValueError(f"{source} does not exist")
         summary = write_store(
