@@ -184,8 +184,9 @@ def validate(
     """Check a store against its schema; exit 1 naming every problem found."""
     from cdsanalysis.validate import StoreValidationError, run_failures, validate_store
 
+    notes: list[str] = []
     try:
-        attrs = validate_store(store, deep=deep)
+        attrs = validate_store(store, deep=deep, notes=notes)
     except StoreValidationError as exc:
         result = {"store": store, "valid": False, "problems": exc.problems}
         return Outcome(result, str(exc), exit_code=1)
@@ -195,8 +196,10 @@ def validate(
         "valid": True,
         "schema_version": attrs["schema_version"],
         "failed_runs": failures,
+        "notes": notes,
     }
     lines = [f"{store}: valid cds run store (schema v{attrs['schema_version']})"]
+    lines += [f"Note: {note}" for note in notes]
     for run in failures:
         why = run["failure"].rstrip() or "(no reason recorded: written before cds kept it)"
         lines.append(f"\nrun {shown_id(run['run'])} (index {run['index']}) {run['status']}:\n{why}")
@@ -997,10 +1000,12 @@ def import_command(
         list[str] | None, typer.Option("--set", help="FIELD=VALUE for every run")
     ] = None,
     step_offset: Annotated[
-        int, typer.Option(help="added to every step (1 for sources counting from 0)")
+        int,
+        typer.Option(help="added once to every imported step (1 for sources counting from 0)"),
     ] = 0,
     option: Annotated[
-        list[str] | None, typer.Option("--option", help="KEY=VALUE passed to the importer")
+        list[str] | None,
+        typer.Option("--option", help="KEY=VALUE for the importer (wandb: step_column=COLUMN)"),
     ] = None,
 ) -> Outcome:
     """Import runs logged elsewhere (TensorBoard, W&B exports, tables, the authors' logs) into a
@@ -1008,7 +1013,7 @@ def import_command(
     import yaml
 
     from cdsanalysis.importers.mapping import coerce, parse_pairs
-    from cdsanalysis.importers.registry import ImporterError, get_importer
+    from cdsanalysis.importers.registry import ImporterError, check_options, get_importer
     from cdsanalysis.importers.writer import ImportOptions, write_store
 
     try:
@@ -1028,6 +1033,7 @@ def import_command(
             step_offset=step_offset,
         )
         importer_options = {k: coerce(v) for k, v in parse_pairs(option or [], "--option").items()}
+        check_options(kind, importer_options)
         if not source.exists():
             raise ValueError(f"{source} does not exist")
         summary = write_store(

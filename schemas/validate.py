@@ -2,6 +2,11 @@
 
 Structural checks read only metadata and the small coordinate arrays, so they run on every open.
 ``deep=True`` also reads the per-step metrics to check the NaN conventions (slower).
+
+Imported stores (``cds-analyze import``, root attribute ``import_kind``) hold runs logged by
+other tools, which often log the training loss every N steps: the deep check's rule that
+``train_loss`` is measured at every step up to ``steps_done`` is the runner's, so for them it
+is not a problem but a note (``notes``) saying how sparse it is.
 """
 
 from __future__ import annotations
@@ -212,10 +217,21 @@ def stopped_early(
     return ~np.isin(np.asarray([str(r) for r in reasons]), NOT_EARLY_STOP_REASONS)
 
 
-def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
+#: Root attribute that marks a store written by ``cds-analyze import`` (its value: the kind).
+IMPORT_KIND_ATTR = "import_kind"
+
+
+def _check_values(
+    arrays: dict[str, zarr.Array],
+    schema: dict,
+    import_kind: str | None = None,
+    notes: list[str] | None = None,
+) -> list[str]:
     """NaN conventions: train metrics dense up to steps_done, nothing measured after it (except
-    the unacknowledged last block of an interrupted run)."""
+    the unacknowledged last block of an interrupted run). In an imported store (``import_kind``)
+    a sparse train loss is as logged: counted into ``notes``, not a problem."""
     problems = []
+    sparse_runs: list[tuple[int, int, int]] = []  # imported: (run index, measured, steps_done)
     done = _read(arrays, "steps_done")
     status = _read(arrays, "status")
     codes = schemas.status_codes(schema["schema_version"])
@@ -237,15 +253,29 @@ def _check_values(arrays: dict[str, zarr.Array], schema: dict) -> list[str]:
                 )
             # A diverged run ends on its first non-finite loss; every earlier step is measured.
             dense = done[run_index] - (status[run_index] == codes["diverged"])
-            if name == "train_loss" and np.isnan(values[:dense]).any():
+            gaps = name == "train_loss" and np.isnan(values[:dense]).any()
+            if gaps and import_kind:
+                measured = int(np.isfinite(values[:dense]).any(axis=1).sum())
+                sparse_runs.append((run_index, measured, int(dense)))
+            elif gaps:
                 problems.append(
                     f"variable 'train_loss' has NaN gaps within the flushed steps of run index "
                     f"{run_index}"
                 )
+    if sparse_runs and notes is not None:
+        index, measured, dense = sparse_runs[0]
+        notes.append(
+            f"imported store ({import_kind}): train_loss is logged sparsely in "
+            f"{len(sparse_runs)} of {len(done)} runs (run index {index}: {measured} of {dense} "
+            "steps measured); that is how the source logged it, so the dense-train-loss rule of "
+            "the runner's stores is not applied"
+        )
     return problems
 
 
-def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
+def validate_store(
+    location: str, deep: bool = False, notes: list[str] | None = None
+) -> dict[str, Any]:
     """Validate the store at ``location`` (a path or URL); return its attributes.
 
     Parameters
@@ -254,6 +284,9 @@ def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
         Path or URL of a Zarr v3 group written by ``cds-run``.
     deep
         Also read every metric to check the NaN conventions (reads the whole store).
+    notes
+        A list that receives what the checks found that is not a problem (an imported store's
+        sparse training loss), one sentence each.
 
     Raises
     ------
@@ -262,7 +295,7 @@ def validate_store(location: str, deep: bool = False) -> dict[str, Any]:
     """
     location = str(location)
     try:
-        return _validate(location, deep)
+        return _validate(location, deep, notes=notes)
     except _Unreadable as exc:
         raise StoreValidationError(location, [str(exc)]) from None
 
@@ -278,7 +311,10 @@ def validate_and_read(location: str) -> tuple[dict[str, Any], dict[str, np.ndarr
 
 
 def _validate(
-    location: str, deep: bool, decoded: dict[str, np.ndarray] | None = None
+    location: str,
+    deep: bool,
+    decoded: dict[str, np.ndarray] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     try:
         group = _open_group(location)
@@ -311,7 +347,7 @@ def _validate(
     if not problems:
         problems += _check_coordinates(arrays, schema, decoded)
     if not problems and deep:
-        problems += _check_values(arrays, schema)
+        problems += _check_values(arrays, schema, attrs.get(IMPORT_KIND_ATTR), notes)
     if problems:
         raise StoreValidationError(location, problems)
     return attrs

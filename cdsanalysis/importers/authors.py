@@ -131,6 +131,7 @@ class AuthorsImporter:
 
     kind = "authors"
     description = "the seed paper's training logs (INFO:root:Step: ... lines or JSON lines)"
+    options: Mapping[str, str] = {}
     version = "1"
 
     def can_open(self, source: Path) -> bool:

@@ -8,6 +8,19 @@ atomically, so the per-format modules never touch Zarr.
 Each importer module defines a module-level ``IMPORTER`` satisfying :class:`Importer` and is listed
 in the registry (``cdsanalysis.importers.registry``), in the style of xarray's backend entrypoints:
 ``can_open`` is a cheap guess used to suggest a kind, ``read_runs`` does the work.
+
+Steps, one rule for every importer
+----------------------------------
+The store's ``step`` axis is 1-based: step 1 is the first logged point (in ``cds-run``'s stores
+the initialisation, before any update). An importer returns steps *as the source numbers them*
+(TensorBoard's ``global_step``, W&B's ``_step`` or ``step_column``, a table's ``step``), except
+where the format itself fixes the convention and the importer says so (the ``authors`` logs:
+their modular trainer counts from 1, their JSON lines from 0, and the importer returns the store's
+steps for both). The writer then adds ``ImportOptions.step_offset`` (``--step-offset``, default
+0) once, to every scalar and histogram step, and refuses a step below 1 with the fix (``pass
+--step-offset 1`` for a source that counts from 0, as W&B's ``_step`` does). The TensorBoard and
+W&B readers also take a ``step_offset`` option for callers of ``read_runs`` outside the writer;
+``cds-analyze import`` refuses it as an ``--option`` so that an offset is never applied twice.
 """
 
 from __future__ import annotations
@@ -80,6 +93,9 @@ class Importer(Protocol):
 
     description: str
     """One line for ``cds-analyze import --help``."""
+
+    options: Mapping[str, str]
+    """The ``--option KEY=VALUE`` keys it takes, each with one line of help (may be empty)."""
 
     def can_open(self, source: Path) -> bool:
         """A cheap guess (suffixes, a peek at the first bytes) that this format is at ``source``."""

@@ -8,7 +8,9 @@ format, and a missing one is reported by name with the command that installs it.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cdsanalysis.importers.base import Importer
 
@@ -65,6 +67,32 @@ def get_importer(kind: str) -> Importer:
     if importer is None:
         raise ImporterError(f"{module_name} defines no IMPORTER")
     return importer
+
+
+#: ``read_runs`` options that ``cds-analyze import`` sets through its own flags, never ``--option``.
+_OWN_FLAGS = {"step_offset": "--step-offset N"}
+
+
+def check_options(kind: str, options: Mapping[str, Any]) -> None:
+    """Refuse ``--option`` keys the importer of ``kind`` does not take (a typo would otherwise be
+    ignored silently), naming those it takes; and ``step_offset``, which ``--step-offset`` gives
+    (the writer applies it once; both would shift the steps twice).
+
+    Raises
+    ------
+    ImporterError
+        Naming the key and what to give instead.
+    """
+    accepted = getattr(get_importer(kind), "options", {})
+    for key in options:
+        if key in _OWN_FLAGS:
+            raise ImporterError(
+                f"--option {key}: give {_OWN_FLAGS[key]} instead (the writer adds it once, to "
+                "every importer's steps and histograms)"
+            )
+        if key not in accepted:
+            takes = ", ".join(f"{k} ({v})" for k, v in accepted.items()) or "no --option"
+            raise ImporterError(f"--option {key}: the {kind!r} importer takes {takes}")
 
 
 def guess_kinds(source: Path) -> list[str]:

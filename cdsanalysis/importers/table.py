@@ -229,6 +229,7 @@ class TableImporter:
 
     kind = "table"
     description = "CSV or Parquet tables: long (run, step, metric, value) or wide (step + metrics)"
+    options: Mapping[str, str] = {}
     version = "1"
 
     def can_open(self, source: Path) -> bool:

@@ -35,8 +35,10 @@ What is read
 - Everything else (images, text, graphs, PR curves) is skipped. Tags keep the source's names;
   mapping them onto the schema's is the writer's job.
 
-Steps are taken verbatim from the events (whatever the user passed as ``global_step``); the option
-``step_offset`` (int, default 0) is added to every step, e.g. 1 for loggers that count from 0.
+Steps are taken verbatim from the events (whatever the user passed as ``global_step``); the
+writer's ``--step-offset`` shifts them (the rule in :mod:`cdsanalysis.importers.base`), e.g. 1 for
+loops that log the initialisation as step 0. The ``read_runs`` option ``step_offset`` (int,
+default 0) does the same for callers outside the writer; ``cds-analyze import`` refuses it.
 
 Reader choice
 -------------
@@ -373,6 +375,7 @@ class TensorBoardImporter:
 
     kind = "tensorboard"
     description = "TensorBoard event files or a directory of runs: every scalar, plus histograms"
+    options: Mapping[str, str] = {}
 
     def can_open(self, source: Path) -> bool:
         source = Path(source)

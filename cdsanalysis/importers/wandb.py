@@ -19,9 +19,13 @@ metric, NaN (empty in CSV) on the rows where that metric was not logged. Each me
 series of only the rows where it has a value. A NaN that was logged is indistinguishable from one
 that was not in a W&B export, so both are treated as not logged. Non-numeric columns (media,
 tables, strings) are skipped. The option ``step_column`` (default ``"_step"``) names another
-column as the step, e.g. ``"trainer/global_step"`` where ``wandb.log`` was not given ``step=``;
-``step_offset`` (int, default 0) is added to every step (W&B's ``_step`` counts from 0 when
-``wandb.log`` is called without ``step=``). A step that is not an integer, or a step logged twice
+column as the step (``--option step_column=trainer/global_step``), e.g. where ``wandb.log`` was
+called several times per training step without ``step=``, so that ``_step`` counts calls. Steps
+are returned as logged; W&B's ``_step`` counts from 0 when ``wandb.log`` is called without
+``step=``, so such an export needs the writer's ``--step-offset 1`` (the rule in
+:mod:`cdsanalysis.importers.base`; without it the import stops at step 0 and says so). The
+``read_runs`` option ``step_offset`` (int, default 0) adds an offset for callers outside the
+writer; ``cds-analyze import`` refuses it. A step that is not an integer, or a step logged twice
 with different values, is a ``ValueError`` naming the file, column and row or step.
 
 Config: ``config.yaml`` in W&B's own format (``key: {desc: ..., value: ...}`` entries, plus the
@@ -251,6 +255,9 @@ class WandbImporter:
     description = (
         "W&B history exports (history.csv|parquet + config.yaml) or wandb://ENTITY/PROJECT"
     )
+    options: Mapping[str, str] = {
+        "step_column": f"the history column holding the training step (default {STEP_COLUMN!r})"
+    }
 
     def can_open(self, source: Path) -> bool:
         if str(source).startswith(URL_PREFIX):

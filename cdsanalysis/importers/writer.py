@@ -10,8 +10,8 @@ Every importer yields runs; this module alone touches Zarr. It
   are required, and a field that some runs set must be set by all (a swept field);
 - lays each run's logged steps onto the dense ``step`` axis with NaN between, chunk by chunk as
   the runs arrive: only chunks holding a measurement are written (the arrays' fill value is
-  NaN, so an unwritten chunk reads as "not measured"), and memory holds one run's series and one
-  chunk, never runs x steps;
+  NaN, so an unwritten chunk reads as "not measured"), and memory holds one run's series and
+  at most :data:`WRITE_BUFFER_BYTES` of chunks of consecutive runs, never runs x steps;
 - writes the run configuration, state and provenance attributes at the end and validates the
   result, all in a temporary directory beside the target that is renamed onto it (as
   ``cds-run`` creates stores): an interrupted or failed import leaves nothing at ``--out``.
@@ -50,6 +50,11 @@ from cdsanalysis.validate import StoreValidationError, validate_store
 #: Steps per chunk of the per-step metrics (as the runner's upper bound): an imported run of
 #: 700,000 steps logged every 1,000 writes 70 chunks of 10,000 steps, not one per step.
 STEP_CHUNK = 10_000
+#: Bytes of metric blocks held across runs before they go to Zarr. Blocks of consecutive runs
+#: in one step chunk are written by one call (one round trip to Zarr's I/O thread instead of one
+#: per run and metric: the writer's main cost at 10k steps per run, see BENCHMARKS.md), and
+#: memory stays bounded whatever the number of runs or steps.
+WRITE_BUFFER_BYTES = 2 * 2**20
 #: Runs per chunk of the run configuration (as the runner).
 CONFIG_RUN_CHUNK = 4096
 #: Bins of the histogram grid when the imported histograms do not share one set of edges.
@@ -300,6 +305,9 @@ class _Store:
         self.n_runs = 0
         self.n_steps = 0
         self.capacity = 0
+        # (metric, first step of a chunk - 1) -> [(run index, block)], runs in increasing order
+        self.pending: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
+        self.pending_bytes = 0
 
     def grow(self, n_runs: int, n_steps: int) -> None:
         """Make room for ``n_runs`` runs of ``n_steps`` steps (metadata only: chunks already
@@ -310,7 +318,8 @@ class _Store:
         self._resize(runs)
 
     def fit(self, n_runs: int, n_steps: int) -> None:
-        """Shape every metric array to exactly ``n_runs`` x ``n_steps``."""
+        """Write what is buffered; shape every metric array to exactly ``n_runs`` x ``n_steps``."""
+        self.flush()
         self.n_runs, self.n_steps = n_runs, n_steps
         self._resize(n_runs)
 
@@ -321,28 +330,55 @@ class _Store:
                 array.resize(shape)
         self.capacity = runs
 
-    def write_series(
-        self, name: str, run_index: int, steps: np.ndarray, values: np.ndarray, group: int | None
-    ) -> None:
-        """Write one series chunk by chunk; chunks without a measurement are not touched."""
-        array = self.arrays[name]
-        chunk_of = (steps - 1) // STEP_CHUNK
-        bounds = np.flatnonzero(np.diff(chunk_of)) + 1
-        for part_steps, part_values in zip(
-            np.split(steps, bounds), np.split(values, bounds), strict=True
-        ):
-            lo = int((part_steps[0] - 1) // STEP_CHUNK * STEP_CHUNK)
-            hi = min(lo + STEP_CHUNK, self.n_steps)
-            if group is None:
-                # each schema metric comes from one series per run: the chunk is new
-                block = np.full(hi - lo, np.nan, dtype=np.float32)
-                block[part_steps - 1 - lo] = part_values
-                array[run_index, lo:hi] = block
-            else:
-                # param_norm's groups share a chunk: keep the groups written before
-                block = np.array(array[run_index, lo:hi, :], dtype=np.float32)
-                block[part_steps - 1 - lo, group] = part_values
-                array[run_index, lo:hi, :] = block
+    def add_run(self, run_index: int, series: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Lay one run's series (schema names, 1-based steps) into blocks of one step chunk
+        each and buffer them; chunks without a measurement get no block. ``param_norm/GROUP``
+        series share their chunk's block (one column per group)."""
+        blocks: dict[tuple[str, int], np.ndarray] = {}
+        for target, (steps, values) in series.items():
+            if not len(steps):
+                continue
+            group = None
+            name = target
+            if target.startswith("param_norm/"):
+                name, group = "param_norm", _GROUPS.index(target.split("/", 1)[1])
+            chunk_of = (steps - 1) // STEP_CHUNK
+            bounds = np.flatnonzero(np.diff(chunk_of)) + 1
+            for part_steps, part_values in zip(
+                np.split(steps, bounds), np.split(values, bounds), strict=True
+            ):
+                lo = int((part_steps[0] - 1) // STEP_CHUNK * STEP_CHUNK)
+                block = blocks.get((name, lo))
+                if block is None:
+                    width = min(lo + STEP_CHUNK, self.n_steps) - lo
+                    shape = (width,) if group is None else (width, len(_GROUPS))
+                    block = blocks[(name, lo)] = np.full(shape, np.nan, dtype=np.float32)
+                if group is None:
+                    block[part_steps - 1 - lo] = part_values
+                else:
+                    block[part_steps - 1 - lo, group] = part_values
+        for key, block in blocks.items():
+            self.pending.setdefault(key, []).append((run_index, block))
+            self.pending_bytes += block.nbytes
+        if self.pending_bytes >= WRITE_BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered blocks: per metric and step chunk, one call for the runs buffered.
+
+        Runs in between without a block there are NaN rows, which Zarr does not store (its
+        ``write_empty_chunks`` is off: a chunk of fill values is not written), so only chunks
+        holding a measurement exist, as when writing run by run.
+        """
+        for (name, lo), rows in self.pending.items():
+            first, last = rows[0][0], rows[-1][0]
+            width = max(block.shape[0] for _, block in rows)
+            batch = np.full((last - first + 1, width, *rows[0][1].shape[1:]), np.nan, np.float32)
+            for index, block in rows:
+                batch[index - first, : block.shape[0]] = block
+            self.arrays[name][first : last + 1, lo : lo + width] = batch
+        self.pending.clear()
+        self.pending_bytes = 0
 
 
 def _histogram_grid(records: Sequence[_RunRecord]) -> tuple[np.ndarray, list[int], list[str]]:
@@ -540,17 +576,11 @@ def write_store(
             last = max((int(s[-1]) for s, _ in series.values() if len(s)), default=0)
             index = len(records)
             store.grow(index + 1, last)
-            for target, (steps, values) in series.items():
-                if not len(steps):
-                    continue
-                if target.startswith("param_norm/"):
-                    group = _GROUPS.index(target.split("/", 1)[1])
-                    store.write_series("param_norm", index, steps, values, group)
-                    filled.add("param_norm")
-                else:
-                    store.write_series(target, index, steps, values, None)
-                    filled.add(target)
-                points += len(steps)
+            store.add_run(index, series)
+            for target, (steps, _values) in series.items():
+                if len(steps):
+                    filled.add("param_norm" if target.startswith("param_norm/") else target)
+                    points += len(steps)
             records.append(
                 _RunRecord(
                     name=run.name,

@@ -15,4 +15,5 @@ def test_every_side_reads_every_scalar_point(tmp_path):
     assert result["scalar_points"] == 3 * (2 * 30 + 3)
     assert result["points_agree"]
     assert result["event_accumulator_run_steps_per_second"] > 0
-    assert result["store_write_seconds"] is None  # placeholder until the store writer lands
+    assert result["full_import_seconds"] > 0 and result["ratio_full_import_vs_records"] > 0
+    assert not any((tmp_path / "stores").iterdir())  # each repeat's store is removed

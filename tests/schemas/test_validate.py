@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
+import schemas
 from cdsanalysis import open_runs
 from runner.grid import parse_grid
 from runner.store import RunStore
@@ -114,6 +115,31 @@ def test_values_beyond_steps_done_only_found_by_deep(store):
     group["test_loss"][1, 5] = 1.0
     validate_store(store)  # metadata alone is fine
     assert "'test_loss' has values beyond steps_done=0" in _problems(store, deep=True)
+
+
+def test_sparse_train_loss_is_a_problem_in_a_runner_store_and_a_note_in_an_imported_one(store):
+    group = zarr.open_group(str(store), mode="r+")
+    group["status"][1] = schemas.status_codes()["done"]
+    group["steps_done"][1] = 10
+    group["steps_planned"][1] = 10
+    sparse = np.full(30, np.nan, np.float32)
+    sparse[[0, 4, 9]] = 0.5  # logged at steps 1, 5 and 10 of 10
+    group["train_loss"][1, :] = sparse
+    assert "'train_loss' has NaN gaps within the flushed steps of run index 1" in _problems(
+        store, deep=True
+    )
+
+    group.attrs["import_kind"] = "tensorboard"
+    notes: list[str] = []
+    validate_store(store, deep=True, notes=notes)
+    assert notes == [
+        "imported store (tensorboard): train_loss is logged sparsely in 1 of 4 runs (run index "
+        "1: 3 of 10 steps measured); that is how the source logged it, so the dense-train-loss "
+        "rule of the runner's stores is not applied"
+    ]
+    # the other deep checks still hold for imported stores
+    group["test_loss"][1, 20] = 1.0
+    assert "'test_loss' has values beyond steps_done=10" in _problems(store, deep=True)
 
 
 def test_not_a_store(tmp_path):

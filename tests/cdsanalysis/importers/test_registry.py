@@ -39,3 +39,30 @@ def test_guess_kinds(tmp_path):
     assert "authors" in registry.guess_kinds(tmp_path / "a.log")
     (tmp_path / "t.csv").write_text("run,step,metric,value\n")
     assert "table" in registry.guess_kinds(tmp_path / "t.csv")
+
+
+def test_options_are_checked_against_what_the_importer_takes():
+    pytest.importorskip("pandas")
+    registry.check_options("wandb", {"step_column": "trainer/global_step"})  # taken
+    with pytest.raises(ImporterError, match="--option step_colum: the 'wandb' importer takes "):
+        registry.check_options("wandb", {"step_colum": "x"})  # a typo is not ignored
+    with pytest.raises(ImporterError, match="takes no --option"):
+        registry.check_options("table", {"step_column": "x"})
+    # the offset has its own flag, applied once by the writer: never twice through --option
+    for kind in ("wandb", "authors"):
+        with pytest.raises(ImporterError, match="--option step_offset: give --step-offset N"):
+            registry.check_options(kind, {"step_offset": 1})
+
+
+def test_the_import_command_refuses_an_option_before_writing(tmp_path):
+    from typer.testing import CliRunner
+
+    from cdsanalysis.cli import app
+
+    log = tmp_path / "run.log"
+    log.write_text("INFO:root:Step: 1, Train Loss: 1.0\n")
+    out = tmp_path / "x.zarr"
+    args = ["import", "authors", str(log), "--out", str(out), "--option", "step_offset=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "give --step-offset N" in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == [log]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
+import schemas
 from cdsanalysis import open_runs
 from cdsanalysis.importers.base import HistogramSeries, ImportedRun, ScalarSeries
 from cdsanalysis.importers.writer import STEP_CHUNK, ImportOptions, rebin, write_store
@@ -53,6 +54,43 @@ def test_large_sparse_import_never_holds_runs_by_steps(tmp_path):
     logged = np.arange(1, 250_002, every)
     np.testing.assert_array_equal(row[logged - 1], np.float32(logged / steps + 3))
     assert np.isnan(np.delete(row, logged - 1)).all()
+
+
+def test_runs_buffered_together_keep_their_own_chunks_lengths_and_groups(tmp_path):
+    # one write buffer holds all four runs: a run without a chunk, runs of growing length (the
+    # step axis grows between them) and param_norm groups sharing a chunk
+    def run(i, steps, metric="train_loss"):
+        steps = np.asarray(steps, dtype=np.int64)
+        return ImportedRun(
+            name=f"r{i}",
+            config={**CONFIG, "n_samples": 10 + i},
+            scalars={metric: ScalarSeries(steps, steps + 0.5 + i, f"r{i}")},
+        )
+
+    runs = [
+        run(0, [1, 5]),
+        run(1, [STEP_CHUNK + 2]),  # nothing in the first chunk
+        run(2, [3, STEP_CHUNK + 7]),
+        run(3, [2, 4], metric="param_norm/mlp"),
+    ]
+    write_store(runs, tmp_path / "b.zarr", kind="t", source="mem")
+    array = zarr.open_array(str(tmp_path / "b.zarr" / "train_loss"), mode="r")
+    assert array.shape == (4, STEP_CHUNK + 7)
+    expected = np.full(array.shape, np.nan, dtype=np.float32)
+    expected[0, [0, 4]] = [1.5, 5.5]
+    expected[1, STEP_CHUNK + 1] = STEP_CHUNK + 3.5
+    expected[2, [2, STEP_CHUNK + 6]] = [5.5, STEP_CHUNK + 9.5]
+    np.testing.assert_array_equal(array[...], expected)
+    chunks = sorted(
+        p.relative_to(tmp_path / "b.zarr" / "train_loss" / "c").as_posix()
+        for p in (tmp_path / "b.zarr" / "train_loss" / "c").rglob("*")
+        if p.is_file()
+    )
+    assert chunks == ["0/0", "1/1", "2/0", "2/1"]  # no chunk of NaN for r1's first or r3
+    norms = zarr.open_array(str(tmp_path / "b.zarr" / "param_norm"), mode="r")[3, :5, :]
+    mlp = schemas.parameter_groups().index("mlp")
+    np.testing.assert_array_equal(norms[[1, 3], mlp], [5.5, 7.5])
+    assert np.isnan(np.delete(norms, mlp, axis=1)).all()
 
 
 def test_param_norm_groups_and_histograms(tmp_path):
@@ -125,3 +163,19 @@ def test_bad_runs_are_named(tmp_path):
     write_store([failed], tmp_path / "e.zarr", kind="t", source="f")
     assert str(open_runs(str(tmp_path / "e.zarr"))["status"].values[0]) == "failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.zarr"]
+
+
+def test_validate_deep_accepts_an_imported_store_with_sparse_train_loss_and_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from cdsanalysis.cli import app
+
+    out = tmp_path / "sparse.zarr"
+    write_store(sparse_runs(2, 100, 10), out, kind="t", source="gen")  # logged every 10 steps
+    result = CliRunner().invoke(app, ["validate", str(out), "--deep"])
+    assert result.exit_code == 0, result.output
+    assert "valid cds run store" in result.stdout
+    assert (
+        "Note: imported store (t): train_loss is logged sparsely in 2 of 2 runs (run index 0: "
+        "10 of 91 steps measured)" in result.stdout
+    )
