@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from cdsanalysis.settings import AnalysisSettings
+from cdsanalysis.settings import CURVE_LINKS, AnalysisSettings
 from cdssearch.search import run_search, width_text
 from cdssearch.settings import SearchSettings
 from cdssearch.space import load_search_grid
@@ -55,9 +55,17 @@ class _Stopped(Exception):
     """Ctrl-C / SIGTERM during a round: flushed, resumable."""
 
 
+#: The search's default curve shapes: the hull of the four links' intervals. A search stops on a
+#: fit through the two sizes of a factor-2 bracket, where the logit interpolation alone is biased
+#: on curves that are not logistic (planted probit curves covered 0.66-0.76 at nominal 0.90; the
+#: hull 0.79-0.92 at the same run count: BENCHMARKS.md, "Adaptive CDS search").
+SEARCH_CURVE_LINKS: tuple[str, ...] = CURVE_LINKS
+
+
 def analysis_settings(options: tuple[str, ...]) -> AnalysisSettings:
-    """``AnalysisSettings`` from ``--analysis name=value`` options (values read as YAML)."""
-    changes = {}
+    """``AnalysisSettings`` from ``--analysis name=value`` options (values read as YAML), with
+    :data:`SEARCH_CURVE_LINKS` unless ``curve_links`` is given."""
+    changes: dict = {"curve_links": SEARCH_CURVE_LINKS}
     for option in options:
         name, sep, value = option.partition("=")
         if not sep:
