@@ -62,10 +62,10 @@ FIGURE_DPI = 150
 
 
 def clocks() -> list[str | None]:
-    """The clocks the installed analysis offers: ``[None]`` (the norm, no option) unless the
-    forecast and delay-law settings have a ``clock`` field (the logit-scale metrics)."""
-    fields = set(ForecastSettings.field_names()) & set(DelayLawSettings.field_names())
-    return ["norm", "logit"] if "clock" in fields else [None]
+    """The forecast clocks the installed analysis offers: ``[None]`` (the norm, no option) unless
+    the forecast settings have a ``clock`` field (the logit-scale metrics). The delay law fits
+    both clocks at once (its ``logit_`` results)."""
+    return ["norm", "logit"] if "clock" in ForecastSettings.field_names() else [None]
 
 
 def _clock_kw(clock: str | None) -> dict[str, str]:
@@ -159,12 +159,13 @@ def _nanmedian(values: np.ndarray) -> float:
     return float(np.median(values)) if values.size else math.nan
 
 
-def law_summary(res: xr.Dataset) -> dict[str, Any]:
-    out: dict[str, Any] = {"n_runs": int(_num(res["n_runs"])), "n_runs_in_store": None}
+def law_summary(res: xr.Dataset, prefix: str = "") -> dict[str, Any]:
+    """The delay law's estimates on one clock: ``prefix`` "" (weight norm) or "logit_"."""
+    out: dict[str, Any] = {"n_runs": int(_num(res[f"{prefix}n_runs"])), "n_runs_in_store": None}
     out["n_runs_in_store"] = int(res.attrs.get("n_runs_in_store", 0))
     for name in ("slope", "intercept", "r_squared", "exponent", "log_r_squared"):
         for s in ("", "_low", "_high"):
-            out[f"{name}{s}"] = _num(res[f"{name}{s}"])
+            out[f"{name}{s}"] = _num(res[f"{prefix}{name}{s}"])
     out["warnings"] = warnings_of(res)
     return out
 
@@ -283,15 +284,17 @@ def report(store: str, out_dir: Path) -> dict[str, Any]:
         "figures": [],
     }
     result["status"] = {str(k): int(v) for k, v in result["status"].items()}
+    for source in ("lr_wd", "fitted"):
+        law = delay_law(ds, settings, DelayLawSettings(gamma_source=source))
+        result["delay_law"][f"norm, gamma = {source}"] = law_summary(law)
+        if "logit_n_runs" in law:
+            result["delay_law"][f"logit, gamma = {source}"] = law_summary(law, "logit_")
+        if source == "lr_wd":
+            path = out_dir / "delay_law_norm.png"
+            plot_law(law, path, settings.size_coord)
+            result["figures"].append(str(path))
     for clock in clocks():
         tag = clock or "norm"
-        for source in ("lr_wd", "fitted"):
-            law = delay_law(ds, settings, DelayLawSettings(gamma_source=source, **_clock_kw(clock)))
-            result["delay_law"][f"{tag}, gamma = {source}"] = law_summary(law)
-            if source == "lr_wd":
-                path = out_dir / f"delay_law_{tag}.png"
-                plot_law(law, path, settings.size_coord)
-                result["figures"].append(str(path))
         for name, overrides in FORECAST_VARIANTS.items():
             fs = ForecastSettings(**overrides, **_clock_kw(clock))
             res = forecast(ds, settings, fs)

@@ -97,8 +97,20 @@ def annotate_warnings(fig, warnings: Sequence[str]) -> None:
     fraction = strip / (height + strip)
     # The plot keeps to the space above the note.
     engine = fig.get_layout_engine()
+    # A figure legend placed "outside lower" is drawn against the figure's bottom edge, where
+    # the note goes: anchor it on the note's top instead, and keep the plot above both.
+    lower = [leg for leg in fig.legends if getattr(leg, "_outside_loc", None) == "lower"]
+    legend_fraction = 0.0
+    if lower:
+        renderer = fig.canvas.get_renderer()
+        legend_inches = max(leg.get_window_extent(renderer).height for leg in lower) / fig.dpi
+        legend_fraction = (legend_inches + 4 / 72) / (height + strip)
+        for leg in lower:
+            leg.set_bbox_to_anchor((0.5, fraction), transform=fig.transFigure)
+            leg.set_loc("lower center")
     if isinstance(engine, ConstrainedLayoutEngine):
-        engine.set(rect=(0, fraction, 1, 1 - fraction))  # left, bottom, width, height
+        bottom = fraction + legend_fraction
+        engine.set(rect=(0, bottom, 1, 1 - bottom))  # left, bottom, width, height
     elif isinstance(engine, TightLayoutEngine):
         engine.set(rect=(0, fraction, 1, 1))  # left, bottom, right, top
     else:

@@ -158,6 +158,23 @@ def test_warnings_are_noted_under_the_plot_which_keeps_its_size(tmp_path):
     assert all(p.stat().st_size > 0 for p in save_figure(fig, tmp_path / "noted"))
 
 
+def test_a_lower_legend_sits_between_the_plot_and_the_warnings_note():
+    from cdsanalysis.plots.common import COLUMN_WIDTH, annotate_warnings, figure, legend_outside
+
+    fig, ax = figure(COLUMN_WIDTH, 2.5)
+    ax.plot([1, 2], [0, 1], label="y = x")
+    ax.plot([1, 2], [1, 0], label="fit: 553 + 2.05 x")
+    legend = legend_outside(fig, ax, "lower center", ncols=2)
+    annotate_warnings(fig, ["2 runs memorised but never generalised are left out: " + "x " * 50])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (note,) = fig.texts
+    note_box, legend_box = note.get_window_extent(renderer), legend.get_window_extent(renderer)
+    assert not legend_box.overlaps(note_box), (legend_box, note_box)
+    assert legend_box.y0 >= note_box.y1  # above the note ...
+    assert ax.get_tightbbox(renderer).y0 >= legend_box.y1  # ... and below the plot
+
+
 # -- figures that never mislead: structure of the rendered figures (planted stores, fast) -----
 
 
