@@ -197,7 +197,7 @@ def plot_forecast(res: xr.Dataset, path: Path, title: str) -> None:
     censored runs as open markers at their last step (the observation is only a lower bound)."""
     import matplotlib.pyplot as plt
 
-    from cdsanalysis.plots.common import STYLE, figure
+    from cdsanalysis.plots.common import STYLE, figure, legend_outside
 
     outcome = as_strings(res["outcome"].values)
     t_hat = np.asarray(res["forecast_step"].values, np.float64)
@@ -242,7 +242,7 @@ def plot_forecast(res: xr.Dataset, path: Path, title: str) -> None:
                 )
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.legend(loc="best", fontsize=6)
+            legend_outside(fig, ax, "lower center", ncols=2)  # never over a point
         else:
             ax.text(0.5, 0.5, "no scored forecast", ha="center", transform=ax.transAxes)
         ax.set_xlabel("observed generalisation step")
