@@ -280,7 +280,7 @@ def test_plot_without_kind_draws_every_figure_that_applies(three_regime_ds, tmp_
     fast = ["--resamples", "100"]
     out = CliRunner().invoke(app, ["plot", store, "--out", str(tmp_path), "--json", *fast])
     assert out.exit_code == 0, out.output
-    result = json.loads(out.stdout.splitlines()[-1])
+    result = json.loads(out.stdout)["result"]
     assert sorted(result["files"]) == ["cds", "stepwise", "survival"]
     assert set(result["skipped"]) == {"curves", "landscape", "trend", "histogram", "delay_law"}
     assert result["skipped"]["landscape"] == "landscape needs >= 2 widths; this store has 1"

@@ -240,8 +240,8 @@ def test_cli_regimes_stepwise_and_the_survival_figure(tmp_path, make_store, curv
 
 def test_plot_survival_draws_one_curve_per_size_with_done_runs(three_regime_ds, tmp_path):
     fig = plot_survival(classify_runs(three_regime_ds))
-    ax = fig.axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    (legend,) = fig.legends  # outside the axes (never over a curve)
+    labels = [t.get_text() for t in legend.get_texts()]
     # Five sizes with done runs (n = 600 has none); censored medians say "> 200".
     assert len(labels) == 5
     assert labels[0].startswith("100: > 200") and labels[2].startswith("300: 136 [121, 151]")
