@@ -27,7 +27,9 @@ seeds at its two ends.
 
 **Stopping**, checked before every round: the interval is closed (both bounds inside the tested
 sizes) with relative width <= ``target_width`` (``converged``); the estimate is censored above or
-below the range, whose ends the initial design tested (``censored``); the runs reach
+below the range, whose ends the initial design tested (``censored``); no closed curve interval
+but a grid bracket narrower than ``target_width`` (:func:`bracket_width`: a transition so sharp
+that the runs of each size agree and the fit has no spread, ``bracketed``); the runs reach
 ``budget_runs`` (``budget``); no run is left to add (``exhausted``). With ``confirm_fraction``
 > 0 a ``converged`` stop first trains a confirmation round (:func:`confirmation`) and the search
 then stops on the fit with it (``converged``, or ``confirmed`` when it widened past the target).
@@ -180,12 +182,39 @@ def stop_reason(
         )
     if fit.censoring in ("above", "below"):
         return "censored", f"{fit.reason}: the CDS lies outside the searched range; widen it"
+    bracketed = bracket_width(fit, settings)
+    if width == math.inf and bracketed <= settings.target_width:
+        return "bracketed", (
+            f"no closed curve interval ({fit.reason or 'unbounded'}), but the grid bracket is "
+            f"narrow: the mean at n = {low:g} is below eps and at n = {high:g} reaches it "
+            f"(>= {settings.initial_seeds} runs each): CDS in ({low:g}, {high:g}], "
+            f"relative width {bracketed:.3f} <= target {settings.target_width:g}, "
+            f"{runs_used} runs"
+        )
     if runs_used >= settings.budget_runs:
         return "budget", (
             f"budget of {settings.budget_runs} runs spent; relative width {width:.3g} > target "
             f"{settings.target_width:g}"
         )
     return None
+
+
+def bracket_width(fit: Fit, settings: SearchSettings) -> float:
+    """``(high - low) / low`` of the grid bracket (the mean test accuracy of the runs at ``low``
+    below eps, at ``high`` at or above it), when each end has at least ``initial_seeds`` runs;
+    else infinite. A transition so sharp that the runs of each size agree leaves the curve fit
+    without spread (not estimable, or its interval unbounded), and bisection then narrows the
+    bracket itself: this is the width the search may stop on instead."""
+    low, high = fit.bracket
+    if not (math.isfinite(low) and math.isfinite(high) and low > 0):
+        return math.inf
+    by_size = dict(zip(fit.sizes, zip(fit.passes, fit.counts, strict=True), strict=True))
+    ends = [by_size.get(low), by_size.get(high)]
+    if any(e is None or e[1] < settings.initial_seeds for e in ends):
+        return math.inf
+    if ends[0][0] or not ends[1][0]:  # the grid rule: the mean fails at low, passes at high
+        return math.inf
+    return (high - low) / low
 
 
 def confirmation(

@@ -8,6 +8,7 @@ from cdsanalysis.settings import AnalysisSettings
 from cdssearch.design import (
     Fit,
     bisection,
+    bracket_width,
     choose_round,
     confirmation,
     initial_pairs,
@@ -118,3 +119,30 @@ def test_after_the_confirmation_round_the_search_stops_whatever_the_width():
     assert stop_reason(fit, narrow, 40, confirmed=True)[0] == "confirmed"
     wide = SearchSettings(target_width=1e6, min_window_runs=3, max_bracket_ratio=10.0)
     assert stop_reason(fit, wide, 40, confirmed=True)[0] == "converged"
+
+
+def test_a_sharp_transition_stops_on_a_narrow_bracket_without_a_curve_interval():
+    """Runs agree at every size (no spread): no curve interval; bisection has narrowed the
+    grid bracket to (916, 948], 3.5 % wide, so a 0.3 target stops there ("bracketed")."""
+    fit = _fit()
+    sizes = (300.0, 548.0, 916.0, 948.0, 1600.0)
+    sharp = Fit(
+        **{
+            **fit.__dict__,
+            "censoring": "not_estimable",
+            "reason": "no spread between runs",
+            "bracket": (916.0, 948.0),
+            "sizes": sizes,
+            "passes": (False, False, False, True, True),
+            "counts": (2, 2, 2, 2, 4),
+        }
+    )
+    assert math.isinf(sharp.relative_width)
+    assert bracket_width(sharp, SearchSettings(target_width=0.3)) == (948 - 916) / 916
+    kind, words = stop_reason(sharp, SearchSettings(target_width=0.3), 18)
+    assert kind == "bracketed" and "(916, 948]" in words
+    assert stop_reason(sharp, SearchSettings(target_width=0.01), 18) is None  # 3.5 % > 1 %
+    one_seed = Fit(**{**sharp.__dict__, "counts": (2, 2, 1, 2, 4)})  # too few runs at 916
+    assert math.isinf(bracket_width(one_seed, SearchSettings(target_width=0.3)))
+    inverted = Fit(**{**sharp.__dict__, "passes": (False, False, True, True, True)})
+    assert math.isinf(bracket_width(inverted, SearchSettings(target_width=0.3)))
