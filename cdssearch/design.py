@@ -28,11 +28,12 @@ seeds at its two ends.
 **Stopping**, checked before every round: the interval is closed (both bounds inside the tested
 sizes) with relative width <= ``target_width`` (``converged``); the estimate is censored above or
 below the range, whose ends the initial design tested (``censored``); no closed curve interval
-but a grid bracket narrower than ``target_width`` (:func:`bracket_width`: a transition so sharp
-that the runs of each size agree and the fit has no spread, ``bracketed``); the runs reach
-``budget_runs`` (``budget``); no run is left to add (``exhausted``). With ``confirm_fraction``
-> 0 a ``converged`` stop first trains a confirmation round (:func:`confirmation`) and the search
-then stops on the fit with it (``converged``, or ``confirmed`` when it widened past the target).
+but the grid bracket's bootstrap interval narrower than ``target_width`` (:func:`bracket_width`:
+a transition so sharp that the runs of each size agree and the fit has no spread,
+``bracketed``); the runs reach ``budget_runs`` (``budget``); no run is left to add
+(``exhausted``). With ``confirm_fraction`` > 0 a ``converged`` stop first trains a
+confirmation round (:func:`confirmation`) and the search then stops on the fit with it
+(``converged``, or ``confirmed`` when it widened past the target).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class Fit:
     sizes: tuple[float, ...] = field(default=())
     passes: tuple[bool, ...] = field(default=())
     counts: tuple[int, ...] = field(default=())
+    #: The grid bracket's bootstrap interval (exclusive low, high]: ``cds_bracket_interval_*``.
+    bracket_interval: tuple[float, float] = (math.nan, math.nan)
 
     @classmethod
     def of(cls, curve: xr.Dataset, size_coord: str = "n_samples") -> Fit:
@@ -103,6 +106,10 @@ class Fit:
             sizes=tuple(float(s) for s in curve[size_coord].values),
             passes=tuple(bool(p) for p in curve["passes"].values),
             counts=tuple(int(c) for c in curve["n_runs"].values),
+            bracket_interval=(
+                float(curve["cds_bracket_interval_low"]),
+                float(curve["cds_bracket_interval_high"]),
+            ),
         )
 
     @property
@@ -184,12 +191,11 @@ def stop_reason(
         return "censored", f"{fit.reason}: the CDS lies outside the searched range; widen it"
     bracketed = bracket_width(fit, settings)
     if width == math.inf and bracketed <= settings.target_width:
+        interval_low, interval_high = fit.bracket_interval
         return "bracketed", (
-            f"no closed curve interval ({fit.reason or 'unbounded'}), but the grid bracket is "
-            f"narrow: the mean at n = {low:g} is below eps and at n = {high:g} reaches it "
-            f"(>= {settings.initial_seeds} runs each): CDS in ({low:g}, {high:g}], "
-            f"relative width {bracketed:.3f} <= target {settings.target_width:g}, "
-            f"{runs_used} runs"
+            f"no closed curve interval ({fit.reason or 'unbounded'}), but the grid bracket's "
+            f"bootstrap interval ({interval_low:g}, {interval_high:g}] has relative width "
+            f"{bracketed:.3f} <= target {settings.target_width:g} ({runs_used} runs)"
         )
     if runs_used >= settings.budget_runs:
         return "budget", (
@@ -200,19 +206,17 @@ def stop_reason(
 
 
 def bracket_width(fit: Fit, settings: SearchSettings) -> float:
-    """``(high - low) / low`` of the grid bracket (the mean test accuracy of the runs at ``low``
-    below eps, at ``high`` at or above it), when each end has at least ``initial_seeds`` runs;
-    else infinite. A transition so sharp that the runs of each size agree leaves the curve fit
-    without spread (not estimable, or its interval unbounded), and bisection then narrows the
-    bracket itself: this is the width the search may stop on instead."""
-    low, high = fit.bracket
+    """``(high - low) / low`` of the grid bracket's bootstrap interval ``(low, high]`` (the
+    analysis's own interval for the grid-rule CDS, over resampled runs) when the bracket's two
+    ends have at least ``initial_seeds`` runs each; else infinite. A transition so sharp that
+    the runs of each size agree leaves the curve fit without spread (not estimable, or its
+    interval unbounded) while bisection narrows the bracket: this is the width the search may
+    then stop on. Where runs at a size disagree, the bootstrap interval stays wide."""
+    low, high = fit.bracket_interval
     if not (math.isfinite(low) and math.isfinite(high) and low > 0):
         return math.inf
-    by_size = dict(zip(fit.sizes, zip(fit.passes, fit.counts, strict=True), strict=True))
-    ends = [by_size.get(low), by_size.get(high)]
-    if any(e is None or e[1] < settings.initial_seeds for e in ends):
-        return math.inf
-    if ends[0][0] or not ends[1][0]:  # the grid rule: the mean fails at low, passes at high
+    by_size = dict(zip(fit.sizes, fit.counts, strict=True))
+    if any(by_size.get(end, 0) < settings.initial_seeds for end in fit.bracket):
         return math.inf
     return (high - low) / low
 

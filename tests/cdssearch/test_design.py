@@ -123,7 +123,8 @@ def test_after_the_confirmation_round_the_search_stops_whatever_the_width():
 
 def test_a_sharp_transition_stops_on_a_narrow_bracket_without_a_curve_interval():
     """Runs agree at every size (no spread): no curve interval; bisection has narrowed the
-    grid bracket to (916, 948], 3.5 % wide, so a 0.3 target stops there ("bracketed")."""
+    grid bracket, and its bootstrap interval, to (916, 948], 3.5 % wide: a 0.3 target stops
+    there ("bracketed"); where runs disagree the bootstrap interval stays wide and it does not."""
     fit = _fit()
     sizes = (300.0, 548.0, 916.0, 948.0, 1600.0)
     sharp = Fit(
@@ -132,6 +133,7 @@ def test_a_sharp_transition_stops_on_a_narrow_bracket_without_a_curve_interval()
             "censoring": "not_estimable",
             "reason": "no spread between runs",
             "bracket": (916.0, 948.0),
+            "bracket_interval": (916.0, 948.0),
             "sizes": sizes,
             "passes": (False, False, False, True, True),
             "counts": (2, 2, 2, 2, 4),
@@ -144,5 +146,6 @@ def test_a_sharp_transition_stops_on_a_narrow_bracket_without_a_curve_interval()
     assert stop_reason(sharp, SearchSettings(target_width=0.01), 18) is None  # 3.5 % > 1 %
     one_seed = Fit(**{**sharp.__dict__, "counts": (2, 2, 1, 2, 4)})  # too few runs at 916
     assert math.isinf(bracket_width(one_seed, SearchSettings(target_width=0.3)))
-    inverted = Fit(**{**sharp.__dict__, "passes": (False, False, True, True, True)})
-    assert math.isinf(bracket_width(inverted, SearchSettings(target_width=0.3)))
+    mixed = Fit(**{**sharp.__dict__, "bracket_interval": (548.0, 948.0)})  # runs disagree
+    assert bracket_width(mixed, SearchSettings(target_width=0.3)) == (948 - 548) / 548
+    assert stop_reason(mixed, SearchSettings(target_width=0.3), 18) is None
