@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from runner.grid import SIZE_FIELDS, Grid, GridError, parse_grid
+from runner.grid import SIZE_FIELDS, Grid, GridError, parse_grid, read_grid_text
 from runner.spec import RunSpec, StoreSettings
 
 
@@ -65,12 +65,7 @@ def _expand_pairs(document: dict, pairs: list[tuple[int, int]], source: str) -> 
 
 def load_search_grid(path: str | Path) -> SearchGrid:
     """Read a search grid file; raise :class:`~runner.grid.GridError` naming the field."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise GridError(f"cannot read grid file {path}: {exc.strerror}") from None
-    return parse_search_grid(text, source=str(path))
+    return parse_search_grid(read_grid_text(path), source=str(path))
 
 
 def parse_search_grid(text: str, source: str = "<grid>") -> SearchGrid:

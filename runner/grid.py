@@ -195,14 +195,17 @@ def _check_sizes(runs: list[RunSpec], source: str) -> None:
         raise GridError(f"{source}: invalid grid\n  " + "\n  ".join(dict.fromkeys(errors)))
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and expand a grid YAML file."""
-    path = Path(path)
+def read_grid_text(path: str | Path) -> str:
+    """A grid file's text; :class:`GridError` naming the file when it cannot be read."""
     try:
-        text = path.read_text()
+        return Path(path).read_text()
     except OSError as exc:
         raise GridError(f"cannot read grid file {path}: {exc.strerror}") from None
-    return parse_grid(text, source=str(path))
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and expand a grid YAML file."""
+    return parse_grid(read_grid_text(path), source=str(path))
 
 
 def with_stop_when(text: str, rule: str) -> str:
