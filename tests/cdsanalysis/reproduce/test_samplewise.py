@@ -1,0 +1,115 @@
+"""Kind samplewise on a store with planted regimes, and the command's skip / error / manifest
+behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cdsanalysis.conftest import Curves, write_store
+from tests.cdsanalysis.reproduce.conftest import RESAMPLES
+
+STEPS = 200
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    """n = 100: insufficiency; 200: sufficiency (memorised at 21, generalised at 121 / 151);
+    300: surplus (memorised at 21, generalised at 31); two seeds each."""
+    c = Curves()
+    runs = {}
+    for seed, gen in ((0, 121), (1, 151)):
+        runs[(100, seed)] = c.run(STEPS, 21, None, low_test=0.10)
+        runs[(200, seed)] = c.run(STEPS, 21, gen, final_test=0.95)
+        runs[(300, seed)] = c.run(STEPS, 21, 31, final_test=0.99)
+    root = tmp_path_factory.mktemp("stores")
+    write_store(root / "fig1.zarr", runs, STEPS)
+    return root
+
+
+ENTRY = {
+    "name": "fig1",
+    "store": "fig1.zarr",
+    "grid": "fig1.yaml",
+    "kind": "samplewise",
+    "analysis": {"aggregate": "final", "n_resamples": RESAMPLES},
+}
+
+
+def test_regimes_cds_and_figures(reproduce, store_dir):
+    code, index, out, _ = reproduce([ENTRY], store_dir)
+    assert code == 0
+    record = index["entries"]["fig1"]
+    assert record["status"] == "done"
+    sizes = {row["n_samples"]: row for row in record["result"]["sizes"]}
+    assert {n: row["regime"] for n, row in sizes.items()} == {
+        100: "insufficiency",
+        200: "sufficiency",
+        300: "surplus",
+    }
+    assert [sizes[n]["n_memorised"] for n in (100, 200, 300)] == [2, 2, 2]
+    assert [sizes[n]["n_generalised"] for n in (100, 200, 300)] == [0, 2, 2]
+    assert sizes[200]["final_test_accuracy"]["mean"] == pytest.approx(0.95)
+    assert sizes[200]["generalisation_step"]["median"] == pytest.approx(136)  # (121 + 151) / 2
+    # accuracy 0.10 at n = 100 and 0.95 at 200: the grid bracket is (100, 200]
+    bracket = record["result"]["cds"]["bracket"]
+    assert bracket["bracket"] == [100, 200] and bracket["censoring"] == "none"
+    assert set(record["result"]["representatives"]) == {"insufficiency", "sufficiency", "surplus"}
+    for figure in ("stepwise", "curves", "cds"):
+        png = out / f"fig1_{figure}.png"
+        assert record["figures"][figure] == png.name
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 150_000
+    assert "histogram" in record["figures_skipped"]  # the planted store has no histograms
+    text = (out / "fig1.md").read_text()
+    assert "| 200 |" in text and "sufficiency" in text and "grid bracket" in text
+    assert "--only fig1" in text and "cds-run --grid examples/reproduce/fig1.yaml" in text
+    assert json.loads((out / "index.json").read_text()) == index
+
+
+def test_absent_store_is_skipped_with_the_training_command(reproduce, store_dir):
+    missing = {**ENTRY, "name": "later", "store": "later.zarr", "grid": "later.yaml"}
+    code, index, out, err = reproduce([missing], store_dir)
+    assert code == 0
+    record = index["entries"]["later"]
+    assert record["status"] == "skipped"
+    assert record["reason"].startswith("store later.zarr not found")
+    assert (
+        f"cds-run --grid examples/reproduce/later.yaml --out {store_dir}/later.zarr"
+        in (record["reason"])
+    )
+    assert "skipped later" in err and not (out / "later.md").exists()
+
+
+def test_unusable_store_is_an_error_naming_entry_and_field(reproduce, store_dir, tmp_path):
+    (store_dir / "junk.zarr").mkdir(exist_ok=True)
+    entries = [
+        {**ENTRY, "name": "bad_by", "kind": "modelwise", "by": "hidden_size"},
+        {**ENTRY, "name": "junk", "store": "junk.zarr"},
+        ENTRY,
+    ]
+    code, index, _, err = reproduce(entries, store_dir, "--only", "bad_by,junk")
+    assert code == 1
+    assert list(index["entries"]) == ["bad_by", "junk"]
+    bad = index["entries"]["bad_by"]
+    assert bad["status"] == "error"
+    assert bad["reason"].startswith(
+        "bad_by: by: 'hidden_size' is not a run coordinate of fig1.zarr"
+    )
+    assert index["entries"]["junk"]["reason"].startswith("junk: store: junk.zarr")
+    assert "error: bad_by: by:" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "red"}, "manifest entry 'fig1': colour: not a key of a samplewise entry"),
+        ({"analysis": {"eps": 2.0}}, "manifest entry 'fig1': analysis: eps must lie in"),
+        ({"kind": "heatmap"}, "manifest entry 'fig1': kind: must be one of"),
+    ],
+)
+def test_bad_manifest_exits_2_naming_entry_and_key(reproduce, store_dir, change, message):
+    code, index, _, err = reproduce([{**ENTRY, **change}], store_dir)
+    assert code == 2 and index is None
+    assert message in err
