@@ -12,7 +12,8 @@ K. Each run keeps its own numbers:
   slice of the stacked gradient is that run's own gradient;
 - optimiser: the grid's torch optimiser over the stacked tensors. AdamW, Adam and SGD update
   element by element (moments, bias correction from one shared step count, decoupled or L2
-  decay), so a slice of the stacked update is the run's own update;
+  decay; ``decay_scope: weights`` splits the stacked tensors into the same two parameter groups
+  as a run's own optimiser), so a slice of the stacked update is the run's own update;
 - metrics, norms, histograms: per run, on its slice, by the meters of :mod:`runner.measuring`
   that the sequential trainer uses too, kept and flushed by the same
   :class:`runner.recording.StepRecord` (metrics, checkpoint, steps_done, per run), with
@@ -287,7 +288,8 @@ def train_group(
     spec, first = specs[0], setups[0]  # what the runs share: everything but seed and data
 
     stacked = StackedRuns(setups, distinct_rows)
-    optimizer = make_optimizer(spec.optimizer, stacked.tensors())
+    named = [(n, stacked.params[n]) for n in stacked.names]
+    optimizer = make_optimizer(spec.optimizer, named, stacked.template)
     stack_optimizer_state(optimizer, setups)
     data = PaddedData(setups)
 

@@ -47,9 +47,10 @@ from pydantic_core import to_jsonable_python
 RUN_ID_SCHEME = 2
 #: Stores without a ``run_id_scheme`` attribute were written with this scheme.
 LEGACY_RUN_ID_SCHEME = 1
-#: Top-level spec fields added after the last version that wrote scheme 1: no scheme-1
-#: ``spec_json`` holds them, so the scheme-1 form of a spec omits them at their defaults.
-FIELDS_AFTER_SCHEME_1 = ("train_eval_subset", "stop_when")
+#: Spec fields (dotted paths into nested specs) added after the last version that wrote
+#: scheme 1: no scheme-1 ``spec_json`` holds them, so the scheme-1 form of a spec omits them at
+#: their defaults.
+FIELDS_AFTER_SCHEME_1 = ("train_eval_subset", "stop_when", "optimizer.decay_scope")
 #: Root attribute of a store naming the scheme of its ``run`` coordinate.
 SCHEME_ATTRIBUTE = "run_id_scheme"
 #: Hex digits of the sha256 kept as the id (48 bits: a collision is expected only beyond
@@ -83,12 +84,19 @@ def legacy_dump(model: BaseModel) -> dict[str, Any]:
     the :data:`FIELDS_AFTER_SCHEME_1` that are at their defaults (set away from them, a spec
     has no scheme-1 form, and keeping them keeps its scheme-1 id distinct)."""
     dump = model.model_dump(mode="json")
-    fields = type(model).model_fields
-    for name in FIELDS_AFTER_SCHEME_1:
-        if name in fields and _same(
-            dump[name], to_jsonable_python(fields[name].get_default(call_default_factory=True))
-        ):
-            del dump[name]
+    for path in FIELDS_AFTER_SCHEME_1:
+        *parents, name = path.split(".")
+        owner, node = model, dump
+        for key in parents:  # down to the nested spec that holds the field
+            owner, node = getattr(owner, key, None), node.get(key)
+            if not isinstance(owner, BaseModel):
+                break
+        else:
+            fields = type(owner).model_fields
+            if name in fields and _same(
+                node[name], to_jsonable_python(fields[name].get_default(call_default_factory=True))
+            ):
+                del node[name]
     return dump
 
 

@@ -78,13 +78,20 @@ TASK_NAMES = (
 class OptimizerSpec(_Strict):
     """AdamW (decoupled decay, the grokking configuration), Adam or SGD (decay as an L2 term in
     the gradient). ``decay_towards: init`` pulls the weights towards their initial values instead
-    of towards zero (seed 002): the decay term uses (w - w0) in place of w."""
+    of towards zero (seed 002): the decay term uses (w - w0) in place of w. ``decay_scope:
+    weights`` exempts norm layers and biases from the decay (the usual BERT practice), with the
+    predicate ``alpha_scope: weights`` uses (:func:`runner.trainer.in_scope`)."""
 
     name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: PositiveFloat = Field(1e-3, description="learning rate (per step)")
     weight_decay: float = Field(1.0, ge=0.0, description="weight decay coefficient")
     decay_towards: Literal["zero", "init"] = Field(
         "zero", description="the point weight decay pulls towards: zero or the initial weights"
+    )
+    decay_scope: Literal["all", "weights"] = Field(
+        "all",
+        description="which parameters weight decay applies to: all (the paper, LayerNorm gains "
+        "and biases included) or weights (norm layers and biases get weight decay 0)",
     )
     betas: tuple[float, float] = Field(
         (0.9, 0.98), description="Adam / AdamW betas (authors' modular code: 0.9, 0.98)"
@@ -436,6 +443,7 @@ class RunSpec(_Strict):
             "beta1": self.optimizer.betas[0],
             "beta2": self.optimizer.betas[1],
             "decay_towards": self.optimizer.decay_towards,
+            "decay_scope": self.optimizer.decay_scope,
             "batch_size": self.batch_size or 0,
             "loss": self.loss,
             "dropout": model.dropout,

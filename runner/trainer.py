@@ -12,7 +12,7 @@ trainer (:mod:`runner.batched`), one implementation of each.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,9 +46,10 @@ from runner.spec import ModularAdditionTask, OptimizerSpec, RunSpec, StoreSettin
 from runner.store import RunStore
 
 
-def is_scaled(name: str, param: torch.nn.Parameter, model: Classifier, scope: str) -> bool:
-    """Whether ``alpha`` multiplies this parameter: all of them, or (scope ``weights``) all but
-    biases and the gains and shifts of norm layers."""
+def in_scope(name: str, model: Classifier, scope: str) -> bool:
+    """Whether parameter ``name`` of ``model`` is in ``scope``: every parameter (``all``), or
+    (``weights``) all but biases and the gains and shifts of norm layers. The one predicate of
+    ``alpha_scope`` (what alpha multiplies) and ``optimizer.decay_scope`` (what decays)."""
     if scope == "all":
         return True
     return not (name.endswith("bias") or model.parameter_group(name) == "norm")
@@ -59,7 +60,7 @@ def rescale_(model: Classifier, alpha: float, scope: str = "all") -> None:
     if alpha != 1.0:
         with torch.no_grad():
             for name, param in model.named_parameters():
-                if is_scaled(name, param, model, scope):
+                if in_scope(name, model, scope):
                     param.mul_(alpha)
 
 
@@ -76,8 +77,9 @@ class RunSetup:
     train_set: dict[str, torch.Tensor] | None
     train_set_y: torch.Tensor | None
     n_classes: int  # logits considered for accuracy (columns 0..n_classes-1)
-    initial: list[torch.Tensor] | None  # w0, kept when decay pulls towards the initialisation
+    initial: list[torch.Tensor] | None  # w0 of ``decaying``, kept when decay pulls towards it
     noise: torch.Generator | None  # the noise interventions' own generator
+    decaying: list[torch.nn.Parameter]  # the parameters in optimizer.decay_scope
 
 
 def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None) -> RunSetup:
@@ -86,7 +88,7 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
     torch.manual_seed(spec.seed)
     answer_token_head = isinstance(spec.task, ModularAdditionTask) and spec.model.family == "gpt"
     model = build_model(spec.model, data, answer_token_head=answer_token_head).to(device)
-    optimizer = make_optimizer(spec.optimizer, model.parameters())
+    optimizer = make_optimizer(spec.optimizer, model.named_parameters(), model)
     if spec.init_from is None:
         rescale_(model, spec.alpha, spec.alpha_scope)
     else:
@@ -95,9 +97,11 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
     def tensors(features: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=device) for k, v in features.items()}
 
+    scope = spec.optimizer.decay_scope
+    decaying = [p for name, p in model.named_parameters() if in_scope(name, model, scope)]
     initial = None
     if spec.optimizer.decay_towards == "init" and spec.optimizer.weight_decay:
-        initial = [p.detach().clone() for p in model.parameters()]
+        initial = [p.detach().clone() for p in decaying]
     train, train_y = tensors(data.train_features), torch.as_tensor(data.train_labels, device=device)
     rows = train_set_positions(spec, data.train_labels)
     train_set, train_set_y = None, None
@@ -123,27 +127,45 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
         min(data.n_classes, model.n_outputs),
         initial,
         noise,
+        decaying,
     )
 
 
-def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
+def make_optimizer(
+    spec: OptimizerSpec,
+    named_params: Iterable[tuple[str, torch.Tensor]],
+    model: Classifier,
+) -> torch.optim.Optimizer:
+    """The spec's torch optimiser over ``named_params`` (parameters of ``model``, or tensors
+    named as its parameters, e.g. stacked along a run axis). With ``decay_scope: all`` one
+    parameter group (as before the field existed, so checkpoints keep their layout); with
+    ``weights`` a group of the parameters in scope at ``weight_decay`` and one of the others
+    (norm layers, biases) at 0."""
     # Decay towards the initialisation is applied by hand (decay_towards_init_), so the
     # optimiser's own decay, which pulls towards zero, is off then.
     decay = spec.weight_decay if spec.decay_towards == "zero" else 0.0
+    named = list(named_params)
+    if spec.decay_scope == "all":
+        groups: list[dict] = [{"params": [p for _, p in named]}]
+    else:
+        decayed = [p for n, p in named if in_scope(n, model, spec.decay_scope)]
+        exempt = [p for n, p in named if not in_scope(n, model, spec.decay_scope)]
+        groups = [{"params": decayed}, {"params": exempt, "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]  # a model with no biases or norms
     if spec.name == "adamw":
-        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, weight_decay=decay)
+        return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, weight_decay=decay)
     if spec.name == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=decay)
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
+        return torch.optim.Adam(groups, lr=spec.lr, betas=spec.betas, weight_decay=decay)
+    return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, weight_decay=decay)
 
 
 @torch.no_grad()
 def decay_towards_init_(setup: RunSetup) -> None:
     """Weight decay towards w0, in the optimiser's own form: decoupled for AdamW (w -= lr * wd *
     (w - w0) before the update, as AdamW does with w0 = 0), an L2 term in the gradient for Adam
-    and SGD (grad += wd * (w - w0))."""
+    and SGD (grad += wd * (w - w0)); only the parameters in ``optimizer.decay_scope``."""
     opt = setup.spec.optimizer
-    params = [p for p in setup.model.parameters()]
+    params = setup.decaying
     assert setup.initial is not None
     offsets = torch._foreach_sub(params, setup.initial)
     if opt.name == "adamw":

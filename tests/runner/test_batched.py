@@ -176,6 +176,38 @@ def test_a_run_taken_over_is_written_no_more_and_its_group_finishes(sequential, 
     _assert_same_runs(sequential, store, [0, 2, 3])  # the others: as if trained alone
 
 
+def test_decay_scope_weights_batched_equals_sequential_and_resumes_alone(tmp_path):
+    # The stacked optimiser takes the same two parameter groups (norms and biases at weight
+    # decay 0) as each run's own: a wrong group would decay a LayerNorm gain by lr * wd = 1 %
+    # a step, far outside the tolerance. Stopped at the first flush, run 1 resumes alone from
+    # the batched checkpoint (its optimiser state unstacked into the two groups).
+    text = (
+        GRID.replace("n_samples: [40, 80]", "n_samples: 40")
+        .replace("weight_decay: 1.0}", "weight_decay: 1.0, decay_scope: weights}")
+        .replace("steps: 40", "steps: 8")
+        .replace("flush_every: 16", "flush_every: 4")
+    )
+    alone, grid = _store(tmp_path / "alone.zarr", text)
+    for index in range(2):
+        assert train_run(alone, index, grid.settings) == "done"
+    batched, _ = _store(tmp_path / "batched.zarr", text)
+    calls = iter(range(100))
+    with pytest.raises(RunInterrupted):
+        train_group(batched, [0, 1], grid.settings, stop=lambda: next(calls) == 3)
+    assert train_group(batched, [0], grid.settings) == {0: "done"}
+    assert train_run(batched, 1, grid.settings) == "done"
+    for index in range(2):
+        mine, theirs = _weights(batched, index), _weights(alone, index)
+        assert [g["weight_decay"] for g in mine["optimizer"]["param_groups"]] == [1.0, 0.0]
+        for key, value in theirs["model"].items():
+            ours = mine["model"][key]
+            if key.endswith("attn.c_attn.bias"):  # the key bias: float noise only (see above)
+                width = value.shape[0] // 3
+                keep = [*range(width), *range(2 * width, 3 * width)]
+                ours, value = ours[keep], value[keep]
+            torch.testing.assert_close(ours, value, rtol=1e-4, atol=1e-4, msg=key)
+
+
 def test_unbatchable_runs_are_refused(tmp_path):
     text = GRID.replace("steps: 40", "steps: 40\nnoise: {gradient: 0.01}")
     store, grid = _store(tmp_path / "runs.zarr", text)

@@ -43,6 +43,10 @@ def test_nested_sweep_and_run_ids_are_stable():
         (BASE + "n_samples: 100\noptimiser: {lr: 1}\n", "optimiser: unknown key"),
         (BASE + "n_samples: 100\noptimizer: {lr: -0.1}\n", "optimizer.lr: Input should be greater"),
         (
+            BASE + "n_samples: 100\noptimizer: {decay_scope: norms}\n",
+            "optimizer.decay_scope: Input should be 'all' or 'weights' (got 'norms')",
+        ),
+        (
             BASE + "n_samples: 100\noptimizer: {learning_rate: 1}\n",
             "optimizer.learning_rate: unknown",
         ),

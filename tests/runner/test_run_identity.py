@@ -83,6 +83,7 @@ def test_legacy_ids_of_the_quickstart_are_those_the_old_version_wrote():
     # added since, at their defaults, were not among them) alone gives the same ids
     assert [legacy_hash(r.legacy_canonical_json()) for r in runs] == QUICKSTART_LEGACY_IDS
     assert all("train_eval_subset" not in r.legacy_canonical_json() for r in runs)
+    assert all("decay_scope" not in r.legacy_canonical_json() for r in runs)  # nested, too
     assert all('"train_eval_subset":null' in r.canonical_json() for r in runs)
 
 
@@ -150,6 +151,7 @@ CHANGES = {
     "optimizer.lr": 0.01,
     "optimizer.weight_decay": 0.0,
     "optimizer.decay_towards": "init",
+    "optimizer.decay_scope": "weights",
     "optimizer.betas": [0.9, 0.99],
     "optimizer.momentum": 0.5,
     "batch_size": 64,
@@ -282,7 +284,7 @@ PINNED_DEFAULTS = {
         "model": {"family": "gpt", "width": 128, "depth": 1, "heads": 4, "intermediate": None,
                   "n_positions": 128, "init_range": 0.02, "dropout": 0.0},
         "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 1.0, "decay_towards": "zero",
-                      "betas": [0.9, 0.98], "momentum": 0.0},
+                      "decay_scope": "all", "betas": [0.9, 0.98], "momentum": 0.0},
         "noise": {"gradient": 0.0, "gradient_anneal": 0.55, "update": 0.0, "weight": 0.0},
     },
     ModularAdditionTask: {"name": "modular_addition", "p": 113, "train_fraction": 0.75,
@@ -303,7 +305,7 @@ PINNED_DEFAULTS = {
     MLPModel: {"family": "mlp", "width": 256, "depth": 2, "embedding": 128, "pooling": "auto",
                "dropout": 0.0},
     OptimizerSpec: {"name": "adamw", "lr": 0.001, "weight_decay": 1.0, "decay_towards": "zero",
-                    "betas": [0.9, 0.98], "momentum": 0.0},
+                    "decay_scope": "all", "betas": [0.9, 0.98], "momentum": 0.0},
     NoiseSpec: {"gradient": 0.0, "gradient_anneal": 0.55, "update": 0.0, "weight": 0.0},
     InitFrom: {"parent": None, "checkpoint": None, "store": None, "run": None,
                "optimizer_state": False},
