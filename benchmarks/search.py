@@ -82,6 +82,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "links": ({"curve_links": ALL_LINKS}, {}),
     "confirm": ({}, {"confirm_fraction": 0.5}),
     "links+confirm": ({"curve_links": ALL_LINKS}, {"confirm_fraction": 0.5}),
+    # (d) the ceiling's runs (SearchSettings.ceiling_runs, default 2): off, and 3 per size
+    "links-ceiling0": ({"curve_links": ALL_LINKS}, {"ceiling_runs": 0}),
+    "links-ceiling3": ({"curve_links": ALL_LINKS}, {"ceiling_runs": 3}),
 }
 
 

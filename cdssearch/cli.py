@@ -58,7 +58,8 @@ class _Stopped(Exception):
 #: The search's default curve shapes: the hull of the four links' intervals. A search stops on a
 #: fit through the two sizes of a factor-2 bracket, where the logit interpolation alone is biased
 #: on curves that are not logistic (planted probit curves covered 0.66-0.76 at nominal 0.90; the
-#: hull 0.79-0.92 at the same run count: BENCHMARKS.md, "Adaptive CDS search").
+#: hull 0.75-0.92 at the same run count, 0.87-0.93 with SearchSettings.ceiling_runs:
+#: BENCHMARKS.md, "Adaptive CDS search").
 SEARCH_CURVE_LINKS: tuple[str, ...] = CURVE_LINKS
 
 

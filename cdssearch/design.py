@@ -34,6 +34,12 @@ a transition so sharp that the runs of each size agree and the fit has no spread
 (``exhausted``). With ``confirm_fraction`` > 0 a ``converged`` stop first trains a
 confirmation round (:func:`confirmation`) and the search then stops on the fit with it
 (``converged``, or ``confirmed`` when it widened past the target).
+
+**Ceiling** (the analysis estimates it: no ``ceiling_accuracy``). The estimator reads a ceiling
+below 1 only off a plateau of tested sizes above the fit window, which a search that narrows
+the bracket seldom tests; :func:`ceiling_pairs` places the runs it needs (``ceiling_runs`` per
+size, at least two sizes above the window), carried by criterion rounds, and a ``converged``
+stop waits for them (a ``ceiling`` round).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from scipy.special import expit, logit
 from scipy.stats import t as student_t
 
 from cdsanalysis.cds import first_passing
-from cdsanalysis.crossing import fieller_interval
+from cdsanalysis.crossing import PLATEAU_SIZES, fieller_interval
 from cdssearch.settings import SearchSettings
 
 #: Fitted means are kept this far from 0 and 1 in the information weights (a size predicted at
@@ -155,10 +161,21 @@ class Fit:
 class Decision:
     """One round's choice: the ``(n_samples, seed)`` pairs to train (none when it stops)."""
 
-    kind: str  # "initial", "criterion", "bisection" or "stop"
+    kind: str  # "initial", "criterion", "bisection", "confirmation", "ceiling" or "stop"
     pairs: list[tuple[int, int]]
     reason: str
     criterion: dict[str, Any] = field(default_factory=dict)
+    #: The pairs among ``pairs`` placed above the fit window to measure the ceiling
+    #: (:func:`ceiling_pairs`).
+    ceiling: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The search stops: ``kind`` (see :func:`stop_reason`, or ``exhausted``) and why."""
+
+    kind: str
+    reason: str
 
 
 def initial_pairs(n_min: int, n_max: int, settings: SearchSettings) -> list[tuple[int, int]]:
@@ -243,6 +260,137 @@ def confirmation(
         f"confirmation of the stop: {n_runs} fresh runs at the window "
         f"{', '.join(f'{w:g}' for w in fit.window)}; the search stops on the fit with them",
     )
+
+
+def ceiling_pairs(
+    fit: Fit, tested: list[tuple[int, int]], settings: SearchSettings, n_max: int, runs_left: int
+) -> Decision:
+    """Runs above the fit window that let the analysis measure the ceiling (the pairs of a
+    ``ceiling`` decision; none when ``settings.ceiling_runs`` is 0, the fit has no window, or
+    nothing is missing).
+
+    :func:`cdsanalysis.crossing.estimate_ceiling` reads the ceiling off a plateau: at least
+    ``PLATEAU_SIZES`` tested sizes above the window, every one of them with 2 or more runs (a
+    size with one run voids the plateau), means not rising by more than ``PLATEAU_Z`` standard
+    errors. This supplies its preconditions, not its verdict: sizes are added until there are
+    ``PLATEAU_SIZES`` above the window (the range max first, the likeliest plateau, then the
+    geometric middle of the widest gap in log n between the window's top and the sizes above
+    it), and every size above the window is topped up to ``ceiling_runs`` runs; whether the
+    means there level off is for the estimator to judge (a curve still rising there keeps
+    the ceiling 1). The estimator is left as it is: a looser rule (the best size's mean)
+    understates the ceiling of a curve still rising, and its rule can be met by placing runs.
+    When the window's top is the range max (or no whole size fits between), the plateau
+    cannot be measured inside the range and fewer sizes are placed.
+    """
+    if settings.ceiling_runs == 0 or not fit.window or runs_left <= 0:
+        return Decision("ceiling", [], "")
+    top = max(fit.window)
+    counts: dict[int, int] = {}
+    for n, _ in tested:
+        counts[int(n)] = counts.get(int(n), 0) + 1
+    above = sorted(n for n in counts if n > top)
+    if n_max > top and n_max not in counts:
+        above.append(n_max)
+    while len(above) < PLATEAU_SIZES:
+        chain = [top, *above]
+        if len(chain) < 2:
+            break
+        a, b = max(zip(chain[:-1], chain[1:], strict=True), key=lambda g: g[1] / g[0])
+        middle = int(round(math.sqrt(a * b)))
+        if not a < middle < b:
+            break
+        above = sorted([*above, middle])
+    sizes = [n for n in above for _ in range(settings.ceiling_runs - counts.get(n, 0))]
+    pairs = next_seeds(tested, sizes[:runs_left])
+    if not pairs:
+        return Decision("ceiling", [], "")
+    placed: dict[int, int] = {}
+    for n, _ in pairs:
+        placed[n] = placed.get(n, 0) + 1
+    where = ", ".join(f"{k} run{'s' if k > 1 else ''} at n = {n}" for n, k in placed.items())
+    return Decision(
+        "ceiling",
+        pairs,
+        f"ceiling: {where} (above the window's top {top:g}: {len(above)} sizes with "
+        f"{settings.ceiling_runs} runs each let the analysis read a plateau)",
+        ceiling=pairs,
+    )
+
+
+def with_ceiling(
+    decision: Decision,
+    fit: Fit,
+    tested: list[tuple[int, int]],
+    settings: SearchSettings,
+    n_max: int,
+    runs_left: int,
+) -> Decision:
+    """``decision`` with the :func:`ceiling_pairs` its runs still leave missing added to the
+    same round (they train in parallel with it, within ``runs_left``)."""
+    planned = [*tested, *decision.pairs]
+    extra = ceiling_pairs(fit, planned, settings, n_max, runs_left - len(decision.pairs))
+    if not extra.pairs:
+        return decision
+    return Decision(
+        decision.kind,
+        decision.pairs + extra.pairs,
+        f"{decision.reason}; {extra.reason}",
+        decision.criterion,
+        ceiling=extra.pairs,
+    )
+
+
+def next_step(
+    fit: Fit,
+    tested: list[tuple[int, int]],
+    settings: SearchSettings,
+    n_min: int,
+    n_max: int,
+    *,
+    confirmed: bool,
+    ceiling_estimated: bool,
+    sizes_per_side: int,
+    confidence: float,
+) -> Decision | Stop:
+    """What the search does after fitting ``fit`` to the ``tested`` runs: stop, or the next
+    round. A ``converged`` stop first waits for the ceiling's runs (``ceiling_estimated``:
+    the analysis was given no ceiling; a ``ceiling`` round) and then for the confirmation
+    round; criterion rounds carry the ceiling's runs along (:func:`with_ceiling`)."""
+    runs_left = settings.budget_runs - len(tested)
+    stop = stop_reason(fit, settings, len(tested), confirmed)
+    if stop is not None and stop[0] == "converged" and not confirmed:
+        if ceiling_estimated:
+            ceiling = ceiling_pairs(fit, tested, settings, n_max, runs_left)
+            if ceiling.pairs:
+                return Decision(
+                    "ceiling",
+                    ceiling.pairs,
+                    f"{stop[1]}, but the ceiling is not measured yet; {ceiling.reason}",
+                    ceiling=ceiling.pairs,
+                )
+        decision = confirmation(fit, tested, settings, runs_left)
+        if decision is not None:
+            return decision
+    if stop is not None:
+        return Stop(*stop)
+    decision = choose_round(
+        fit,
+        tested,
+        settings,
+        n_min,
+        n_max,
+        runs_left,
+        sizes_per_side=sizes_per_side,
+        confidence=confidence,
+    )
+    if not decision.pairs:
+        return Stop("exhausted", decision.reason)
+    if ceiling_estimated and decision.kind == "criterion":
+        # Not with a bisection: while the bracket is wide the window still moves down, and
+        # sizes it leaves behind become the plateau for free (measured in benchmarks.search:
+        # carrying them in every round cost 1-2 runs more on average, same coverage).
+        decision = with_ceiling(decision, fit, tested, settings, n_max, runs_left)
+    return decision
 
 
 def next_seeds(tested: list[tuple[int, int]], sizes: list[int]) -> list[tuple[int, int]]:

@@ -2,13 +2,15 @@
 
 Every round is written to the store before it is trained, in the ``search_json`` attribute (a
 JSON document: the settings, and per round its number, kind, the ``(n_samples, seed)`` runs it
-chose, the curve fit that motivated it, the criterion values and the reason in words; the last
-entry of a finished search is a ``stop`` round with the final fit). Its runs are then appended
-to the store's ``run`` dimension (:meth:`runner.store.RunStore.append_runs`) and trained by the
-``train_round`` callable. Re-running reads the record: the last round's unfinished runs are
-trained first (runs already done are never trained again, a ``(size, seed)`` pair is never
-added twice), and the search goes on from there. A finished search re-evaluates its stop
-with the current settings, so a larger budget or a smaller target continues it.
+chose, ``ceiling_runs`` (those of them placed above the fit window to measure the ceiling:
+:func:`cdssearch.design.ceiling_pairs`), the curve fit that motivated it, the criterion values
+and the reason in words; the last entry of a finished search is a ``stop`` round with the final
+fit). Its runs are then appended to the store's ``run`` dimension
+(:meth:`runner.store.RunStore.append_runs`) and trained by the ``train_round`` callable.
+Re-running reads the record: the last round's unfinished runs are trained first (runs already
+done are never trained again, a ``(size, seed)`` pair is never added twice), and the search
+goes on from there. A finished search re-evaluates its stop with the current settings, so a
+larger budget or a smaller target continues it.
 """
 
 from __future__ import annotations
@@ -22,14 +24,7 @@ from typing import Any
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.settings import AnalysisSettings
 from cdsanalysis.store import open_runs
-from cdssearch.design import (
-    Decision,
-    Fit,
-    choose_round,
-    confirmation,
-    initial_pairs,
-    stop_reason,
-)
+from cdssearch.design import Decision, Fit, Stop, initial_pairs, next_step
 from cdssearch.settings import SearchSettings
 from cdssearch.space import SearchGrid
 from runner.store import RunStore, StoreError
@@ -166,26 +161,20 @@ def run_search(
                 len(tested),
                 say,
             )
-        confirmed = any(r["kind"] == "confirmation" for r in rounds)
-        stop = stop_reason(fit, settings, len(tested), confirmed)
-        decision = None
-        if stop is not None and stop[0] == "converged" and not confirmed:
-            decision = confirmation(fit, tested, settings, settings.budget_runs - len(tested))
-        if stop is not None and decision is None:
-            return _stop(store, record, *stop, fit, len(tested), say)
-        decision = decision or choose_round(
+        step = next_step(
             fit,
             tested,
             settings,
             grid.n_min,
             grid.n_max,
-            settings.budget_runs - len(tested),
+            confirmed=any(r["kind"] == "confirmation" for r in rounds),
+            ceiling_estimated=analysis.ceiling_accuracy is None,
             sizes_per_side=analysis.curve_sizes_per_side,
             confidence=analysis.confidence,
         )
-        if not decision.pairs:
-            return _stop(store, record, "exhausted", decision.reason, fit, len(tested), say)
-        _begin(store, record, decision, fit)
+        if isinstance(step, Stop):
+            return _stop(store, record, step.kind, step.reason, fit, len(tested), say)
+        _begin(store, record, step, fit)
 
 
 def _begin(store: RunStore, record: dict, decision: Decision, fit: Fit | None) -> None:
@@ -197,6 +186,7 @@ def _begin(store: RunStore, record: dict, decision: Decision, fit: Fit | None) -
             "runs": [list(p) for p in decision.pairs],
             "fit": None if fit is None else fit.to_dict(),
             "criterion": decision.criterion,
+            "ceiling_runs": [list(p) for p in decision.ceiling],
             "reason": decision.reason,
         }
     )
@@ -219,6 +209,7 @@ def _stop(
             "runs": [],
             "fit": None if fit is None else fit.to_dict(),
             "criterion": {},
+            "ceiling_runs": [],
             "reason": f"{kind}: {reason}",
         }
     )

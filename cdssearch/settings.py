@@ -52,6 +52,22 @@ class SearchSettings:
     candidates_per_gap
         New sizes the criterion considers inside each gap between adjacent tested sizes near
         the bracket (evenly spaced in log n). >= 1. Default 3.
+    ceiling_runs
+        Runs per size that measure the curve's ceiling when the analysis estimates it (no
+        ``ceiling_accuracy`` given). :func:`cdsanalysis.crossing.estimate_ceiling` reads a
+        ceiling only off a plateau: at least ``PLATEAU_SIZES`` (2) tested sizes above the fit
+        window, each with 2 or more runs; otherwise it takes 1, and on a curve levelling below
+        1 the crossing then moves (``benchmarks.search``: a probit curve levelling at 0.97
+        covered 0.75 at nominal 0.90 when the search, which narrows the bracket and spends
+        nothing above it, left the plateau unmeasured; 0.93 with 2). With this > 0 each
+        criterion round, and before a ``converged`` stop a round of its own (kind
+        ``ceiling``), tops up every tested size above the fit window to this many runs and
+        adds sizes until there are two: the range max, then the geometric middle of the
+        widest gap between the window's top and the sizes above it
+        (:func:`cdssearch.design.ceiling_pairs`; the search record lists them per round,
+        ``ceiling_runs``). 0 = off; else >= 2 (the plateau test needs a variance at each
+        size). Ignored when the analysis is given ``ceiling_accuracy``.
+        Default 2.
     """
 
     target_width: float
@@ -64,6 +80,7 @@ class SearchSettings:
     runs_per_round: int = 4
     bisection_seeds: int = 2
     candidates_per_gap: int = 3
+    ceiling_runs: int = 2
 
     def __post_init__(self) -> None:
         if not (
@@ -97,6 +114,14 @@ class SearchSettings:
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if not (
+            isinstance(self.ceiling_runs, int)
+            and not isinstance(self.ceiling_runs, bool)
+            and (self.ceiling_runs == 0 or self.ceiling_runs >= 2)
+        ):
+            raise ValueError(
+                f"ceiling_runs must be 0 (off) or an integer >= 2, got {self.ceiling_runs!r}"
+            )
         if self.budget_runs < self.initial_runs:
             raise ValueError(
                 f"budget_runs ({self.budget_runs}) is below the initial design's "

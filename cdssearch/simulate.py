@@ -11,7 +11,7 @@ import numpy as np
 
 from cdsanalysis.cds_curve import cds_curve_arrays
 from cdsanalysis.settings import AnalysisSettings
-from cdssearch.design import Fit, choose_round, confirmation, initial_pairs, stop_reason
+from cdssearch.design import Fit, Stop, initial_pairs, next_step
 from cdssearch.settings import SearchSettings
 
 
@@ -49,25 +49,20 @@ def simulate_search(
             ceiling=ceiling,
         )
         fit = Fit.of(curve, analysis.size_coord)
-        stop = stop_reason(fit, settings, len(runs), confirmed)
-        decision = None
-        if stop is not None and stop[0] == "converged" and not confirmed:
-            decision = confirmation(fit, runs, settings, settings.budget_runs - len(runs))
-            confirmed = True
-        if stop is not None and decision is None:
-            return Simulated(stop[0], fit, runs, rounds)
-        decision = decision or choose_round(
+        step = next_step(
             fit,
             runs,
             settings,
             n_min,
             n_max,
-            settings.budget_runs - len(runs),
+            confirmed=confirmed,
+            ceiling_estimated=ceiling is None and analysis.ceiling_accuracy is None,
             sizes_per_side=analysis.curve_sizes_per_side,
             confidence=analysis.confidence,
         )
-        if not decision.pairs:
-            return Simulated("exhausted", fit, runs, rounds)
-        runs = runs + decision.pairs
-        values = values + [draw(n, s) for n, s in decision.pairs]
+        if isinstance(step, Stop):
+            return Simulated(step.kind, fit, runs, rounds)
+        confirmed = confirmed or step.kind == "confirmation"
+        runs = runs + step.pairs
+        values = values + [draw(n, s) for n, s in step.pairs]
         rounds += 1

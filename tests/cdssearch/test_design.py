@@ -7,12 +7,15 @@ from cdsanalysis.cds_curve import cds_curve_arrays
 from cdsanalysis.settings import AnalysisSettings
 from cdssearch.design import (
     Fit,
+    Stop,
     bisection,
     bracket_width,
+    ceiling_pairs,
     choose_round,
     confirmation,
     initial_pairs,
     next_seeds,
+    next_step,
     predicted_width,
     stop_reason,
 )
@@ -94,6 +97,8 @@ def test_settings_name_the_bad_field():
         SearchSettings(target_width=0.2, budget_runs=4)
     with pytest.raises(ValueError, match="confirm_fraction"):
         SearchSettings(target_width=0.2, confirm_fraction=-0.5)
+    with pytest.raises(ValueError, match="ceiling_runs"):
+        SearchSettings(target_width=0.2, ceiling_runs=1)  # no variance at a size
     assert math.isinf(Fit(**{**_fit().__dict__, "high_open": True}).relative_width)
 
 
@@ -149,3 +154,70 @@ def test_a_sharp_transition_stops_on_a_narrow_bracket_without_a_curve_interval()
     mixed = Fit(**{**sharp.__dict__, "bracket_interval": (548.0, 948.0)})  # runs disagree
     assert bracket_width(mixed, SearchSettings(target_width=0.3)) == (948 - 548) / 548
     assert stop_reason(mixed, SearchSettings(target_width=0.3), 18) is None
+
+
+def _tested(fit: Fit) -> list[tuple[int, int]]:
+    return [(int(n), s) for n, c in zip(fit.sizes, fit.counts, strict=True) for s in range(c)]
+
+
+def test_ceiling_runs_add_the_range_max_and_a_middle_size_above_the_window():
+    fit = _fit()  # sizes 100-800, 3 runs each; the mean crosses 0.9 near 520
+    assert fit.window == (400.0, 800.0)
+    tested = _tested(fit)
+    two = SearchSettings(target_width=0.25, ceiling_runs=2)
+    # nothing above the window's top (800): the range max 1,600 first, then the geometric
+    # middle of (800, 1600]: sqrt(1,280,000) = 1131.4 -> 1131; 2 runs each
+    decision = ceiling_pairs(fit, tested, two, n_max=1600, runs_left=40)
+    assert decision.pairs == [(1131, 0), (1131, 1), (1600, 0), (1600, 1)]
+    assert decision.ceiling == decision.pairs
+    assert "2 runs at n = 1131, 2 runs at n = 1600" in decision.reason
+    assert ceiling_pairs(fit, tested, two, n_max=1600, runs_left=3).pairs == [
+        (1131, 0),
+        (1131, 1),
+        (1600, 0),
+    ]
+    # the window's top is the range max: no plateau can be tested inside the range
+    assert ceiling_pairs(fit, tested, two, n_max=800, runs_left=40).pairs == []
+    off = SearchSettings(target_width=0.25, ceiling_runs=0)
+    assert ceiling_pairs(fit, tested, off, n_max=1600, runs_left=40).pairs == []
+
+
+def test_ceiling_runs_top_up_every_size_above_the_window():
+    fit = _fit()
+    # a criterion run left 1131 with one run (it would void the plateau), 1600 has two
+    tested = [*_tested(fit), (1131, 0), (1600, 0), (1600, 1)]
+    three = SearchSettings(target_width=0.25, ceiling_runs=3)
+    pairs = ceiling_pairs(fit, tested, three, n_max=1600, runs_left=40).pairs
+    assert pairs == [(1131, 1), (1131, 2), (1600, 2)]
+    done = [*tested, *pairs]
+    assert ceiling_pairs(fit, done, three, n_max=1600, runs_left=40).pairs == []
+
+
+def test_a_converged_stop_waits_for_the_ceiling_only_when_the_ceiling_is_estimated():
+    fit = _fit()
+    tested = _tested(fit)
+    settings = SearchSettings(target_width=1e6, min_window_runs=3, ceiling_runs=2)
+    assert stop_reason(fit, settings, len(tested))[0] == "converged"
+    kwargs = {"sizes_per_side": 1, "confidence": 0.9, "confirmed": False}
+    step = next_step(fit, tested, settings, 100, 1600, ceiling_estimated=True, **kwargs)
+    assert step.kind == "ceiling"
+    assert step.pairs == step.ceiling == [(1131, 0), (1131, 1), (1600, 0), (1600, 1)]
+    given = next_step(fit, tested, settings, 100, 1600, ceiling_estimated=False, **kwargs)
+    assert isinstance(given, Stop) and given.kind == "converged"
+    measured = [*tested, *step.pairs]
+    after = next_step(fit, measured, settings, 100, 1600, ceiling_estimated=True, **kwargs)
+    assert isinstance(after, Stop) and after.kind == "converged"
+
+
+def test_a_criterion_round_carries_the_ceiling_runs_a_bisection_does_not():
+    fit = _fit()
+    tested = _tested(fit)
+    settings = SearchSettings(target_width=0.01, runs_per_round=4, ceiling_runs=2)
+    kwargs = {"sizes_per_side": 1, "confidence": 0.9, "confirmed": False}
+    step = next_step(fit, tested, settings, 100, 1600, ceiling_estimated=True, **kwargs)
+    assert step.kind == "criterion" and len(step.pairs) == 4 + 4
+    assert step.ceiling == step.pairs[4:] == [(1131, 0), (1131, 1), (1600, 0), (1600, 1)]
+    assert "ceiling: 2 runs at n = 1131" in step.reason
+    wide = Fit(**{**fit.__dict__, "bracket": (200.0, 800.0)})  # factor 4: bisection
+    step = next_step(wide, tested, settings, 100, 1600, ceiling_estimated=True, **kwargs)
+    assert step.kind == "bisection" and step.ceiling == []

@@ -52,6 +52,25 @@ def test_the_search_converges_on_the_planted_cds_in_a_real_store(unbroken):
     assert record["settings"]["target_width"] == 0.25
 
 
+def test_with_an_estimated_ceiling_the_search_measures_a_plateau_above_the_window(unbroken):
+    """ANALYSIS gives no ceiling_accuracy: the record must show at least two sizes above the
+    final fit window, each with >= ceiling_runs runs, the ones the search placed there listed
+    per round (the initial design tests only the range max, 1,600, above it)."""
+    path, outcome = unbroken
+    record = _record(path)
+    top = max(record["rounds"][-1]["fit"]["window"])
+    runs = Counter(n for r in record["rounds"] for n, _ in r["runs"])
+    above = {n: count for n, count in runs.items() if n > top}
+    assert len(above) >= 2 and min(above.values()) >= SETTINGS.ceiling_runs >= 2
+    placed = [(r, tuple(p)) for r in record["rounds"] for p in r["ceiling_runs"]]
+    assert placed
+    for r, pair in placed:
+        assert list(pair) in r["runs"] and "ceiling:" in r["reason"]
+        assert pair[0] > max(r["fit"]["window"])
+    # the analysis read the plateau (the planted curve levels just below 1 at these sizes)
+    assert outcome.fit.ceiling < 1.0
+
+
 def test_a_search_killed_mid_round_resumes_and_ends_where_an_unbroken_one_ends(tmp_path, unbroken):
     grid = parse_search_grid(GRID)
     whole_path, whole = unbroken
