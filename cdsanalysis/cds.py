@@ -52,8 +52,9 @@ if TYPE_CHECKING:  # (cdsanalysis.thresholds imports this module)
     from cdsanalysis.thresholds import Thresholds
 
 #: Run coordinates that always differ between runs or describe their state, never configuration.
-# The run's state (status, steps_done, failure, stop_reason, stop_step) is not configuration:
-# runs that differ in it are still one configuration.
+# The run's state (status, steps_done, failure, stop_reason, stop_step, and n_classes and
+# chance_accuracy, unknown until a run starts) is not configuration: runs that differ in it are
+# still one configuration.
 _NON_CONFIG_COORDS = frozenset({"run", "spec_json", *schemas.variables_with_role("run_state")})
 #: Units of the data-size coordinates.
 SIZE_UNITS = {"n_samples": "samples", "data_fraction": "fraction"}

@@ -210,9 +210,11 @@ class AnalysisSettings(SettingsBase):
         ``eps``. Default ``None``.
     chance_accuracy
         Accuracy (fraction) of guessing, in [0, 1): the floor of the logistic fit of the CDS
-        curve and the start of ``eps_relative``. ``None`` = from the task recorded in the
-        store (``1 / p`` for modular addition, ``1 / classes`` for a text task whose classes
-        are known); an explicit value overrides it. Default ``None``.
+        curve and the start of ``eps_relative``. ``None`` = the chance accuracy the runner
+        recorded for the runs (the majority class's share of the test set; ``1 / p`` for
+        modular addition), or for stores written before it, from the task (``1 / 2`` for
+        imdb and yelp_polarity); see :mod:`cdsanalysis.thresholds`. An explicit value
+        overrides it. Default ``None``.
     ceiling_accuracy
         Accuracy (fraction) the best runs reach, in (0, 1], the top of ``eps_relative``.
         ``None`` = estimated as the mean final test accuracy of the best data size, with its

@@ -6,13 +6,18 @@ settings into the numbers every analysis then works with, and says where each ca
 
 - **eps** (absolute, the one the analyses compare with): ``settings.eps``; or, when
   ``settings.eps_relative = F`` is given, ``chance + F * (ceiling - chance)``.
-- **chance**: ``settings.chance_accuracy`` when given; else from the task recorded in the
-  store's run coordinates (``task``, ``p``; ``spec_json`` when ``p`` is absent): ``1 / p`` for
-  modular addition (the residues are the classes, uniformly distributed), ``1 / 2`` for the
-  binary text tasks (:data:`TASK_CLASSES`). For tasks whose classes the store does not record
-  (``natural_instructions``, ``text_classification``) chance is unknown: ``eps_relative``
-  then needs ``chance_accuracy``, and the logistic fit of the CDS curve starts from 0 (with a
-  warning).
+- **chance**: ``settings.chance_accuracy`` when given; else the chance accuracy the runner
+  recorded for each run (``chance_accuracy``: the share of the most frequent class in the
+  evaluated test set, written when the run's data are loaded; the runs must agree), for every
+  task but modular addition; else from the task in the store's run coordinates (``task``,
+  ``p``; ``spec_json`` when ``p`` is absent): ``1 / p`` for modular addition, ``1 / 2`` for the
+  binary text tasks (:data:`TASK_CLASSES`). Modular addition keeps ``1 / p`` even where a
+  value is recorded: every residue is equally frequent over all ``p^2`` pairs by construction,
+  and the test split's majority share exceeds ``1 / p`` only by the luck of the split. A store
+  written before the runner recorded chance (or whose runs have not started) falls back to the
+  task rule; for tasks without one (``natural_instructions``, ``text_classification``) chance
+  is then unknown: ``eps_relative`` needs ``chance_accuracy``, and the logistic fit of the CDS
+  curve starts from 0 (with a warning).
 - **ceiling**: ``settings.ceiling_accuracy`` when given; else (only when ``eps_relative``
   needs it) the mean final test accuracy of the best data size (the size with the highest
   mean over its finished runs; each run's value is the ``aggregate`` of its test curve), with
@@ -46,9 +51,13 @@ from cdsanalysis.cds import (
 from cdsanalysis.settings import AnalysisSettings
 
 #: Classes of the text tasks whose class count is fixed by their name (mirrors the runner's
-#: ``KNOWN_N_CLASSES``; the analysis cannot import the runner). Others are read from the data
-#: when training and are not recorded in the store.
+#: ``KNOWN_N_CLASSES``; the analysis cannot import the runner): chance of a store written before
+#: the runner recorded ``chance_accuracy``. Other tasks' classes are read from the data when
+#: training, and known here only from what the runner recorded.
 TASK_CLASSES = {"imdb": 2, "yelp_polarity": 2}
+#: Recorded chance accuracies that differ by at most this much are one value (they come from
+#: one test set, computed alike).
+CHANCE_AGREEMENT = 1e-9
 #: Prefix of the threshold keys in a result's ``attrs``.
 ATTRS_PREFIX = "thresholds_"
 
@@ -65,7 +74,8 @@ class Thresholds:
         ``F`` when eps was set relative to chance and ceiling, else ``None``.
     chance, chance_source
         Accuracy of guessing (fraction; ``None`` when unknown) and where it came from
-        (``"given"``, ``"from the task: modular_addition, p = 47"``, or why it is unknown).
+        (``"given"``, ``"recorded by the runner: majority class of the test set, 2 classes"``,
+        ``"from the task: modular_addition, p = 47"``, or why it is unknown).
     ceiling, ceiling_low, ceiling_high, ceiling_source
         The ceiling (fraction) and its bootstrap interval when estimated (``None`` when not
         needed), and where it came from (``"given"``, ``"best size's mean: n_samples = 1600,
@@ -173,11 +183,47 @@ def _task_of_runs(ds: xr.Dataset) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def _recorded_chance(
+    ds: xr.Dataset, tasks: list[tuple[str, dict[str, Any]]]
+) -> tuple[float | None, str] | None:
+    """The chance accuracy the runner recorded for the runs of ``ds`` and the words saying so,
+    ``None`` and the reason when the runs recorded different values; ``None`` alone when it
+    does not apply: no run recorded one (an old store, or no run started yet), the runs are of
+    several tasks (the task rule says so), or the task is modular addition (1/p, module
+    docstring). Runs without a recorded value (not started) are left out."""
+    if "chance_accuracy" not in ds.coords or len({name for name, _ in tasks}) != 1:
+        return None
+    if tasks[0][0] == "modular_addition":
+        return None
+    chances = np.asarray(ds["chance_accuracy"].values, dtype=float)
+    recorded = np.isfinite(chances)
+    if not recorded.any():
+        return None
+    values = chances[recorded]
+    if values.max() - values.min() > CHANCE_AGREEMENT:
+        shown = list(dict.fromkeys(f"{v:.4g}" for v in np.sort(values)))
+        return None, f"the runs differ in chance accuracy ({', '.join(shown)})"
+    classes = ""
+    if "n_classes" in ds.coords:
+        counts = sorted({int(k) for k in np.asarray(ds["n_classes"].values)[recorded] if k > 0})
+        if counts:
+            classes = f", {'/'.join(map(str, counts))} classes"
+    # One value (they agree): the first run's as recorded, not a mean that rounds it.
+    source = f"recorded by the runner: majority class of the test set{classes}"
+    return float(values[0]), source
+
+
 def chance_from_task(ds: xr.Dataset) -> tuple[float | None, str]:
-    """Chance accuracy of the task of ``ds``'s runs and the words saying so (``None`` and the
-    reason when it cannot be told: unknown classes, or runs of different tasks)."""
+    """Chance accuracy of the runs of ``ds`` and the words saying so (``None`` and the reason
+    when it cannot be told: runs that recorded different values, unknown classes, or runs of
+    different tasks): the value the runner recorded (``chance_accuracy``), else the task's
+    (module docstring)."""
+    tasks = _task_of_runs(ds)
+    recorded = _recorded_chance(ds, tasks)
+    if recorded is not None:
+        return recorded
     found: dict[str, float | None] = {}
-    for name, spec in _task_of_runs(ds):
+    for name, spec in tasks:
         if name == "modular_addition" and spec.get("p"):
             p = int(spec["p"])
             found[f"from the task: modular_addition, p = {p}"] = 1.0 / p
@@ -185,7 +231,11 @@ def chance_from_task(ds: xr.Dataset) -> tuple[float | None, str]:
             k = TASK_CLASSES[name]
             found[f"from the task: {name}, {k} classes"] = 1.0 / k
         else:
-            found[f"task {name or '(none)'}: the store does not record its classes"] = None
+            # An old store (written before the runner recorded chance) or no run started yet.
+            found[
+                f"task {name or '(none)'}: no run of the store recorded its chance accuracy "
+                "(written before the runner recorded it, or no run started yet)"
+            ] = None
     if not found:
         return None, "no runs to read the task from"
     if len(found) > 1:
@@ -291,6 +341,7 @@ def thresholds_of(result: Any) -> Thresholds | None:
 
 
 __all__ = [
+    "CHANCE_AGREEMENT",
     "TASK_CLASSES",
     "Thresholds",
     "chance_from_task",

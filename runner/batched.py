@@ -317,6 +317,7 @@ def train_group(
         device,
         still_mine=still_mine,
         watches=[watch_for(s) for s in specs],
+        classes=[setup.classes for setup in setups],
     )
     record.start()
     if not record.active:  # every run taken over (or decided) before its first step

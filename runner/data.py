@@ -35,6 +35,15 @@ def load_task_data(spec: RunSpec) -> ClassificationData:
     return load_text_task(spec.task, n_samples, spec.seed)
 
 
+def task_classes(spec: RunSpec, data: ClassificationData) -> int:
+    """Classes of the run's task, as the store records them (``n_classes``): ``p`` for modular
+    addition (the residues, whatever ``accuracy_over`` makes accuracy count over), the label
+    classes of a text task."""
+    if isinstance(spec.task, ModularAdditionTask):
+        return spec.task.p
+    return data.n_classes
+
+
 def train_set_positions(spec: RunSpec, train_labels: np.ndarray) -> np.ndarray | None:
     """Rows of the training subset that ``train_set_accuracy`` is measured on (sorted), or None
     when it is not measured (a full-batch run: its train metrics already cover every row).

@@ -8,11 +8,11 @@ without gap or duplicate: per run, its metrics block and histograms, then its ch
 ``steps_done``. A run whose training loss is not finite keeps its steps up to and including the
 first such step and is marked ``diverged``; the other runs of a group are not affected.
 
-Every write of a run (its ``running`` state at the start, each flush, its ``done`` state at the
-end) is preceded by ``still_mine(run)``, the caller's check that this process still holds the
-run's lease (:meth:`runner.leases.Lease.confirm`). A run found taken over by another process is
-written no more, drops out of the record and ends ``held`` (:data:`HELD`): its state in the
-store is the new holder's.
+Every write of a run (its classes and ``running`` state at the start, each flush, its ``done``
+state at the end) is preceded by ``still_mine(run)``, the caller's check that this process still
+holds the run's lease (:meth:`runner.leases.Lease.confirm`). A run found taken over by another
+process is written no more, drops out of the record and ends ``held`` (:data:`HELD`): its state
+in the store is the new holder's.
 
 Runs with ``stop_when`` (:mod:`runner.deciding`) are given an :class:`~runner.deciding.OutcomeWatch`
 each; at every flush a run whose outcome is decided is written like any block, then its
@@ -147,8 +147,11 @@ class StepRecord:
         train_set: TestMetrics | None = None,
         still_mine: StillMine = always_mine,
         watches: Sequence[OutcomeWatch | None] | None = None,
+        classes: Sequence[tuple[int, float]] | None = None,
     ):
         self.store, self.indices, self.still_mine = store, list(indices), still_mine
+        # per slot: (n_classes, chance_accuracy) of the run's task, written by start()
+        self.classes = list(classes) if classes is not None else [None] * len(self.indices)
         # per slot: the early-stopping rule's view of the run (None: no stop_when)
         self.watches = list(watches) if watches is not None else [None] * len(self.indices)
         self.eval_every, self.test, self.train_set = eval_every, test, train_set
@@ -175,7 +178,10 @@ class StepRecord:
         return True
 
     def start(self) -> None:
-        """Mark every run ``running`` from step ``first_step`` on (its steps before are done).
+        """Record each run's classes (``classes``: its task's ``n_classes`` and the chance
+        accuracy of its test set, on every attempt, so a store written before they existed
+        takes them when a run resumes) and mark it ``running`` from step ``first_step`` on (its
+        steps before are done).
 
         A watched run reads its flushed steps back; one already decided (a crash between its
         stop and its ``done`` state) is marked ``done`` at once."""
@@ -183,6 +189,8 @@ class StepRecord:
             if self._taken_over(slot):
                 continue
             index, watch = self.indices[slot], self.watches[slot]
+            if self.classes[slot] is not None:
+                self.store.set_classes(index, *self.classes[slot])
             self.store.set_state(index, "running", self.first_step - 1)
             if watch is not None:
                 watch.load(self.store, index, self.first_step - 1)

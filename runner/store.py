@@ -583,6 +583,23 @@ class RunStore:
         except OSError as exc:
             raise self._write_error("the stop reason of", run_index, exc) from exc
 
+    def set_classes(self, run_index: int, n_classes: int, chance_accuracy: float) -> None:
+        """Record the classes of the run's task and the chance accuracy of its evaluated test
+        set (``n_classes``, ``chance_accuracy``: the schema says what each means), so that an
+        analysis knows them for any task. Written when the run's data are loaded."""
+        try:
+            self.array("n_classes")[run_index] = n_classes
+            self.array("chance_accuracy")[run_index] = chance_accuracy
+        except OSError as exc:
+            raise self._write_error("the classes of", run_index, exc) from exc
+
+    def classes(self, run_index: int) -> tuple[int, float]:
+        """The run's ``n_classes`` and ``chance_accuracy`` (0 and NaN before it started)."""
+        return (
+            int(self.array("n_classes")[run_index]),
+            float(self.array("chance_accuracy")[run_index]),
+        )
+
     def stop(self, run_index: int) -> tuple[str, int]:
         """The run's ``stop_reason`` and ``stop_step``."""
         return str(self.array("stop_reason")[run_index]), int(self.array("stop_step")[run_index])

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from runner.data import load_task_data, train_set_positions
+from runner.data import load_task_data, task_classes, train_set_positions
 from runner.deciding import watch_for
 from runner.init_from import load_initial_weights
 from runner.measuring import (
@@ -80,6 +80,9 @@ class RunSetup:
     initial: list[torch.Tensor] | None  # w0 of ``decaying``, kept when decay pulls towards it
     noise: torch.Generator | None  # the noise interventions' own generator
     decaying: list[torch.nn.Parameter]  # the parameters in optimizer.decay_scope
+    # What the store records of the task (n_classes, chance_accuracy): its classes and the
+    # majority share of the evaluated test set.
+    classes: tuple[int, float] = (0, float("nan"))
 
 
 def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None) -> RunSetup:
@@ -128,6 +131,7 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
         initial,
         noise,
         decaying,
+        (task_classes(spec, data), data.chance_accuracy),
     )
 
 
@@ -300,6 +304,7 @@ def train_run(
         else lambda: evaluate(setup, settings.eval_batch_size, measurer.target, "train_set"),
         still_mine=still_mine,
         watches=[watch_for(spec)],
+        classes=[setup.classes],
     )
     record.start()
     if record.statuses[run_index] in (HELD, "done"):  # taken over, or decided before a crash

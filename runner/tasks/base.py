@@ -30,3 +30,15 @@ class ClassificationData:
     @property
     def n_test(self) -> int:
         return len(self.test_labels)
+
+    @property
+    def chance_accuracy(self) -> float:
+        """Accuracy (fraction) of always answering the most frequent class of the test labels
+        (the evaluated test set: the test split, or its eval subset).
+
+        The majority share, not ``1 / n_classes``: on an imbalanced test set (70/30) always
+        answering the larger class scores 0.7, so that, not 0.5, is the floor of test accuracy.
+        NaN for an empty test set."""
+        if len(self.test_labels) == 0:
+            return float("nan")
+        return float(np.bincount(self.test_labels).max() / len(self.test_labels))

@@ -119,6 +119,14 @@ def test_batched_equals_sequential(sequential, tmp_path, distinct_rows):
     statuses = train_group(store, [0, 1, 2, 3], grid.settings, distinct_rows=distinct_rows)
     assert set(statuses.values()) == {"done"}
     _assert_same_runs(sequential, store, [0, 1, 2, 3])
+    # Both paths record the task's classes (p = 11) and the majority share of the test split,
+    # by hand: the pairs after the first floor(0.75 * 121) = 90 of split_seed 0's shuffle.
+    pairs = np.random.default_rng(0).permutation(121)[90:]
+    labels = (pairs // 11 + pairs % 11) % 11
+    chance = np.bincount(labels).max() / 31
+    assert chance > 1 / 11  # 31 test pairs over 11 residues: not uniform
+    for written in (sequential, store):
+        assert [written.classes(i) for i in range(4)] == [(11, chance)] * 4
 
 
 def test_interrupted_group_resumes_batched_or_alone(sequential, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -183,3 +184,57 @@ def test_a_run_whose_lease_is_taken_over_stops_and_writes_nothing_more(tiny_grid
     assert torch.load(io.BytesIO(store.read_checkpoint(0)))["steps_done"] == 16
     loss = store.array("train_loss")[0]
     assert np.isfinite(loss[:16]).all() and np.isnan(loss[16:]).all()
+
+
+TEXT_GRID = """\
+name: imbalanced
+task: {{name: text_classification, data: '{data}', max_length: 8, tokenizer: {{vocab_size: 200}}}}
+n_samples: 20
+model: {{family: mlp, width: 8, depth: 1, embedding: 4}}
+optimizer: {{lr: 1.0e-2}}
+steps: 3
+eval_every: 1
+flush_every: 2
+histogram: {{every: 10, groups: [embedding], bins: 2}}
+"""
+
+
+def test_a_text_run_records_its_classes_and_the_majority_share_of_its_test_set(
+    tmp_path, write_rows, text_caches
+):
+    # A generated table: balanced train split, test split of 6 label-0 and 14 label-1 rows.
+    # By hand: 2 classes; always answering 1 is right on 14 of 20 test rows: chance 0.7.
+    words = ["red", "green", "blue", "cat", "dog", "sun"]
+    rng = np.random.default_rng(0)
+
+    def rows(labels):
+        return [{"text": " ".join(rng.choice(words, 5)), "label": int(y)} for y in labels]
+
+    data = tmp_path / "table"
+    data.mkdir()
+    write_rows(rows([0, 1] * 20), data / "train.csv")
+    write_rows(rows([0] * 6 + [1] * 14), data / "test.csv")
+    grid_path = tmp_path / "grid.yaml"
+    grid_path.write_text(TEXT_GRID.format(data=data))
+    path = tmp_path / "s.zarr"
+    grid = load_grid(grid_path)
+    store = RunStore.create_or_open(path, grid.runs, grid.settings, grid.text)
+    ds = open_runs(path)  # not started: unknown
+    assert ds.n_classes.values.tolist() == [0] and np.isnan(ds.chance_accuracy.values).all()
+    with pytest.raises(RunInterrupted):  # written when the data are loaded, before step 1
+        train_run(store, 0, grid.settings, stop=lambda: True)
+    ds = open_runs(path)
+    assert ds.n_classes.values.tolist() == [2]
+    assert ds.chance_accuracy.values.tolist() == [0.7]
+    # A store written before the variables existed lacks them: it validates and opens with
+    # 0 and NaN; the runner adds them when it opens it, and the resumed run records them.
+    for name in ("n_classes", "chance_accuracy"):
+        shutil.rmtree(path / name)
+    validate_store(path)
+    old = open_runs(path)
+    assert old.n_classes.values.tolist() == [0] and np.isnan(old.chance_accuracy.values).all()
+    assert train_run(RunStore(path), 0, grid.settings) == "done"
+    validate_store(path, deep=True)
+    ds = open_runs(path)
+    assert ds.n_classes.values.tolist() == [2]
+    assert ds.chance_accuracy.values.tolist() == [0.7]
