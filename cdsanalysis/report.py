@@ -258,7 +258,10 @@ def grokked_cell(entry: dict[str, Any]) -> str:
     return f"{counts} [{low}, {high}]"
 
 
-def _regime_cell(row: dict[str, Any]) -> str:
+def regime_cell(row: dict[str, Any]) -> str:
+    """A size's regime as the regimes table prints it: ``"sufficiency (3/3)"`` (agreeing/done
+    runs), ``"mixed: 1/2 insufficiency, 1/2 undetermined"``, or the bare regime without done
+    runs (``row``: a ``data_sizes`` row of :func:`regimes_report`)."""
     n_done = int(row["n_done"])
     if n_done == 0:
         return str(row["regime"])
@@ -337,7 +340,7 @@ def regimes_table(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[l
             [
                 _fmt_n(row["n_samples"]),
                 f"{row['n_done']}/{row['n_runs']}",
-                _regime_cell(row),
+                regime_cell(row),
                 _step_cell(row["memorisation_step"], int(row["n_done"])),
                 _step_cell(row["generalisation_step"], int(row["n_done"])),
                 _acc_cell(row["final_test_accuracy"]),

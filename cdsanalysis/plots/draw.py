@@ -7,6 +7,7 @@ Each drawing computes its numbers with the analysis functions the text and JSON 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +51,22 @@ class FigureOptions:
     law_settings: DelayLawSettings = field(default_factory=lambda: DEFAULT_LAW)
 
 
-def draw(kind: str, ds: xr.Dataset, settings: AnalysisSettings, options: FigureOptions):
+def draw(
+    kind: str,
+    ds: xr.Dataset,
+    settings: AnalysisSettings,
+    options: FigureOptions,
+    *,
+    data_warnings: Sequence[str] | None = None,
+):
     """Figure ``kind`` of ``ds`` with its warnings noted under it; ``settings`` carry resolved
     (absolute) thresholds (:meth:`cdsanalysis.thresholds.Thresholds.applied`).
+
+    ``data_warnings``: the warnings about the runs to note instead of
+    :func:`figure_warnings` of ``ds`` (``None``: those). A caller drawing runs it picked itself
+    (e.g. one representative run per regime) passes what holds for them: the run counts of
+    ``ds`` then describe the pick, not the store, and a few-runs warning would be false. The
+    warnings of the analysis a figure draws (e.g. the CDS curve's) are added either way.
 
     Returns ``(figure, warnings)``; raises :class:`~cdsanalysis.plots.kinds.NotDrawable` naming
     why the store cannot give this figure, :class:`ValueError` for a bad option.
@@ -71,7 +85,10 @@ def draw(kind: str, ds: xr.Dataset, settings: AnalysisSettings, options: FigureO
     reason = unavailable(kind, ds, settings.size_coord, options.by, options.group, options.run)
     if reason:
         raise NotDrawable(reason)
-    warnings = figure_warnings(ds, kind, options.run, settings)
+    if data_warnings is None:
+        warnings = figure_warnings(ds, kind, options.run, settings)
+    else:
+        warnings = list(data_warnings)
     if kind == "stepwise":
         chance = settings.chance_accuracy
         thresholds = chance_relative_thresholds(ds, chance)

@@ -13,7 +13,8 @@ For each entry (in manifest order, or those of ``--only``):
 - else **done**: ``DIR/<entry>.md`` (tables, CDS lines, warnings, the exact commands) and the
   entry's PNG figures ``DIR/<entry>_<figure>.png``.
 
-``DIR/index.json`` holds every number (:data:`INDEX_KEYS`; per entry :data:`ENTRY_KEYS`);
+``DIR/index.json`` holds every number (:data:`INDEX_KEYS`; per entry :data:`ENTRY_KEYS`,
+``figure_warnings`` being the sentences noted under each figure drawn);
 ``--json`` also prints it. Same stores, manifest and settings: the same files (the bootstraps
 are seeded with ``AnalysisSettings.seed``). Exit codes: 0 (every entry done or skipped), 1 (an
 entry's store is unusable), 2 (bad arguments or manifest).
@@ -47,6 +48,7 @@ ENTRY_KEYS = (
     "options",
     "figures",
     "figures_skipped",
+    "figure_warnings",
     "warnings",
     "result",
 )
@@ -84,6 +86,7 @@ def run_entry(entry: Entry, store_dir: Path, out_dir: Path) -> dict[str, Any]:
         options=jsonable(entry.options),
         figures={},
         figures_skipped={},
+        figure_warnings={},
         warnings=[],
     )
     location = store_dir / entry.store
@@ -106,6 +109,7 @@ def run_entry(entry: Entry, store_dir: Path, out_dir: Path) -> dict[str, Any]:
         status="done",
         figures=outcome.figures,
         figures_skipped=outcome.figures_skipped,
+        figure_warnings=outcome.figure_warnings,
         warnings=outcome.warnings,
         result=outcome.result,
     )

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from cdsanalysis.reproduce.sensitivity import check_sensitivity
 from cdsanalysis.settings import AnalysisSettings
 
 #: The keys every entry may have (``analysis`` and ``where`` are optional).
@@ -44,8 +45,9 @@ REQUIRED_KEYS = ("name", "store", "grid", "kind")
 
 #: Each kind's own option keys, with their defaults (``None``: required or absent).
 KIND_OPTIONS: dict[str, dict[str, Any]] = {
-    # histogram_run: a run id (or unique prefix); None = the sufficiency representative
-    "samplewise": {"histogram_group": "embedding", "histogram_run": None},
+    # histogram_run: a run id (or unique prefix); None = the sufficiency representative;
+    # sensitivity: {field: [values]} of one AnalysisSettings field (reproduce.sensitivity)
+    "samplewise": {"histogram_group": "embedding", "histogram_run": None, "sensitivity": None},
     "modelwise": {"by": "width"},
     "groups_table": {"rows": None, "columns": [], "baseline": None},
     "ungrokking": {"chance_tolerance": 0.05, "stay_tolerance": 0.05},
@@ -116,6 +118,11 @@ def _entry(raw: Any, position: int) -> Entry:
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"{where}: analysis: {exc}") from None
     options = {key: raw.get(key, default) for key, default in KIND_OPTIONS[kind].items()}
+    if "sensitivity" in options:
+        try:
+            options["sensitivity"] = check_sensitivity(options["sensitivity"], settings)
+        except ValueError as exc:
+            raise ManifestError(f"{where}: sensitivity: {exc}") from None
     return Entry(
         name=raw["name"],
         store=raw["store"],

@@ -27,12 +27,14 @@ class StoreUnusable(ValueError):
 class EntryOutcome:
     """One entry's result: ``result`` (JSON-ready numbers), ``markdown`` (its fragment without
     the heading and command lines), figures written (name -> file name) and skipped (name ->
-    reason), and warnings."""
+    reason), the warnings noted under each figure written (name -> sentences), and the
+    entry's warnings."""
 
     result: dict[str, Any] = field(default_factory=dict)
     markdown: list[str] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
     figures_skipped: dict[str, str] = field(default_factory=dict)
+    figure_warnings: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -86,19 +88,25 @@ def draw_png(
     out_dir: Path,
     entry: str,
     figure: str,
+    data_warnings: Sequence[str] | None = None,
     **options: Any,
 ) -> None:
     """Draw figure ``kind`` of :mod:`cdsanalysis.plots.draw` (``settings`` with absolute
-    thresholds) into ``outcome.figures[figure]``, or note in ``outcome.figures_skipped`` why
-    the store cannot give it."""
+    thresholds) into ``outcome.figures[figure]`` and the warnings noted under it into
+    ``outcome.figure_warnings[figure]``, or note in ``outcome.figures_skipped`` why the store
+    cannot give it. ``data_warnings``: as :func:`~cdsanalysis.plots.draw.draw` (``None``: the
+    warnings about the runs of ``ds``; give them for a hand-picked selection of runs)."""
     from cdsanalysis.plots.draw import FigureOptions, draw
 
     try:
-        fig, _ = draw(kind, ds, settings, FigureOptions(**options))
+        fig, warnings = draw(
+            kind, ds, settings, FigureOptions(**options), data_warnings=data_warnings
+        )
     except ValueError as exc:  # NotDrawable, or an analysis refusing these runs
         outcome.figures_skipped[figure] = " ".join(str(exc).split())
         return
     outcome.figures[figure] = save_png(fig, out_dir, entry, figure)
+    outcome.figure_warnings[figure] = list(warnings)
 
 
 def _cell(text: Any) -> str:

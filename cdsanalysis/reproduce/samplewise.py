@@ -5,9 +5,16 @@ One configuration swept over the data size. Numbers: :func:`cdsanalysis.report.r
 interval, Kaplan-Meier time to grok, the CDS as grid bracket and curve estimate, warnings).
 Figures (:func:`cdsanalysis.plots.draw.draw`): ``stepwise``; ``curves`` of one representative
 run per regime; ``histogram`` of one run's weights; ``cds`` (the accuracy curve with the CDS).
+The warnings about the runs (unfinished runs, sizes with few finished runs, accuracy falling
+with size) are those of the whole store, in the entry's Markdown and under the figures drawn
+from all its runs. The ``curves`` figure shows runs picked by hand, so its note says only
+whether a picked run is unfinished: counted over the pick, every size would have one run and
+the few-runs warning would describe the pick, not the store.
 
 Options: ``histogram_group`` (weight group, default ``embedding``), ``histogram_run`` (run id or
-unique prefix; default: the representative of ``sufficiency``, else of the first regime found).
+unique prefix; default: the representative of ``sufficiency``, else of the first regime found),
+``sensitivity`` (``{field: [values]}`` of one analysis setting, default none: the regimes and
+the CDS at each value, :mod:`cdsanalysis.reproduce.sensitivity`).
 
 Representative run of a regime: among its done runs ordered by (data size, seed), the middle
 one (the lower middle for an even count), so the choice is deterministic and typical of the
@@ -22,6 +29,7 @@ import numpy as np
 import xarray as xr
 
 from cdsanalysis.cds import as_strings
+from cdsanalysis.data_warnings import DRAWN_SO_FAR, unfinished_runs
 from cdsanalysis.report import explanation_lines, regimes_report, regimes_table
 from cdsanalysis.reproduce.manifest import Entry
 from cdsanalysis.reproduce.output import (
@@ -30,6 +38,7 @@ from cdsanalysis.reproduce.output import (
     draw_png,
     markdown_table,
 )
+from cdsanalysis.reproduce.sensitivity import sensitivity_markdown, sensitivity_rows
 from cdsanalysis.thresholds import resolve_thresholds
 
 #: The regimes a representative run is drawn for, in the order of the figure.
@@ -109,13 +118,21 @@ def run(entry: Entry, ds: xr.Dataset, out_dir: Path) -> EntryOutcome:
             "Representative runs (curves figure): "
             + ", ".join(f"{regime} {run_id}" for regime, run_id in chosen.items()),
         ]
+    if entry.options["sensitivity"]:
+        ((name, values),) = entry.options["sensitivity"].items()
+        rows = sensitivity_rows(ds, settings, name, values)
+        out.result["sensitivity"] = {"field": name, "rows": rows}
+        out.markdown += sensitivity_markdown(name, rows, settings, out.warnings)
     # The figures draw the absolute eps, resolved once (as cds-analyze plot does).
     drawn = resolve_thresholds(ds, settings).applied(settings)
     draw_png(out, "stepwise", ds, drawn, out_dir, entry.name, "stepwise")
     ids = as_strings(ds["run"].values).astype(str)
     if chosen:
         picked = [int(np.flatnonzero(ids == run_id)[0]) for run_id in chosen.values()]
-        draw_png(out, "curves", ds.isel(run=picked), drawn, out_dir, entry.name, "curves")
+        shown = ds.isel(run=picked)
+        # A hand-picked run per regime: the store's run counts are not the pick's (docstring).
+        shown_warnings = unfinished_runs(shown["status"].values, fate=DRAWN_SO_FAR)
+        draw_png(out, "curves", shown, drawn, out_dir, entry.name, "curves", shown_warnings)
     else:
         out.figures_skipped["curves"] = "no done run has a regime of " + ", ".join(SHOWN_REGIMES)
     wanted = entry.options["histogram_run"]

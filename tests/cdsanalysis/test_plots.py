@@ -247,6 +247,23 @@ def test_curve_labels_are_compact(three_regime_ds):
     ]
 
 
+def test_a_selection_is_warned_about_unless_the_caller_gives_its_warnings(three_regime_ds):
+    """cds-analyze plot --where: the runs drawn are the user's, and so are their run counts;
+    a caller drawing runs it picked gives the warnings that hold for them instead."""
+    import matplotlib.pyplot as plt
+
+    from cdsanalysis.plots.draw import FigureOptions, draw
+
+    picked = three_regime_ds.isel(run=[0, 2, 4])  # one seed-0 run at n = 100, 200, 300
+    settings = _applied(picked)
+    fig, warnings = draw("curves", picked, settings, FigureOptions())
+    assert warnings[0].startswith("n = 100, 200, 300 have 1 finished run each (< 3)")
+    plt.close(fig)
+    fig, warnings = draw("curves", picked, settings, FigureOptions(), data_warnings=[])
+    assert warnings == [] and not fig.texts  # no note under the plot
+    plt.close(fig)
+
+
 def test_a_figure_the_store_cannot_give_names_why(three_regime_ds, tmp_path):
     from typer.testing import CliRunner
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.cdsanalysis.conftest import Curves, write_store
@@ -62,10 +63,60 @@ def test_regimes_cds_and_figures(reproduce, store_dir):
         data = png.read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) < 150_000
     assert "histogram" in record["figures_skipped"]  # the planted store has no histograms
+    # Two finished runs per size in the store: warned in the entry and under the figures of
+    # all runs; the curves figure (one picked run per regime) is not told "1 finished run".
+    few = "n = 100, 200, 300 have 2 finished runs each (< 3)"
+    assert any(w.startswith(few) for w in record["warnings"])
+    assert any(w.startswith(few) for w in record["figure_warnings"]["stepwise"])
+    assert record["figure_warnings"]["curves"] == []
     text = (out / "fig1.md").read_text()
     assert "| 200 |" in text and "sufficiency" in text and "grid bracket" in text
     assert "--only fig1" in text and "cds-run --grid examples/reproduce/fig1.yaml" in text
     assert json.loads((out / "index.json").read_text()) == index
+
+
+def test_sensitivity_table_recomputes_the_regimes_per_eps(reproduce, store_dir):
+    entry = {**ENTRY, "sensitivity": {"eps_relative": [0.9, 0.97]}}
+    code, index, out, _ = reproduce([entry], store_dir)
+    assert code == 0
+    table = index["entries"]["fig1"]["result"]["sensitivity"]
+    assert table["field"] == "eps_relative" and [r["value"] for r in table["rows"]] == [0.9, 0.97]
+    # By hand: chance 1/113 (modular addition, p = 113), ceiling = the best size's mean final
+    # accuracy, 0.99 at n = 300 (float32 curves); eps = chance + F (ceiling - chance).
+    chance, ceiling = 1 / 113, float(np.float32(0.99))
+    low_eps, high_eps = (chance + f * (ceiling - chance) for f in (0.9, 0.97))
+    assert low_eps == pytest.approx(0.8919, abs=1e-4) and high_eps == pytest.approx(
+        0.9606, abs=1e-4
+    )
+    at = {r["value"]: r for r in table["rows"]}
+    assert at[0.9]["eps"] == pytest.approx(low_eps) and at[0.97]["eps"] == pytest.approx(high_eps)
+    # eps 0.892: n = 200 (0.95, generalised at 121 / 151 >> 2 x 21) is sufficiency;
+    # eps 0.961: its 0.95 falls short, so it is insufficiency; n = 300 (0.99 at step 31) surplus.
+    expected = {
+        0.9: ["insufficiency (2/2)", "sufficiency (2/2)", "surplus (2/2)"],
+        0.97: ["insufficiency (2/2)", "insufficiency (2/2)", "surplus (2/2)"],
+    }
+    for value, cells in expected.items():
+        assert [s["n_samples"] for s in at[value]["sizes"]] == [100, 200, 300]
+        assert [s["cell"] for s in at[value]["sizes"]] == cells
+    assert at[0.9]["cds"]["bracket"]["bracket"] == [100, 200]
+    assert at[0.97]["cds"]["bracket"]["bracket"] == [200, 300]
+    text = (out / "fig1.md").read_text()
+    assert "| eps_relative | eps | n = 100 | n = 200 | n = 300 | CDS grid bracket" in text
+    assert (
+        "| 0.97 | 0.9606 | insufficiency (2/2) | insufficiency (2/2) | surplus (2/2) | (200, 300]"
+        in text
+    )
+
+
+def test_sensitivity_option_is_checked_with_the_manifest(reproduce, store_dir):
+    bad = {**ENTRY, "sensitivity": {"eps_relative": [0.9, 1.5]}}
+    code, _, _, err = reproduce([bad], store_dir)
+    assert code == 2
+    assert "manifest entry 'fig1': sensitivity: eps_relative = 1.5: eps_relative" in err
+    two = {**ENTRY, "sensitivity": {"eps_relative": [0.9], "eps": [0.8]}}
+    code, _, _, err = reproduce([two], store_dir)
+    assert code == 2 and "sensitivity: expected a mapping of ONE AnalysisSettings field" in err
 
 
 def test_absent_store_is_skipped_with_the_training_command(reproduce, store_dir):
