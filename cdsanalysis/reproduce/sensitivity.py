@@ -133,9 +133,11 @@ def sensitivity_markdown(
     entry's own warnings)."""
     sizes = [s["n_samples"] for s in rows[0]["sizes"]] if rows else []
     conf = f"{settings.confidence:.0%}"
+    # Varying eps itself, the resolved-eps column would repeat the value column.
+    with_eps = name != "eps"
     headers = [
         name,
-        "eps",
+        *(["eps"] if with_eps else []),
         *(f"n = {format_size(float(n))}" for n in sizes),
         "CDS grid bracket (share of resamples)",
         f"CDS curve estimate [{conf} interval]",
@@ -146,7 +148,7 @@ def sensitivity_markdown(
         table.append(
             [
                 f"{row['value']:g}" if isinstance(row["value"], float) else str(row["value"]),
-                f"{row['eps']:.4g}",
+                *([f"{row['eps']:.4g}"] if with_eps else []),
                 *(cells.get(n, "-") for n in sizes),
                 bracket_cell(_cells_row(row["cds"])),
                 curve_cell(_cells_row(row["cds"])),

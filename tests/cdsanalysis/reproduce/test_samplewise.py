@@ -109,6 +109,16 @@ def test_sensitivity_table_recomputes_the_regimes_per_eps(reproduce, store_dir):
     )
 
 
+def test_sensitivity_over_eps_itself_has_one_eps_column(reproduce, store_dir):
+    entry = {**ENTRY, "sensitivity": {"eps": [0.9, 0.96]}}
+    code, _, out, _ = reproduce([entry], store_dir)
+    assert code == 0
+    text = (out / "fig1.md").read_text()
+    assert "| eps | n = 100 | n = 200 | n = 300 | CDS grid bracket" in text
+    # n = 200's runs end at 0.95: generalised at eps 0.9, not at 0.96.
+    assert "| 0.96 | insufficiency (2/2) | insufficiency (2/2) | surplus (2/2) |" in text
+
+
 def test_sensitivity_option_is_checked_with_the_manifest(reproduce, store_dir):
     bad = {**ENTRY, "sensitivity": {"eps_relative": [0.9, 1.5]}}
     code, _, _, err = reproduce([bad], store_dir)
