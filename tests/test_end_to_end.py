@@ -12,9 +12,12 @@ import pytest
 from cdsanalysis import validate_store
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+#: Grid files: examples/ and REPRODUCTION.md's examples/reproduce/ (its manifest is no grid).
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml")) + sorted(
+    p for p in (ROOT / "examples" / "reproduce").glob("*.yaml") if p.name != "manifest.yaml"
+)
 #: Examples for ``cds-run --search cds``: their size is a range, which a grid refuses.
-SEARCH_EXAMPLES = {"search_modular.yaml"}
+SEARCH_EXAMPLES = {"search_modular.yaml", "search_modular_decided.yaml"}
 
 GRID = """\
 name: e2e
@@ -101,13 +104,28 @@ EXPECTED_RUNS = {
     "imdb_grokking_reduced.yaml": 1,
     "quickstart.yaml": 6,
     "natural_instructions.yaml": 18,
+    "text_regimes.yaml": 27,
+    # keys are paths under examples/; REPRODUCTION.md gives these counts
+    "reproduce/fig1_modular.yaml": 27,
+    "reproduce/fig1_p113_gpu.yaml": 30,
+    "reproduce/modelwise_modular.yaml": 40,
+    "reproduce/modelwise_text.yaml": 40,
+    "reproduce/seed002_interventions.yaml": 30,
+    "reproduce/text_regimes_task846.yaml": 27,
+    "reproduce/seed002_architectures.yaml": 18,
+    "reproduce/ungrokking.yaml": 16,
 }
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
+def _example_key(example: Path) -> str:
+    return example.relative_to(ROOT / "examples").as_posix()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[_example_key(e) for e in EXAMPLES])
 def test_every_example_passes_dry_run(example, request):
     if "../shared/data" in example.read_text():
         request.getfixturevalue("shared_data")  # skip (or fail in CI) without the shared data
+    key = _example_key(example)
     if example.name in SEARCH_EXAMPLES:  # no dry run for a search: its grid must parse as one
         from cdssearch.space import load_search_grid
 
@@ -122,8 +140,8 @@ def test_every_example_passes_dry_run(example, request):
     )
     assert result.returncode == 0, result.stderr
     assert "runs selected" in result.stdout
-    if example.name in EXPECTED_RUNS:
-        assert f"{EXPECTED_RUNS[example.name]} runs selected" in result.stdout
+    if key in EXPECTED_RUNS:
+        assert f"{EXPECTED_RUNS[key]} runs selected" in result.stdout
 
 
 def test_builtin_default_is_the_quickstart_example():
