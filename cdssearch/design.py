@@ -22,8 +22,8 @@ it is a ranking of designs, not a forecast of the width reached.
 
 **Fallback** (not identified: the fit is ``not_estimable``, or every candidate's predicted
 interval is unbounded): bisection of the grid bracket, a new size at its geometric middle with
-``bisection_seeds`` seeds; when the bracket holds no whole sample count between its ends, more
-seeds at its two ends.
+``bisection_seeds`` seeds; once the bracket spans at most ``min_bracket_ratio`` (or holds no
+whole sample count between its ends), more seeds at its two ends, the end with fewer runs first.
 
 **Stopping**, checked before every round: the interval is closed (both bounds inside the tested
 sizes) with relative width <= ``target_width`` (``converged``); the estimate is censored above or
@@ -530,18 +530,31 @@ def choose_round(
 def bisection(
     fit: Fit, tested: list[tuple[int, int]], settings: SearchSettings, slots: int, why: str
 ) -> Decision:
-    """The fallback: a new size at the geometric middle of the grid bracket, or more seeds at
-    its ends when it cannot be split."""
+    """The fallback: a new size at the geometric middle of the grid bracket, or, once the
+    bracket spans at most ``min_bracket_ratio`` (or cannot be split), more seeds at its ends."""
     low, high = fit.bracket
     if not (math.isfinite(low) and math.isfinite(high)):
         return Decision("stop", [], f"no bracket to bisect ({why})")
     middle = int(round(math.sqrt(low * high)))
-    if low < middle < high:
+    if low < middle < high and high / low > settings.min_bracket_ratio:
         sizes = [middle] * min(settings.bisection_seeds, slots)
         what = f"bisection of ({low:g}, {high:g}] at {middle}"
     else:
-        sizes = [int(low) if i % 2 == 0 else int(high) for i in range(slots)]
-        what = f"bracket ({low:g}, {high:g}] holds no whole size between: more seeds at its ends"
+        ends = {int(low): 0, int(high): 0}
+        for size, _ in tested:
+            if size in ends:
+                ends[size] += 1
+        sizes = []
+        for _ in range(slots):
+            fewest = min(ends, key=lambda n: (ends[n], n))
+            sizes.append(fewest)
+            ends[fewest] += 1
+        reason = (
+            "holds no whole size between"
+            if not low < middle < high
+            else f"spans {high / low:.3g} <= min_bracket_ratio {settings.min_bracket_ratio:g}"
+        )
+        what = f"bracket ({low:g}, {high:g}] {reason}: more seeds at its ends"
     return Decision("bisection", next_seeds(tested, sorted(sizes)), f"{what} (fit: {why})")
 
 

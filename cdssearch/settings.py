@@ -49,6 +49,16 @@ class SearchSettings:
     bisection_seeds
         Seeds given to the new size of a bisection round (the fallback when the curve is not
         identified). >= 1. Default 2.
+    min_bracket_ratio
+        The fallback bisects the grid bracket only while it spans more than this factor;
+        narrower, it gives the round's runs to the bracket's two ends instead (the end with
+        fewer runs first), as an up-and-down design keeps its step. Where the runs of one size
+        disagree (some grok within the budget, some do not), the bracket's ends are set by
+        seed noise and bisecting it again only brings the fit's two sizes closer, which leaves
+        the slope less identified, not more: on the real modular-addition setting
+        (``benchmarks.search_real``, BENCHMARKS.md) the search bisected (916, 1600] down to
+        (916, 918] and spent its whole budget with every predicted interval unbounded.
+        > 1 and <= ``max_bracket_ratio``. Default 1.2.
     candidates_per_gap
         New sizes the criterion considers inside each gap between adjacent tested sizes near
         the bracket (evenly spaced in log n). >= 1. Default 3.
@@ -79,6 +89,7 @@ class SearchSettings:
     initial_seeds: int = 2
     runs_per_round: int = 4
     bisection_seeds: int = 2
+    min_bracket_ratio: float = 1.2
     candidates_per_gap: int = 3
     ceiling_runs: int = 2
 
@@ -92,6 +103,14 @@ class SearchSettings:
         if not (isinstance(self.max_bracket_ratio, (int, float)) and self.max_bracket_ratio > 1):
             raise ValueError(
                 f"max_bracket_ratio must be a number > 1, got {self.max_bracket_ratio!r}"
+            )
+        if not (
+            isinstance(self.min_bracket_ratio, (int, float))
+            and 1 < self.min_bracket_ratio <= self.max_bracket_ratio
+        ):
+            raise ValueError(
+                f"min_bracket_ratio must be a number > 1 and <= max_bracket_ratio "
+                f"({self.max_bracket_ratio:g}), got {self.min_bracket_ratio!r}"
             )
         if not (
             isinstance(self.confirm_fraction, (int, float))

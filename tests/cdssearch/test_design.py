@@ -90,11 +90,29 @@ def test_bisection_splits_the_bracket_at_its_geometric_middle_or_adds_seeds_at_i
     ]
 
 
+def test_bisection_stops_at_min_bracket_ratio_and_tops_up_the_ends():
+    fit = _fit()
+    settings = SearchSettings(target_width=0.1, min_bracket_ratio=1.2)
+    wider = Fit(**{**fit.__dict__, "bracket": (916.0, 1211.0)})  # a factor 1.32: bisected
+    assert bisection(wider, [], settings, 4, "test").pairs == [(1053, 0), (1053, 1)]
+    # A factor 1.15 (<= 1.2): no new size; the end with fewer runs gets seeds first.
+    narrow = Fit(**{**fit.__dict__, "bracket": (916.0, 1053.0)})
+    tested = [(916, 0), (916, 1), (916, 2), (1053, 0)]
+    decision = bisection(narrow, tested, settings, 3, "test")
+    assert decision.pairs == [(916, 3), (1053, 1), (1053, 2)]
+    assert "min_bracket_ratio 1.2" in decision.reason
+    # The same bracket under a smaller min_bracket_ratio is still bisected.
+    finer = SearchSettings(target_width=0.1, min_bracket_ratio=1.05)
+    assert bisection(narrow, tested, finer, 4, "test").pairs == [(982, 0), (982, 1)]
+
+
 def test_settings_name_the_bad_field():
     with pytest.raises(ValueError, match="target_width"):
         SearchSettings(target_width=-1)
     with pytest.raises(ValueError, match="budget_runs"):
         SearchSettings(target_width=0.2, budget_runs=4)
+    with pytest.raises(ValueError, match="min_bracket_ratio"):
+        SearchSettings(target_width=0.2, min_bracket_ratio=3.0)  # above max_bracket_ratio 2
     with pytest.raises(ValueError, match="confirm_fraction"):
         SearchSettings(target_width=0.2, confirm_fraction=-0.5)
     with pytest.raises(ValueError, match="ceiling_runs"):
