@@ -29,6 +29,7 @@ entry and the key.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,10 +56,9 @@ KIND_OPTIONS: dict[str, dict[str, Any]] = {
 #: Options an entry of the kind must give.
 REQUIRED_OPTIONS = {"groups_table": ("rows",)}
 
-#: The command that trains an entry's store (``{grid}``, ``{store_dir}``, ``{store}``).
-TRAIN_COMMAND = (
-    "cds-run --grid examples/reproduce/{grid} --out {store_dir}/{store} --executor processes"
-)
+#: The command that trains an entry's store (``{grid}``: its path from the repository root,
+#: ``{store_dir}``, ``{store}``).
+TRAIN_COMMAND = "cds-run --grid {grid} --out {store_dir}/{store} --executor processes"
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -83,7 +83,10 @@ class Entry:
 
     def train_command(self, store_dir: str | Path) -> str:
         """The ``cds-run`` command that trains this entry's store into ``store_dir``."""
-        return TRAIN_COMMAND.format(grid=self.grid, store_dir=store_dir, store=self.store)
+        # posixpath.normpath: a grid outside examples/reproduce/ ("../text_regimes.yaml")
+        # reads as the path a reader types, examples/text_regimes.yaml.
+        grid = posixpath.normpath(f"examples/reproduce/{self.grid}")
+        return TRAIN_COMMAND.format(grid=grid, store_dir=store_dir, store=self.store)
 
 
 def _entry(raw: Any, position: int) -> Entry:
