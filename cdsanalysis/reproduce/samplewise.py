@@ -111,7 +111,9 @@ def run(entry: Entry, ds: xr.Dataset, out_dir: Path) -> EntryOutcome:
     }
     headers, rows = regimes_table(report)
     out.markdown += markdown_table([" ".join(h).strip() for h in headers], rows)
-    out.markdown += ["", *(f"- {line}" for line in explanation_lines(report))]
+    # The report's warnings close the fragment (command.py), once: not here as well.
+    explanation = [line for line in explanation_lines(report) if not line.startswith("Warning:")]
+    out.markdown += ["", *(f"- {line}" for line in explanation)]
     if chosen:
         out.markdown += [
             "",
