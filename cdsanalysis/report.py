@@ -351,9 +351,10 @@ def regimes_table(report: dict[str, Any]) -> tuple[list[tuple[str, str]], list[l
     return headers, rows
 
 
-def explanation_lines(report: dict[str, Any]) -> list[str]:
+def explanation_lines(report: dict[str, Any], *, warnings: bool = True) -> list[str]:
     """What a regimes table means, one statement a line: the CDS (grid bracket, curve
-    estimate), the rules, the window, the thresholds, the settings and the warnings."""
+    estimate), the rules, the window, the thresholds, the settings and (``warnings``) the
+    warnings, left out by a caller that lists them elsewhere."""
     out = list(_cds_lines(report))
     early = early_stop_line(report["store"].get("stop_reason_counts", {}))
     if early:
@@ -362,7 +363,8 @@ def explanation_lines(report: dict[str, Any]) -> list[str]:
     if "thresholds" in report:
         out.append(f"Thresholds: {report['thresholds']['text']}")
     out.extend(settings_lines(report["settings"]))
-    out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
+    if warnings:
+        out.extend(warning_lines(report.get(WARNINGS_KEY, [])))
     return out
 
 

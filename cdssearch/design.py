@@ -536,7 +536,8 @@ def bisection(
     if not (math.isfinite(low) and math.isfinite(high)):
         return Decision("stop", [], f"no bracket to bisect ({why})")
     middle = int(round(math.sqrt(low * high)))
-    if low < middle < high and high / low > settings.min_bracket_ratio:
+    splittable = low < middle < high
+    if splittable and high / low > settings.min_bracket_ratio:
         sizes = [middle] * min(settings.bisection_seeds, slots)
         what = f"bisection of ({low:g}, {high:g}] at {middle}"
     else:
@@ -551,7 +552,7 @@ def bisection(
             ends[fewest] += 1
         reason = (
             "holds no whole size between"
-            if not low < middle < high
+            if not splittable
             else f"spans {high / low:.3g} <= min_bracket_ratio {settings.min_bracket_ratio:g}"
         )
         what = f"bracket ({low:g}, {high:g}] {reason}: more seeds at its ends"

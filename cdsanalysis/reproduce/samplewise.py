@@ -112,8 +112,7 @@ def run(entry: Entry, ds: xr.Dataset, out_dir: Path) -> EntryOutcome:
     headers, rows = regimes_table(report)
     out.markdown += markdown_table([" ".join(h).strip() for h in headers], rows)
     # The report's warnings close the fragment (command.py), once: not here as well.
-    explanation = [line for line in explanation_lines(report) if not line.startswith("Warning:")]
-    out.markdown += ["", *(f"- {line}" for line in explanation)]
+    out.markdown += ["", *(f"- {line}" for line in explanation_lines(report, warnings=False))]
     if chosen:
         out.markdown += [
             "",
