@@ -149,11 +149,14 @@ class StopWhen(_Strict):
     - **generalised**: test accuracy ``>= eps`` at every evaluation of the last ``max(
       window_steps, window_fraction x step)`` steps (the default fraction is the window of the
       analysis's default final accuracy, so its median then reaches ``eps`` too);
-    - **insufficient (flat)**: memorised (train accuracy, or ``train_set_accuracy`` for
-      minibatch runs, ``>= memorisation_threshold`` at every measurement of the window), test
-      accuracy below ``eps`` and flat over the last ``max(flat_window_steps,
-      flat_window_fraction x step)`` steps: the range (max - min) of its evaluations there is
-      ``<= flat_tolerance``, with at least 3 evaluations.
+    - **insufficient (flat)**: memorised, test accuracy below ``eps`` and flat over the last
+      ``max(flat_window_steps, flat_window_fraction x step)`` steps, with at least 3
+      evaluations there; ``flat_measure`` says how each is read (:mod:`runner.deciding`):
+      ``range`` (max - min of the evaluations ``<= flat_tolerance``, every memorisation
+      measurement ``>= memorisation_threshold``, the last evaluation below ``eps``) or
+      ``drift`` (the mean of the window's last third within ``flat_tolerance`` of its first
+      third's, the median memorisation measurement ``>= memorisation_threshold``, the last
+      third's median below ``eps - flat_tolerance``).
     """
 
     rule: Literal["decided"] = "decided"
@@ -187,6 +190,14 @@ class StopWhen(_Strict):
         ge=0.0,
         description="insufficient: test accuracy is flat when its range (max - min) over the "
         "flat window is at most this (fraction)",
+    )
+    flat_measure: Literal["range", "drift"] = Field(
+        "range",
+        description="insufficient: how flatness and memorisation are read over the flat "
+        "window: 'range' (max - min <= flat_tolerance; every train measurement memorised) or "
+        "'drift' (last third's mean within flat_tolerance of the first third's; the median "
+        "train measurement memorised; robust to per-step evaluation noise and to transient "
+        "train-accuracy spikes)",
     )
 
 

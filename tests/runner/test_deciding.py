@@ -71,6 +71,38 @@ def test_never_decided_before_the_window_fits_or_with_too_few_evaluations():
     assert decide(RULE, 60, sparse, memorised) == ""
 
 
+DRIFT = RULE.model_copy(update={"flat_measure": "drift", "flat_window_steps": 60})
+
+
+def _noisy(steps: int, level: float, noise: float, seed: int = 0) -> np.ndarray:
+    """Test accuracy evaluated every step: ``level`` plus uniform noise of half-width ``noise``."""
+    rng = np.random.default_rng(seed)
+    return (level + rng.uniform(-noise, noise, steps)).astype(np.float32)
+
+
+def test_drift_stops_a_noisy_flat_run_that_range_never_stops():
+    test = _noisy(200, 0.2, 0.05)  # range ~0.1 > 0.02 over any window, no trend
+    memorised = _curve(200, {range(1, 201): 1.0})
+    memorised[[120, 150, 180]] = 0.6  # transient drops of train accuracy (slingshots)
+    assert decide(RULE.model_copy(update={"flat_window_steps": 60}), 200, test, memorised) == ""
+    assert decide(DRIFT, 200, test, memorised) == "insufficient_flat"
+
+
+def test_drift_keeps_a_rising_run_and_one_just_below_eps():
+    memorised = _curve(200, {range(1, 201): 1.0})
+    rising = (np.linspace(0.2, 0.5, 200) + _noisy(200, 0.0, 0.02)).astype(np.float32)
+    assert decide(DRIFT, 200, rising, memorised) == ""  # thirds' means 0.06 apart in 60 steps
+    hovering = _noisy(200, 0.89, 0.02)  # flat, but within flat_tolerance of eps: not decided
+    assert decide(DRIFT, 200, hovering, memorised) == ""
+    assert decide(DRIFT, 200, _noisy(200, 0.85, 0.02), memorised) == "insufficient_flat"
+
+
+def test_drift_needs_the_median_train_measurement_memorised():
+    test = _noisy(200, 0.2, 0.05)
+    half = _curve(200, {range(1, 171): 0.9, range(171, 201): 1.0})  # window 141..200: median 0.9
+    assert decide(DRIFT, 200, test, half) == ""
+
+
 def test_stop_when_spellings_and_identity():
     base = "task: {p: 11}\nn_samples: 20\nsteps: 10\n"
     plain = parse_grid(base).runs[0]

@@ -311,7 +311,8 @@ PINNED_DEFAULTS = {
                "optimizer_state": False},
     StopWhen: {"rule": "decided", "eps": 0.9, "window_steps": 1000, "window_fraction": 0.1,
                "memorisation_threshold": 0.99, "flat_window_steps": 2000,
-               "flat_window_fraction": 0.5, "flat_tolerance": 0.02},
+               "flat_window_fraction": 0.5, "flat_tolerance": 0.02,
+               "flat_measure": "range"},
 }  # fmt: skip
 
 
