@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -142,16 +143,30 @@ def batch_groups(store: Any, indices: Sequence[int], batch_runs: int) -> list[li
 # -- a process pool ---------------------------------------------------------------------------
 _pool_stop: StopRequest | None = None
 _pool_progress: Any = None  # the driver's progress queue (None: no progress asked for)
+_pool_driver: int | None = None  # the pid of the driver that started this pool process
+#: Held while this pool process trains a run (the watchdog waits for it before exiting).
+_pool_training = threading.Lock()
+#: Seconds between a pool process's checks that its driver is still there.
+DRIVER_CHECK_S = 1.0
 
 #: Seconds the driver waits on its pool before looking at stops and progress again.
 POOL_WAIT_S = 0.2
 
 
 def _init_pool_worker(stop_event: Any, progress_queue: Any = None) -> None:
-    """In each pool process: stop when the driver says so or on our own Ctrl-C/SIGTERM; send
-    progress snapshots to the driver's queue."""
-    global _pool_stop, _pool_progress
-    _pool_stop = StopRequest(also=stop_event.is_set)
+    """In each pool process: stop when the driver says so, when it is gone, or on our own
+    Ctrl-C/SIGTERM; send progress snapshots to the driver's queue."""
+    global _pool_stop, _pool_progress, _pool_driver
+    _pool_driver = os.getppid()
+
+    def driver_stopped_or_gone() -> bool:
+        # A driver killed with SIGKILL cannot set the event; its pool processes are then
+        # re-parented and would train on (and hold their runs' leases) for the rest of the
+        # run. Stopping here flushes the run and leaves it resumable, as a Ctrl-C does.
+        return stop_event.is_set() or _driver_gone()
+
+    _pool_stop = StopRequest(also=driver_stopped_or_gone)
+    threading.Thread(target=_exit_when_driver_gone, daemon=True).start()
     _pool_progress = progress_queue
 
     def handler(signum: int, frame: Any) -> None:
@@ -161,9 +176,27 @@ def _init_pool_worker(stop_event: Any, progress_queue: Any = None) -> None:
         signal.signal(s, handler)
 
 
+def _driver_gone() -> bool:
+    return _pool_driver is not None and os.getppid() != _pool_driver
+
+
+def _exit_when_driver_gone() -> None:
+    """A pool process's watchdog: exit once the driver is gone and no run is in training. A pool
+    process without its driver would otherwise wait for its next task forever (the task queue
+    never reaches EOF: every pool process holds its write end)."""
+    while True:
+        time.sleep(DRIVER_CHECK_S)
+        if _driver_gone():
+            with _pool_training:  # a run in training stops at its next step and flushes first
+                os._exit(0)
+
+
 def _pool_train(job: Job, index: int) -> RunOutcome:
-    send = None if _pool_progress is None else _pool_progress.put
-    return train_one(job, index, _pool_stop or (lambda: False), progress=send)
+    with _pool_training:
+        if _driver_gone():
+            os._exit(0)  # nobody left to train for; the run stays as the store has it
+        send = None if _pool_progress is None else _pool_progress.put
+        return train_one(job, index, _pool_stop or (lambda: False), progress=send)
 
 
 def _drain(progress_queue: Any, progress: Send | None) -> None:

@@ -112,6 +112,54 @@ def test_process_pool_is_rebuilt_after_a_killed_worker(tiny_grid, run_cli, tmp_p
     _assert_complete_and_equal_to_clean(store, grid, index, tmp_path, run_cli, steps, 4)
 
 
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's exit may never be reaped here)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+@pytest.mark.slow
+def test_pool_workers_stop_when_the_driver_is_killed(tiny_grid, run_cli, tmp_path):
+    """A driver killed with SIGKILL cannot tell its pool to stop: the workers notice it is gone,
+    flush and exit instead of training on, and a rerun resumes their runs."""
+    steps = 3000
+    grid = tiny_grid(p=23, n_samples="[100, 200]", steps=steps, flush_every=50)
+    store = tmp_path / "pool.zarr"
+    proc = start_cds_run(
+        "--grid", str(grid), "--out", str(store), "--executor", "processes", "--workers", "2",
+        env=ONE_THREAD, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    training: list[int] = []
+    while time.monotonic() < deadline and not training:
+        locks = sorted((store / "_state" / "locks").glob("*.lock"))
+        training = [int(f.read_text().split()[0]) for f in locks if f.read_text().strip()]
+        time.sleep(0.05)
+    assert training, "no run started"
+    workers = _children(proc.pid)  # those training and any idle one
+    assert set(training) <= set(workers)
+    proc.kill()
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 120  # each worker stops at its next step and flushes
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "pool workers trained on after the driver died"
+    left = zarr.open_group(str(store), mode="r")["steps_done"][...]
+    assert (left < steps).all(), left  # stopped early, not run to the end
+    result = run_cli("--grid", str(grid), "--out", str(store), env=ONE_THREAD)
+    assert "done 2" in result.stderr or "done 2" in result.stdout
+    validate_store(store, deep=True)
+    assert open_runs(store).steps_done.values.tolist() == [steps, steps]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
