@@ -85,6 +85,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     # (d) the ceiling's runs (SearchSettings.ceiling_runs, default 2): off, and 3 per size
     "links-ceiling0": ({"curve_links": ALL_LINKS}, {"ceiling_runs": 0}),
     "links-ceiling3": ({"curve_links": ALL_LINKS}, {"ceiling_runs": 3}),
+    # (e) a fit window of two tested sizes each side of the bracket (curve_sizes_per_side)
+    "links-window2": ({"curve_links": ALL_LINKS, "curve_sizes_per_side": 2}, {}),
 }
 
 
