@@ -14,7 +14,8 @@ For each entry (in manifest order, or those of ``--only``):
   entry's PNG figures ``DIR/<entry>_<figure>.png``.
 
 ``DIR/index.json`` holds every number (:data:`INDEX_KEYS`; per entry :data:`ENTRY_KEYS`,
-``figure_warnings`` being the sentences noted under each figure drawn);
+``figure_warnings`` being the sentences noted under each figure drawn); with ``--only`` the
+other entries of an ``index.json`` already there are kept;
 ``--json`` also prints it. Same stores, manifest and settings: the same files (the bootstraps
 are seeded with ``AnalysisSettings.seed``). Exit codes: 0 (every entry done or skipped), 1 (an
 entry's store is unusable), 2 (bad arguments or manifest).
@@ -144,6 +145,7 @@ def reproduce(
     return the index (:data:`INDEX_KEYS`). :class:`ManifestError` for a bad manifest or an
     unknown name in ``only``."""
     entries = load_manifest(manifest)
+    order = [e.name for e in entries]
     if only:
         names = [e.name for e in entries]
         unknown = [n for n in only if n not in names]
@@ -151,13 +153,26 @@ def reproduce(
             raise ManifestError(f"--only: no entry {unknown[0]!r}; the entries are {names}")
         entries = [e for e in entries if e.name in only]
     out_dir.mkdir(parents=True, exist_ok=True)
+    records = {e.name: run_entry(e, store_dir, out_dir) for e in entries}
     index = {
         "manifest": str(manifest),
         "store_dir": str(store_dir),
-        "entries": {e.name: run_entry(e, store_dir, out_dir) for e in entries},
+        "entries": _merged(out_dir / "index.json", records, order) if only else records,
     }
     (out_dir / "index.json").write_text(json.dumps(index, indent=2, sort_keys=False) + "\n")
     return index
+
+
+def _merged(path: Path, records: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    """``--only``: the entries of the ``index.json`` already at ``path`` with ``records``
+    replacing theirs, in manifest order (entries no longer in the manifest are dropped). A run of
+    some entries keeps the numbers of the others, which their fragments still show."""
+    try:
+        previous = json.loads(path.read_text())["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = {}
+    merged = {**previous, **records}
+    return {name: merged[name] for name in order if name in merged}
 
 
 def _parser() -> argparse.ArgumentParser:

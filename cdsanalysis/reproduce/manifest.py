@@ -40,8 +40,8 @@ import yaml
 from cdsanalysis.reproduce.sensitivity import check_sensitivity
 from cdsanalysis.settings import AnalysisSettings
 
-#: The keys every entry may have (``analysis`` and ``where`` are optional).
-COMMON_KEYS = ("name", "store", "grid", "kind", "analysis", "where")
+#: The keys every entry may have (``analysis``, ``where`` and ``train_args`` are optional).
+COMMON_KEYS = ("name", "store", "grid", "kind", "analysis", "where", "train_args")
 REQUIRED_KEYS = ("name", "store", "grid", "kind")
 
 #: Each kind's own option keys, with their defaults (``None``: required or absent).
@@ -57,8 +57,10 @@ KIND_OPTIONS: dict[str, dict[str, Any]] = {
 REQUIRED_OPTIONS = {"groups_table": ("rows",)}
 
 #: The command that trains an entry's store (``{grid}``: its path from the repository root,
-#: ``{store_dir}``, ``{store}``).
-TRAIN_COMMAND = "cds-run --grid {grid} --out {store_dir}/{store} --executor processes"
+#: ``{store_dir}``, ``{store}``, ``{train_args}``: the entry's, else :data:`TRAIN_ARGS`).
+TRAIN_COMMAND = "cds-run --grid {grid} --out {store_dir}/{store} {train_args}"
+#: ``cds-run`` options of an entry without ``train_args`` (a CPU grid on this machine's cores).
+TRAIN_ARGS = "--executor processes"
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -80,13 +82,16 @@ class Entry:
     analysis: dict[str, Any] = field(default_factory=dict)
     where: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    train_args: str = TRAIN_ARGS
 
     def train_command(self, store_dir: str | Path) -> str:
         """The ``cds-run`` command that trains this entry's store into ``store_dir``."""
         # posixpath.normpath: a grid outside examples/reproduce/ ("../text_regimes.yaml")
         # reads as the path a reader types, examples/text_regimes.yaml.
         grid = posixpath.normpath(f"examples/reproduce/{self.grid}")
-        return TRAIN_COMMAND.format(grid=grid, store_dir=store_dir, store=self.store)
+        return TRAIN_COMMAND.format(
+            grid=grid, store_dir=store_dir, store=self.store, train_args=self.train_args
+        )
 
 
 def _entry(raw: Any, position: int) -> Entry:
@@ -120,6 +125,12 @@ def _entry(raw: Any, position: int) -> Entry:
         settings = AnalysisSettings().replace(**analysis)
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"{where}: analysis: {exc}") from None
+    train_args = raw.get("train_args", TRAIN_ARGS)
+    if not isinstance(train_args, str) or not train_args.strip():
+        raise ManifestError(
+            f"{where}: train_args: the cds-run options as one string, e.g. "
+            f"{TRAIN_ARGS!r}; leave it out for that default"
+        )
     options = {key: raw.get(key, default) for key, default in KIND_OPTIONS[kind].items()}
     if "sensitivity" in options:
         try:
@@ -135,6 +146,7 @@ def _entry(raw: Any, position: int) -> Entry:
         analysis=dict(analysis),
         where=dict(selection),
         options=options,
+        train_args=" ".join(train_args.split()),
     )
 
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import yaml
+
 from cdsanalysis.reproduce.manifest import load_manifest, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,3 +25,12 @@ def test_every_entry_of_the_repository_manifest_names_a_grid_that_exists():
     for entry in entries:
         grid = entry.train_command("s").split()[2]
         assert (ROOT / grid).is_file(), f"{entry.name}: {grid}"
+
+
+def test_entries_whose_grid_is_a_search_range_are_trained_by_the_search():
+    """A grid with a size range (``n_samples: {min, max}``) only trains with ``--search``; the
+    command a reader is shown must say so."""
+    for entry in load_manifest(ROOT / "examples" / "reproduce" / "manifest.yaml"):
+        grid = yaml.safe_load((ROOT / entry.train_command("s").split()[2]).read_text())
+        ranged = isinstance(grid.get("n_samples", grid.get("data_fraction")), dict)
+        assert ranged == ("--search cds" in entry.train_command("s")), entry.name

@@ -143,6 +143,26 @@ def test_absent_store_is_skipped_with_the_training_command(reproduce, store_dir)
     assert "skipped later" in err and not (out / "later.md").exists()
 
 
+def test_only_keeps_the_other_entries_of_the_index(reproduce, store_dir):
+    other = {**ENTRY, "name": "again", "sensitivity": {"eps": [0.5, 0.9]}}
+    code, full, out, _ = reproduce([ENTRY, other], store_dir)
+    assert code == 0 and list(full["entries"]) == ["fig1", "again"]
+    code, partial, _, _ = reproduce([ENTRY, other], store_dir, "--only", "again")
+    assert code == 0
+    written = json.loads((out / "index.json").read_text())
+    assert list(written["entries"]) == ["fig1", "again"]  # fig1 kept, in manifest order
+    assert written["entries"]["fig1"] == full["entries"]["fig1"]
+    assert written == partial
+
+
+def test_train_args_name_the_command_an_entry_was_trained_with(reproduce, store_dir):
+    entry = {**ENTRY, "name": "gone", "store": "gone.zarr", "train_args": "--search cds  --x 1"}
+    code, index, _, _ = reproduce([entry], store_dir)
+    assert code == 0
+    command = index["entries"]["gone"]["train_command"]
+    assert command.endswith(f"--out {store_dir}/gone.zarr --search cds --x 1")
+
+
 def test_unusable_store_is_an_error_naming_entry_and_field(reproduce, store_dir, tmp_path):
     (store_dir / "junk.zarr").mkdir(exist_ok=True)
     entries = [
