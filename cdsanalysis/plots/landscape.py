@@ -89,9 +89,11 @@ def plot_landscape(landscape: xr.Dataset, cds: xr.Dataset, eps: float):
     ax.set_ylabel(by)
     conf = cds.attrs["confidence"]
     ax.set_title(
+        # Three short lines: one line of the legend was wider than a small figure's axes and
+        # was cut at both edges.
         f"dashed contour: accuracy = {eps:g}\n"
-        f"diamonds: CDS per {by} ({conf:.0%} interval; hollow: a bound beyond the grid; "
-        "arrows: censored)",
+        f"diamonds: CDS per {by} ({conf:.0%} interval;\n"
+        "hollow: a bound beyond the grid; arrows: censored)",
         fontsize=7,
     )
     return fig

@@ -201,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     failed = False
     for name, record in index["entries"].items():
+        if only and name not in only:
+            continue  # kept from the index already there, not run now
         if record["status"] == "error":
             failed = True
             print(f"error: {record['reason']}", file=sys.stderr)

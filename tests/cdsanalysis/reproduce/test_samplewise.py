@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from cdsanalysis.reproduce.command import main
 from tests.cdsanalysis.conftest import Curves, write_store
 from tests.cdsanalysis.reproduce.conftest import RESAMPLES
 
@@ -143,16 +144,22 @@ def test_absent_store_is_skipped_with_the_training_command(reproduce, store_dir)
     assert "skipped later" in err and not (out / "later.md").exists()
 
 
-def test_only_keeps_the_other_entries_of_the_index(reproduce, store_dir):
+def test_only_keeps_the_other_entries_of_the_index(reproduce, store_dir, capsys):
     other = {**ENTRY, "name": "again", "sensitivity": {"eps": [0.5, 0.9]}}
     code, full, out, _ = reproduce([ENTRY, other], store_dir)
     assert code == 0 and list(full["entries"]) == ["fig1", "again"]
-    code, partial, _, _ = reproduce([ENTRY, other], store_dir, "--only", "again")
+    code, partial, _, err = reproduce([ENTRY, other], store_dir, "--only", "again")
     assert code == 0
     written = json.loads((out / "index.json").read_text())
     assert list(written["entries"]) == ["fig1", "again"]  # fig1 kept, in manifest order
     assert written["entries"]["fig1"] == full["entries"]["fig1"]
     assert written == partial
+    # what it reports is what it ran now
+    manifest = out.parent / "manifest.yaml"
+    args = [str(store_dir), "--out", str(out), "--manifest", str(manifest), "--only", "again"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("again: again.md") and "fig1" not in printed
 
 
 def test_train_args_name_the_command_an_entry_was_trained_with(reproduce, store_dir):
