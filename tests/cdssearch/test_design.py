@@ -239,3 +239,40 @@ def test_a_criterion_round_carries_the_ceiling_runs_a_bisection_does_not():
     wide = Fit(**{**fit.__dict__, "bracket": (200.0, 800.0)})  # factor 4: bisection
     step = next_step(wide, tested, settings, 100, 1600, ceiling_estimated=True, **kwargs)
     assert step.kind == "bisection" and step.ceiling == []
+
+
+def test_per_size_prediction_of_the_current_design_is_the_analysis_interval_width():
+    # With a dispersion per size the prediction must still reproduce the analysis's width:
+    # each size's own dispersion and Welch's degrees of freedom, as cdsanalysis.crossing.
+    rng = np.random.default_rng(1)
+    sizes = np.repeat([100.0, 200.0, 400.0, 800.0], 4)
+    mu = 1 / (1 + np.exp(-4 * (np.log(sizes) - np.log(300))))
+    values = rng.beta(mu * 40, (1 - mu) * 40)
+    per_size = ANALYSIS.replace(curve_dispersion="per_size")
+    fit = Fit.of(cds_curve_arrays(values, sizes, per_size, chance=0.0, ceiling=1.0))
+    assert fit.dispersion_mode == "per_size" and len(fit.sds) == 4
+    assert fit.identified and not (fit.low_open or fit.high_open)
+    counts = dict(zip(fit.sizes, fit.counts, strict=True))
+    passes = dict(zip(fit.sizes, fit.passes, strict=True))
+    width = predicted_width(fit, counts, passes, 1, 0.9)
+    assert width == pytest.approx(fit.relative_width, rel=1e-6)
+
+
+def test_per_size_dispersion_lets_the_criterion_run_where_the_pooled_one_bisects():
+    # The real Fig. 1 search after two rounds: at n = 916 runs grok or not by seed, at 1,600
+    # they agree near the ceiling; one pooled dispersion leaves the slope unidentified.
+    sizes = np.repeat([300.0, 524.0, 916.0, 1600.0], [2, 2, 4, 4])
+    values = np.array(
+        [0.107, 0.139, 0.215, 0.23, 0.94, 0.84, 0.97, 0.56, 0.982, 0.991, 0.998, 0.996]
+    )
+    tested = [(int(n), s) for n, s in zip(sizes, [0, 1, 0, 1, 0, 1, 2, 3, 0, 1, 2, 3], strict=True)]
+    settings = SearchSettings(target_width=0.1)
+    kinds = {}
+    for mode in ("pooled", "per_size"):
+        analysis = ANALYSIS.replace(curve_dispersion=mode)
+        fit = Fit.of(cds_curve_arrays(values, sizes, analysis, chance=1 / 47, ceiling=1.0))
+        decision = choose_round(
+            fit, tested, settings, 300, 1600, 20, sizes_per_side=1, confidence=0.9
+        )
+        kinds[mode] = decision.kind
+    assert kinds == {"pooled": "bisection", "per_size": "criterion"}
