@@ -59,8 +59,7 @@ def cds_curve(
         curve model, given or from the task: :mod:`cdsanalysis.thresholds`;
         ``ceiling_accuracy``, its ceiling when given), ``aggregate`` and its window,
         ``size_coord`` (the CDS is in its units), ``curve_sizes_per_side`` (the curve's
-        window), ``curve_links`` (its interval's shape allowance), ``curve_dispersion`` (one
-        dispersion or one per size), ``require_all_larger``
+        window), ``curve_links`` (its interval's shape allowance), ``require_all_larger``
         (grid rule), ``allow_varying``, ``confidence`` (both
         intervals) and the bootstrap of the bracket and the means (``n_resamples``, ``seed``).
     final_accuracy
@@ -75,8 +74,7 @@ def cds_curve(
     -------
     xarray.Dataset
         Over ``size_coord`` (tested sizes): ``mean_accuracy`` with its bootstrap interval
-        ``mean_accuracy_low`` / ``_high``, ``accuracy_sd`` (the runs' sample standard
-        deviation, NaN with one run), ``n_runs``, ``passes``, ``pass_fraction``,
+        ``mean_accuracy_low`` / ``_high``, ``n_runs``, ``passes``, ``pass_fraction``,
         ``bracket_fraction``. The grid bracket: ``cds_bracket_low`` (exclusive; NaN = open
         below) / ``cds_bracket_high`` (inf = none passes), ``cds_bracket_fraction``,
         ``cds_bracket_interval_low`` / ``_high``, ``cds_bracket_censoring``. The curve
@@ -85,8 +83,7 @@ def cds_curve(
         them), the delta-method cross-check ``cds_curve_delta_low`` / ``_high``,
         ``cds_curve_censoring`` (``none`` / ``above`` / ``below`` / ``not_estimable`` /
         ``no_data``) and ``cds_curve_reason``, ``curve_slope`` / ``_se``,
-        ``curve_dispersion`` (the pooled Pearson estimate, also with ``per_size``),
-        ``curve_window`` (sizes fitted) and ``curve_window_runs``; the
+        ``curve_dispersion``, ``curve_window`` (sizes fitted) and ``curve_window_runs``; the
         fitted curve over its window, ``curve_accuracy`` over ``size_grid``;
         ``chance_accuracy_used``, ``ceiling_accuracy_used``, ``n_runs_total``. ``attrs`` echo
         the settings (:meth:`~cdsanalysis.settings.AnalysisSettings.as_attrs`), the resolved
