@@ -173,16 +173,7 @@ def cds_curve_arrays(
         links=settings.curve_links,
         dispersion=settings.curve_dispersion,
     )
-    out = curve_dataset(grid.per_n, grid, crossing, settings, chance=float(chance))
-    labels = out[settings.size_coord].values
-    spread = [values[sizes == s].std(ddof=1) if (sizes == s).sum() > 1 else np.nan for s in labels]
-    out["accuracy_sd"] = (
-        settings.size_coord,
-        np.asarray(spread, dtype=np.float64),
-        {"units": "fraction", "description": "sample standard deviation of the runs' final "
-         "accuracies at each size (NaN with one run): what curve_dispersion per_size reads"},
-    )  # fmt: skip
-    return out
+    return curve_dataset(grid.per_n, grid, crossing, settings, chance=float(chance))
 
 
 def curve_dataset(

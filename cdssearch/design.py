@@ -87,10 +87,6 @@ class Fit:
     counts: tuple[int, ...] = field(default=())
     #: The grid bracket's bootstrap interval (exclusive low, high]: ``cds_bracket_interval_*``.
     bracket_interval: tuple[float, float] = (math.nan, math.nan)
-    #: Per tested size, the sample standard deviation of its runs' final accuracies (NaN with
-    #: one run), and how the analysis reads the spread (``curve_dispersion``).
-    sds: tuple[float, ...] = field(default=())
-    dispersion_mode: str = "pooled"
 
     @classmethod
     def of(cls, curve: xr.Dataset, size_coord: str = "n_samples") -> Fit:
@@ -120,10 +116,6 @@ class Fit:
                 float(curve["cds_bracket_interval_low"]),
                 float(curve["cds_bracket_interval_high"]),
             ),
-            sds=tuple(float(v) for v in curve["accuracy_sd"].values)
-            if "accuracy_sd" in curve
-            else (),
-            dispersion_mode=str(attrs.get("curve_dispersion", "pooled")),
         )
 
     @property
@@ -446,21 +438,13 @@ def predicted_width(
     if n_runs < 3:
         return math.inf
     x = np.log(window)
-    phi = _size_dispersions(fit, window)
-    w = runs * weight * (1 - weight) / phi
+    w = runs * weight * (1 - weight)
     information = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
     try:
-        cov = np.linalg.inv(information)
+        cov = fit.dispersion * np.linalg.inv(information)
     except np.linalg.LinAlgError:
         return math.inf
-    if fit.dispersion_mode == "per_size":
-        # Welch-Satterthwaite at the current crossing, as the analysis will read it
-        g = np.array([1.0, math.log(fit.estimate)])
-        shares = w * (np.column_stack([np.ones_like(x), x]) @ cov @ g) ** 2
-        df = shares.sum() ** 2 / np.sum(shares**2 / np.maximum(runs - 1.0, 1.0))
-    else:
-        df = n_runs - 2
-    q = float(student_t.ppf((1.0 + confidence) / 2.0, df))
+    q = float(student_t.ppf((1.0 + confidence) / 2.0, n_runs - 2))
     low, high, bounded = fieller_interval(np.array([b0, b1]), cov, fit.target_logit, q)
     if not bounded:
         return math.inf
@@ -468,38 +452,6 @@ def predicted_width(
     if high - x_star > 50.0:  # astronomically wide: as good as unbounded
         return math.inf
     return math.exp(high - x_star) - math.exp(low - x_star)
-
-
-def _size_dispersions(fit: Fit, window: np.ndarray) -> np.ndarray:
-    """The dispersion each window size is predicted with: the pooled one, or with
-    ``curve_dispersion: per_size`` a tested size's own (its runs' variance over the
-    quasi-binomial variance at the fitted mean there), and for a size without two runs the
-    larger of its nearest tested neighbours' (near the crossing the spread is widest)."""
-    if fit.dispersion_mode != "per_size" or not fit.sds:
-        return np.full(window.size, fit.dispersion)
-    scale = (fit.ceiling - fit.chance) ** 2
-    known = {}
-    for size, sd, count in zip(fit.sizes, fit.sds, fit.counts, strict=True):
-        if count > 1 and math.isfinite(sd) and sd > 0:
-            m = float(
-                np.clip(
-                    expit(fit.intercept + fit.slope * math.log(size)),
-                    WEIGHT_FLOOR,
-                    1 - WEIGHT_FLOOR,
-                )
-            )
-            known[float(size)] = sd * sd / scale / (m * (1.0 - m))
-    out = np.empty(window.size)
-    for i, size in enumerate(window):
-        if float(size) in known:
-            out[i] = known[float(size)]
-            continue
-        below = [s for s in known if s < size]
-        above = [s for s in known if s > size]
-        near = [known[max(below)]] if below else []
-        near += [known[min(above)]] if above else []
-        out[i] = max(near) if near else fit.dispersion
-    return out
 
 
 def candidate_sizes(fit: Fit, n_min: int, n_max: int, per_gap: int) -> list[int]:
