@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import norm
@@ -177,15 +176,10 @@ def _contains(low: float, high: float, low_open: bool, high_open: bool, truth: f
     return low <= truth <= high
 
 
-def run_setting(
-    scenario: Scenario, seeds: int, replicates: int, seed: int, overrides: dict | None = None
-) -> dict:
-    """Coverage, bias and RMSE of both estimates for one scenario and seeds-per-size
-    (``overrides``: AnalysisSettings fields, e.g. ``{"curve_dispersion": "per_size"}``)."""
+def run_setting(scenario: Scenario, seeds: int, replicates: int, seed: int) -> dict:
+    """Coverage, bias and RMSE of both estimates for one scenario and seeds-per-size."""
     rng = np.random.default_rng(seed)
-    settings = AnalysisSettings(
-        eps=EPS, n_resamples=N_RESAMPLES, aggregate="final", **(overrides or {})
-    )
+    settings = AnalysisSettings(eps=EPS, n_resamples=N_RESAMPLES, aggregate="final")
     fieller = delta = estimated = bracket_hits = interval_hits = 0
     errors = []
     censoring: dict[str, int] = {}
@@ -346,22 +340,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES)
     parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)))
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument(
-        "--analysis", action="append", default=[], metavar="NAME=VALUE",
-        help="an AnalysisSettings field for the CDS estimates (YAML value; repeatable), "
-        "e.g. curve_dispersion=per_size",
-    )  # fmt: skip
     args = parser.parse_args(argv)
-    overrides = {}
-    for option in args.analysis:
-        name, sep, value = option.partition("=")
-        if not sep:
-            parser.exit(2, f"error: --analysis {option!r}: give name=value\n")
-        overrides[name.strip()] = yaml.safe_load(value)
     seeds_list = [int(s) for s in args.seeds.split(",")]
     start = time.perf_counter()
     rows = [
-        run_setting(scenario, seeds, args.replicates, seed=1000 * i + seeds, overrides=overrides)
+        run_setting(scenario, seeds, args.replicates, seed=1000 * i + seeds)
         for i, scenario in enumerate(SCENARIOS)
         for seeds in seeds_list
     ]

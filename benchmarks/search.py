@@ -87,8 +87,6 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "links-ceiling3": ({"curve_links": ALL_LINKS}, {"ceiling_runs": 3}),
     # (e) a fit window of two tested sizes each side of the bracket (curve_sizes_per_side)
     "links-window2": ({"curve_links": ALL_LINKS, "curve_sizes_per_side": 2}, {}),
-    # (f) a dispersion per tested size (curve_dispersion)
-    "links-persize": ({"curve_links": ALL_LINKS, "curve_dispersion": "per_size"}, {}),
 }
 
 

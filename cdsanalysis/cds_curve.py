@@ -171,7 +171,6 @@ def cds_curve_arrays(
         threshold=threshold,
         require_all_larger=settings.require_all_larger,
         links=settings.curve_links,
-        dispersion=settings.curve_dispersion,
     )
     return curve_dataset(grid.per_n, grid, crossing, settings, chance=float(chance))
 

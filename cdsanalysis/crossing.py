@@ -33,13 +33,6 @@ not shrink with more runs. Joining the Fieller intervals of several links (``log
 ``probit``, ``cloglog``, ``loglog``) gives an interval that holds the crossing of each of those
 shapes; the point estimate stays the logit's (measured in ``benchmarks.search``).
 
-Dispersion (``dispersion``, default ``pooled``). One ``phi`` for the whole window assumes the
-runs' spread scales like ``mu (1 - mu)``. Where runs grok or not by seed, the size at the
-crossing spreads far more than that and a size near the ceiling far less; the pooled ``phi``
-then gives the near-ceiling size almost no weight. ``per_size`` reads a dispersion off each
-size's own runs and weights by it, with Welch-Satterthwaite degrees of freedom
-(:func:`fit_window_per_size`); with the two bracketing sizes the point estimate is the same.
-
 Censoring. Nothing outside the tested sizes is ever returned as a number: when no tested size
 reaches eps the result is censored above ("CDS > n_max"); when the smallest tested size
 already reaches it, censored below ("CDS <= n_min"); an interval bound beyond the tested range
@@ -148,23 +141,6 @@ class WindowFit:
     dispersion: float
     df_resid: int
     converged: bool
-    #: ``per_size`` fits (:func:`fit_window_per_size`): per tested size, its log size, the
-    #: information it carries (``sum_i w_i / phi_s``) and its dispersion's degrees of freedom.
-    groups: tuple[tuple[float, float, int], ...] = ()
-
-    def degrees_of_freedom(self, x: float) -> float:
-        """Of ``se(b0 + b1 x)``: ``N - 2`` for a pooled dispersion; for per-size dispersions,
-        Welch-Satterthwaite's ``(sum_s a_s)^2 / sum_s a_s^2 / df_s``, ``a_s`` the share of the
-        variance of ``b0 + b1 x`` that size ``s`` contributes."""
-        if not self.groups:
-            return float(self.df_resid)
-        g = np.array([1.0, x])
-        shares = [
-            info * float(g @ self.cov @ np.array([1.0, xs])) ** 2 for xs, info, _ in self.groups
-        ]
-        total = sum(shares)
-        spread = sum(a * a / df for a, (_, _, df) in zip(shares, self.groups, strict=True))
-        return total * total / spread if spread > 0 else float(self.df_resid)
 
 
 def link_function(link: str, p: float) -> float:
@@ -196,34 +172,28 @@ def _inverse_link(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(mu, tiny, 1.0 - tiny), np.maximum(d, tiny)
 
 
-def fit_window(
-    x: np.ndarray, r: np.ndarray, link: str = "logit", prior: np.ndarray | None = None
-) -> WindowFit:
+def fit_window(x: np.ndarray, r: np.ndarray, link: str = "logit") -> WindowFit:
     """Quasi-binomial regression of responses ``r`` in [0, 1] on ``x``, one row per run.
 
     Maximum quasi-likelihood by Newton's method (IRLS for the logit link; Fisher scoring for
     the others, ``link`` one of :data:`LINKS`); the covariance is the inverse Fisher
     information times the Pearson dispersion ``X^2 / (N - 2)``, as statsmodels'
     ``GLM(..., family=Binomial(link)).fit(scale="X2")`` gives (a test checks it).
-
-    ``prior``: per-run weights ``1 / phi_i`` of known dispersions (:func:`fit_window_per_size`);
-    the covariance is then the inverse information, with no dispersion estimated.
     """
     x = np.asarray(x, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
     if link != "logit":
-        return _fit_window_scoring(x, r, link, prior)
+        return _fit_window_scoring(x, r, link)
     n = x.size
-    prior_w = np.ones(n) if prior is None else np.asarray(prior, dtype=np.float64)
     design = np.column_stack([np.ones(n), x])
     coef = np.array([logit(np.clip(r.mean(), 1e-6, 1 - 1e-6)), 0.0])
     converged = False
     for _ in range(NEWTON_STEPS):
         mu = expit(np.clip(design @ coef, -30.0, 30.0))
-        weight = mu * (1.0 - mu) * prior_w
+        weight = mu * (1.0 - mu)
         information = design.T @ (design * weight[:, None])
         try:
-            step = np.linalg.solve(information, design.T @ ((r - mu) * prior_w))
+            step = np.linalg.solve(information, design.T @ (r - mu))
         except np.linalg.LinAlgError:
             break
         coef = coef + step
@@ -236,31 +206,28 @@ def fit_window(
     with np.errstate(divide="ignore", invalid="ignore"):
         pearson = float(np.sum((r - mu) ** 2 / weight))
         dispersion = pearson / df_resid if df_resid > 0 else math.nan
-        information = design.T @ (design * (weight * prior_w)[:, None])
+        information = design.T @ (design * weight[:, None])
         try:
-            cov = np.linalg.inv(information) * (dispersion if prior is None else 1.0)
+            cov = np.linalg.inv(information) * dispersion
         except np.linalg.LinAlgError:  # a fit run off to the floor or the ceiling
             cov = np.full((2, 2), np.nan)
     return WindowFit(coef, cov, dispersion, df_resid, converged and bool(np.isfinite(cov).all()))
 
 
-def _fit_window_scoring(
-    x: np.ndarray, r: np.ndarray, link: str, prior: np.ndarray | None = None
-) -> WindowFit:
+def _fit_window_scoring(x: np.ndarray, r: np.ndarray, link: str) -> WindowFit:
     """:func:`fit_window` for a link other than the logit: Fisher scoring with weights
     ``F'(eta)^2 / (mu (1 - mu))`` (the quasi-binomial variance), started from the least-squares
     line through the linked responses."""
     n = x.size
-    prior_w = np.ones(n) if prior is None else np.asarray(prior, dtype=np.float64)
     design = np.column_stack([np.ones(n), x])
     eta0 = np.array([link_function(link, p) for p in np.clip(r, 0.02, 0.98)])
     coef = np.linalg.lstsq(design, eta0, rcond=None)[0]
     converged = False
     for _ in range(NEWTON_STEPS):
         mu, d = _inverse_link(link, design @ coef)
-        weight = d * d / (mu * (1.0 - mu)) * prior_w
+        weight = d * d / (mu * (1.0 - mu))
         information = design.T @ (design * weight[:, None])
-        score = design.T @ ((r - mu) * d / (mu * (1.0 - mu)) * prior_w)
+        score = design.T @ ((r - mu) * d / (mu * (1.0 - mu)))
         try:
             step = np.linalg.solve(information, score)
         except np.linalg.LinAlgError:
@@ -274,52 +241,12 @@ def _fit_window_scoring(
     df_resid = n - 2
     pearson = float(np.sum((r - mu) ** 2 / variance))
     dispersion = pearson / df_resid if df_resid > 0 else math.nan
-    information = design.T @ (design * (d * d / variance * prior_w)[:, None])
+    information = design.T @ (design * (d * d / variance)[:, None])
     try:
-        cov = np.linalg.inv(information) * (dispersion if prior is None else 1.0)
+        cov = np.linalg.inv(information) * dispersion
     except np.linalg.LinAlgError:
         cov = np.full((2, 2), np.nan)
     return WindowFit(coef, cov, dispersion, df_resid, converged and bool(np.isfinite(cov).all()))
-
-
-def fit_window_per_size(x: np.ndarray, r: np.ndarray, link: str = "logit") -> WindowFit | str:
-    """:func:`fit_window` with a dispersion per tested size (``curve_dispersion: per_size``).
-
-    Each size's dispersion is its runs' pure error, ``phi_s = s_s^2 / V(mu_s)``: the sample
-    variance of its responses about their own mean (``m_s - 1`` degrees of freedom) over the
-    quasi-binomial variance at the pooled fit's mean there. The fit is then weighted by
-    ``1 / phi_s`` and its covariance is the inverse information (no common dispersion). The
-    returned fit's ``dispersion`` stays the pooled Pearson estimate (what the search's
-    criterion ranks designs with). A reason (str) instead when a size has fewer than 2 runs
-    or runs that agree exactly (no spread to read)."""
-    x = np.asarray(x, dtype=np.float64)
-    r = np.asarray(r, dtype=np.float64)
-    pooled = fit_window(x, r, link)
-    if not pooled.converged:
-        return pooled
-    mu, d = (
-        (expit(pooled.coef[0] + pooled.coef[1] * x), None)
-        if link == "logit"
-        else _inverse_link(link, pooled.coef[0] + pooled.coef[1] * x)
-    )
-    prior = np.empty_like(r)
-    groups = []
-    for xs in np.unique(x):
-        at = x == xs
-        m = int(at.sum())
-        if m < 2:
-            return f"n = {math.exp(xs):.6g} has 1 run: a per-size dispersion needs 2 or more"
-        variance = float(mu[at][0] * (1.0 - mu[at][0]))
-        phi = float(np.var(r[at], ddof=1)) / variance
-        if not phi > MIN_DISPERSION:
-            return f"the runs at n = {math.exp(xs):.6g} agree exactly: no spread to read"
-        prior[at] = 1.0 / phi
-        slope_weight = variance if d is None else float(d[at][0]) ** 2 / variance
-        groups.append((float(xs), m * slope_weight / phi, m - 1))
-    fit = fit_window(x, r, link, prior)
-    return WindowFit(
-        fit.coef, fit.cov, pooled.dispersion, fit.df_resid, fit.converged, tuple(groups)
-    )
 
 
 def fieller_interval(
@@ -366,7 +293,6 @@ def estimate_crossing(
     threshold: float | None = None,
     require_all_larger: bool = False,
     links: tuple[str, ...] = ("logit",),
-    dispersion: str = "pooled",
 ) -> Crossing:
     """The curve estimate of the CDS from per-run final accuracies (see the module docstring).
 
@@ -393,10 +319,6 @@ def estimate_crossing(
         the estimate, the slope and the dispersion; the interval is the hull of every link's
         interval (a bound is open when any link's is), an allowance for the curve's shape
         between the window's sizes (see the module docstring). Default ``("logit",)``.
-    dispersion
-        ``pooled`` (one quasi-binomial dispersion, t on ``N - 2`` degrees of freedom) or
-        ``per_size`` (:func:`fit_window_per_size`, Welch-Satterthwaite degrees of freedom at
-        the crossing): ``AnalysisSettings.curve_dispersion``.
     """
     from cdsanalysis.cds import first_passing  # the grid rule, stated once
 
@@ -465,15 +387,7 @@ def estimate_crossing(
         return censored(
             "not_estimable", bracket, "fewer than 3 runs around the crossing: no dispersion", **info
         )
-
-    def fit_link(link: str) -> WindowFit | str:
-        if dispersion == "per_size":
-            return fit_window_per_size(x, r, link)
-        return fit_window(x, r, link)
-
-    fit = fit_link("logit")
-    if isinstance(fit, str):
-        return censored("not_estimable", bracket, fit, **info)
+    fit = fit_window(x, r)
     b1, slope_se = float(fit.coef[1]), float(math.sqrt(max(fit.cov[1, 1], 0.0)))
     info.update(
         intercept=float(fit.coef[0]), slope=b1, slope_se=slope_se, dispersion=fit.dispersion
@@ -490,8 +404,8 @@ def estimate_crossing(
         why = "the local fit did not converge" if not fit.converged else "accuracy does not rise"
         return censored("not_estimable", bracket, f"{why} across the bracketing sizes", **info)
     target_logit = float(logit((eps - chance) / (ceiling - chance)))
+    q = float(student_t.ppf((1.0 + confidence) / 2.0, fit.df_resid))
     x_star = (target_logit - float(fit.coef[0])) / b1
-    q = float(student_t.ppf((1.0 + confidence) / 2.0, fit.degrees_of_freedom(x_star)))
     if not math.log(n_min) <= x_star <= math.log(n_max):
         return censored(
             "not_estimable",
@@ -506,18 +420,13 @@ def estimate_crossing(
     for link in links:
         if link == "logit":
             continue
-        other = fit_link(link)
-        if isinstance(other, str) or not (other.converged and other.coef[1] > 0.0):
+        other = fit_window(x, r, link)
+        if not (other.converged and other.coef[1] > 0.0):
             low, high = -math.inf, math.inf
             break
-        other_target = link_function(link, t)
-        other_q = q
-        if other.groups:  # its own degrees of freedom, at its own crossing
-            other_x = (other_target - float(other.coef[0])) / float(other.coef[1])
-            other_q = float(
-                student_t.ppf((1.0 + confidence) / 2.0, other.degrees_of_freedom(other_x))
-            )
-        other_low, other_high, _ = fieller_interval(other.coef, other.cov, other_target, other_q)
+        other_low, other_high, _ = fieller_interval(
+            other.coef, other.cov, link_function(link, t), q
+        )
         low, high = min(low, other_low), max(high, other_high)
 
     def clip(log_size: float) -> tuple[float, bool]:

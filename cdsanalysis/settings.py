@@ -50,8 +50,6 @@ LOGIT_SCALES: tuple[str, ...] = get_args(LogitScale)
 #: Links of the curve estimate's local fit (``cdsanalysis.crossing.LINKS``, stated here too
 #: because settings import nothing of the analysis).
 CURVE_LINKS: tuple[str, ...] = ("logit", "probit", "cloglog", "loglog")
-#: How the curve estimate's interval reads the runs' spread (``curve_dispersion``).
-CURVE_DISPERSIONS: tuple[str, ...] = ("pooled", "per_size")
 
 #: Run coordinates that measure the data size (either may be the ``size_coord``; the other one
 #: is then derived from it, so neither counts as a second configuration axis).
@@ -295,16 +293,6 @@ class AnalysisSettings(SettingsBase):
         between the window's sizes, which more runs do not remove: the interval holds the
         crossing each shape interpolates; the logit alone makes no allowance. Default
         ``('logit',)``.
-    curve_dispersion
-        How the curve estimate's interval reads the spread of the runs
-        (:mod:`cdsanalysis.crossing`): ``pooled`` (one quasi-binomial dispersion ``phi`` for
-        every run of the window, Pearson's X^2 / (N - 2); Student's t on N - 2 degrees of
-        freedom) or ``per_size`` (a dispersion per tested size, from the spread of its own runs
-        about their mean; Welch-Satterthwaite degrees of freedom). Runs that grok or not by
-        seed near the crossing spread far more than runs near the ceiling: one pooled ``phi``
-        then gives the near-ceiling size almost no weight and the local slope is not
-        identified (BENCHMARKS.md, the search on real runs). ``per_size`` needs 2 or more runs
-        at every size of the window. Default ``'pooled'``.
     require_all_larger
         Grid-rule CDS variant: a tested size counts only if every larger tested size passes
         too (robust to a lucky small size below a failing one). Default ``False``.
@@ -354,7 +342,6 @@ class AnalysisSettings(SettingsBase):
     size_coord: str = "n_samples"
     curve_sizes_per_side: int = 1
     curve_links: tuple[str, ...] = ("logit",)
-    curve_dispersion: str = "pooled"
     require_all_larger: bool = False
     allow_varying: tuple[str, ...] = ("seed",)
     n_resamples: int = 2000
@@ -417,11 +404,6 @@ class AnalysisSettings(SettingsBase):
             raise ValueError(
                 f"curve_links must start with 'logit' and name distinct links of {CURVE_LINKS}, "
                 f"got {self.curve_links!r}"
-            )
-        if self.curve_dispersion not in CURVE_DISPERSIONS:
-            raise ValueError(
-                f"curve_dispersion must be one of {list(CURVE_DISPERSIONS)}, got "
-                f"{self.curve_dispersion!r}"
             )
         if not _is_count(self.curve_sizes_per_side):
             raise ValueError(

@@ -16,7 +16,6 @@ from cdsanalysis.crossing import (
     estimate_crossing,
     fieller_interval,
     fit_window,
-    fit_window_per_size,
     format_crossing,
 )
 
@@ -198,54 +197,3 @@ def test_joined_links_hold_every_links_interpolated_crossing():
     assert joined.high >= max([*crossings, alone.high])
     with pytest.raises(ValueError, match="links"):
         _estimate(values, sizes, links=("probit",))
-
-
-# -- a dispersion per tested size (curve_dispersion: per_size) ----------------------------------
-#: Two sizes as on the real Fig. 1 search: at the crossing the runs grok or not by seed (spread
-#: 0.56-0.97), near the ceiling they agree within 0.02.
-SPLIT = np.array([0.94, 0.84, 0.97, 0.56])
-NEAR_CEILING = np.array([0.982, 0.991, 0.998, 0.996])
-
-
-def test_per_size_variance_of_each_sizes_linear_predictor_is_its_delta_method_variance():
-    x = np.repeat(np.log([916.0, 1600.0]), 4)
-    r = np.concatenate([SPLIT, NEAR_CEILING])
-    fit = fit_window_per_size(x, r)
-    assert fit.converged and len(fit.groups) == 2
-    for xs, runs in zip(np.log([916.0, 1600.0]), (SPLIT, NEAR_CEILING), strict=True):
-        g = np.array([1.0, xs])
-        mean = runs.mean()
-        # Var(logit(mean)) by the delta method, from the size's own runs only
-        expected = runs.var(ddof=1) / runs.size / (mean * (1 - mean)) ** 2
-        assert float(g @ fit.cov @ g) == pytest.approx(expected, rel=1e-6)
-        # the fit passes through the two means, as the pooled one does
-        assert float(expit(g @ fit.coef)) == pytest.approx(mean, rel=1e-8)
-    # at one size's log n, all the variance is that size's: Welch's df is its m - 1
-    assert fit.degrees_of_freedom(math.log(916.0)) == pytest.approx(3.0)
-    middle = fit.degrees_of_freedom(math.log(1200.0))
-    assert 3.0 < middle <= 6.0
-
-
-def test_per_size_identifies_the_slope_the_pooled_dispersion_does_not():
-    sizes = np.repeat([916.0, 1600.0], 4)
-    values = np.concatenate([SPLIT, NEAR_CEILING])
-    pooled = _estimate(values, sizes, chance=0.0)
-    per_size = _estimate(values, sizes, chance=0.0, dispersion="per_size")
-    assert per_size.estimate == pytest.approx(pooled.estimate, rel=1e-9)
-    assert pooled.low_open and pooled.high_open  # slope not significant with one phi
-    # per size the slope is significant: a bounded Fieller set, closed above inside the range
-    # (below, it reaches past 916, the smallest size tested here)
-    assert not per_size.high_open and per_size.estimate < per_size.high < 1600.0
-    assert per_size.low_open and per_size.low == 916.0
-
-
-def test_per_size_needs_two_runs_at_each_size_and_some_spread():
-    sizes = np.array([916.0, 916.0, 916.0, 1600.0])
-    values = np.array([0.94, 0.84, 0.56, 0.99])
-    one_run = _estimate(values, sizes, chance=0.0, dispersion="per_size")
-    assert one_run.censoring == "not_estimable" and "has 1 run" in one_run.reason
-    same = _estimate(
-        np.array([0.94, 0.84, 0.99, 0.99]), np.repeat([916.0, 1600.0], 2), chance=0.0,
-        dispersion="per_size",
-    )  # fmt: skip
-    assert same.censoring == "not_estimable" and "agree exactly" in same.reason
