@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import norm
@@ -75,6 +76,12 @@ class Scenario:
     ``concentration`` (on the range chance-ceiling). ``noise="latent"``: each run shifts the
     curve by ``latent_sd`` (normal, in units of the link's argument) and its accuracy is then a
     binomial proportion on ``n_test`` test samples; values below chance are floored at chance.
+    ``noise="grok"``: each run groks or not, with probability the link's value (as on real
+    modular addition, where one seed groks within the budget and another does not); a run that
+    groks reaches ``grok_high`` of the range (Beta, concentration ``grok_concentration``), one
+    that does not ``grok_low`` (Beta, concentration ``stall_concentration``: wide, partway).
+    The mean is ``grok_low + (grok_high - grok_low) F(z)``, so the runs of a size near the
+    crossing are bimodal.
     """
 
     name: str
@@ -90,12 +97,18 @@ class Scenario:
     #: The estimator is given the true ceiling (``ceiling_accuracy``), as a user who knows the
     #: task's ceiling would; otherwise it estimates one (a plateau above the window, else 1).
     ceiling_given: bool = False
+    grok_low: float = 0.4
+    grok_high: float = 0.985
+    grok_concentration: float = 300.0
+    stall_concentration: float = 8.0
 
     def mean_accuracy(self, log_n: np.ndarray, log_n0: float, slope: float) -> np.ndarray:
         z = slope * (np.asarray(log_n, dtype=np.float64) - log_n0)
         if self.noise == "latent":
             z = z[..., None] + self.latent_sd * _NODES
             frac = (_link(self.link, z) * _WEIGHTS).sum(axis=-1)
+        elif self.noise == "grok":
+            frac = self.grok_low + (self.grok_high - self.grok_low) * _link(self.link, z)
         else:
             frac = _link(self.link, z)
         return self.chance + (self.ceiling - self.chance) * frac
@@ -132,6 +145,20 @@ class Scenario:
             mu = np.clip(mu, 1e-9, 1 - 1e-9)
             r = rng.beta(mu * self.concentration, (1 - mu) * self.concentration)
             values = self.chance + (self.ceiling - self.chance) * r
+        elif self.noise == "grok":
+            z = slope * (np.log(sizes) - log_n0)
+            groks = rng.random(sizes.size) < _link(self.link, z)
+            high = rng.beta(
+                self.grok_high * self.grok_concentration,
+                (1 - self.grok_high) * self.grok_concentration,
+                sizes.size,
+            )
+            low = rng.beta(
+                self.grok_low * self.stall_concentration,
+                (1 - self.grok_low) * self.stall_concentration,
+                sizes.size,
+            )
+            values = self.chance + (self.ceiling - self.chance) * np.where(groks, high, low)
         else:
             z = slope * (np.log(sizes) - log_n0) + self.latent_sd * rng.standard_normal(sizes.size)
             p = self.chance + (self.ceiling - self.chance) * _link(self.link, z)
@@ -156,6 +183,14 @@ SCENARIOS = (
         _COARSE,
         noise="latent",
     ),
+    Scenario(
+        "logistic, grok or not by seed (bimodal), chance floor, fine grid",
+        "logistic",
+        1 / 47,
+        1.0,
+        _FINE,
+        noise="grok",
+    ),
 )
 
 
@@ -176,10 +211,15 @@ def _contains(low: float, high: float, low_open: bool, high_open: bool, truth: f
     return low <= truth <= high
 
 
-def run_setting(scenario: Scenario, seeds: int, replicates: int, seed: int) -> dict:
-    """Coverage, bias and RMSE of both estimates for one scenario and seeds-per-size."""
+def run_setting(
+    scenario: Scenario, seeds: int, replicates: int, seed: int, overrides: dict | None = None
+) -> dict:
+    """Coverage, bias and RMSE of both estimates for one scenario and seeds-per-size
+    (``overrides``: AnalysisSettings fields, e.g. ``{"curve_dispersion": "per_size"}``)."""
     rng = np.random.default_rng(seed)
-    settings = AnalysisSettings(eps=EPS, n_resamples=N_RESAMPLES, aggregate="final")
+    settings = AnalysisSettings(
+        eps=EPS, n_resamples=N_RESAMPLES, aggregate="final", **(overrides or {})
+    )
     fieller = delta = estimated = bracket_hits = interval_hits = 0
     errors = []
     censoring: dict[str, int] = {}
@@ -340,11 +380,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES)
     parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--analysis", action="append", default=[], metavar="NAME=VALUE",
+        help="an AnalysisSettings field for the CDS estimates (YAML value; repeatable), "
+        "e.g. curve_dispersion=per_size",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    overrides = {}
+    for option in args.analysis:
+        name, sep, value = option.partition("=")
+        if not sep:
+            parser.exit(2, f"error: --analysis {option!r}: give name=value\n")
+        overrides[name.strip()] = yaml.safe_load(value)
     seeds_list = [int(s) for s in args.seeds.split(",")]
     start = time.perf_counter()
     rows = [
-        run_setting(scenario, seeds, args.replicates, seed=1000 * i + seeds)
+        run_setting(scenario, seeds, args.replicates, seed=1000 * i + seeds, overrides=overrides)
         for i, scenario in enumerate(SCENARIOS)
         for seeds in seeds_list
     ]
