@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -198,6 +199,15 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the expanded runs and exit")
     ] = False,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend",
+            help="add this grid's runs that --out lacks (new sizes, seeds, models) to it and "
+            "train them; the grid must keep every run the store has. Only while no other "
+            "cds-run writes the store",
+        ),
+    ] = False,
     runs: Annotated[
         str | None,
         typer.Option(
@@ -310,6 +320,12 @@ def run(
         if dry_run or runs:
             err.print("error: --dry-run and --runs select runs of a grid; not with --search")
             raise typer.Exit(2)
+        if extend:
+            err.print(
+                "error: --extend adds a grid's runs; a search continues by itself (re-run it "
+                "with a larger --budget-runs or a smaller --target-width)"
+            )
+            raise typer.Exit(2)
         # The one place the runner reaches up a layer: the search (cdssearch) fits the CDS with
         # cdsanalysis, which the runner never imports; it is loaded only when asked for.
         search_cli = importlib.import_module("cdssearch.cli")
@@ -371,6 +387,8 @@ def run(
         err.print(f"error: --log-file {log_file}: {exc.strerror or exc}; give a writable path")
         raise typer.Exit(2) from None
     try:
+        if _store_exists(location):
+            grid, indices = _in_store_order(location, grid, indices, extend)
         store = RunStore.create_or_open(location, grid.runs, grid.settings, grid.text)
     except StoreError as exc:
         logger.error("%s", exc)
@@ -413,6 +431,41 @@ def run(
         raise typer.Exit(stop.exit_code)
     if outcome["failed"]:
         raise typer.Exit(1)
+
+
+def _store_exists(location: StoreLocation) -> bool:
+    return location.exists("zarr.json")
+
+
+def _in_store_order(
+    location: StoreLocation, grid: Grid, indices: list[int], extend: bool
+) -> tuple[Grid, list[int]]:
+    """The grid's runs in the order of the store at ``location`` (its run indices), the
+    selection (``--runs``) following them. With ``--extend`` the store first gains the grid's
+    runs it lacks; a store once extended holds its runs in another order than its grid lists
+    them, and later commands open it the same way. Unchanged when the store holds other runs
+    (:meth:`RunStore.create_or_open` then says why it refuses it)."""
+    try:
+        store = RunStore(location)
+    except StoreError:
+        return grid, indices
+    before = len(store.run_ids)
+    if extend:
+        ordered = store.extend(grid.runs, grid.settings, grid.text)
+        added = len(store.run_ids) - before
+        err.print(
+            f"{location.text}: --extend added {added} run(s) to its {before}"
+            + ("" if added else " (nothing new in this grid)"),
+            highlight=False,
+        )
+    elif set(store.run_ids) == {r.run_id for r in grid.runs}:
+        order = {run_id: i for i, run_id in enumerate(store.run_ids)}
+        ordered = sorted(grid.runs, key=lambda r: order[r.run_id])
+    else:
+        return grid, indices
+    selected = {grid.runs[i].run_id for i in indices}
+    grid = dataclasses.replace(grid, runs=tuple(ordered))
+    return grid, [i for i, r in enumerate(grid.runs) if r.run_id in selected]
 
 
 def _announce_migration(location: StoreLocation, migration: RunIdMigration) -> None:

@@ -435,11 +435,22 @@ class RunStore:
                 if self.id_scheme == id_scheme
                 else ("all" if len(wanted) != len(self.run_ids) else "some")
             )
+            superset = self.id_scheme == id_scheme and set(self.run_ids) < set(wanted)
             raise StoreError(
                 f"{self.location.text} already exists and was created from a different grid "
                 f"({missing} of this grid's {len(wanted)} runs are not in it, the store has "
-                f"{len(self.run_ids)}); write to another --out, or delete the store to start over"
+                f"{len(self.run_ids)}); "
+                + (
+                    "this grid holds every run of the store: add the new ones with --extend"
+                    if superset
+                    else "write to another --out, or delete the store to start over"
+                )
             )
+        self._check_layout(runs, settings)
+        if id_scheme == RUN_ID_SCHEME:
+            self._check_stored_specs(runs)
+
+    def _check_layout(self, runs: Sequence[RunSpec], settings: StoreSettings) -> None:
         layout = StoreLayout.for_grid(runs, settings)
         same = (
             np.array_equal(layout.hist_steps, self.hist_steps)
@@ -451,8 +462,49 @@ class RunStore:
                 f"{self.location.text} was created with other histogram settings; keep "
                 "'histogram' as it was when the store was created, or write to another --out"
             )
-        if id_scheme == RUN_ID_SCHEME:
-            self._check_stored_specs(runs)
+
+    def extend(self, runs: Sequence[RunSpec], settings: StoreSettings, grid_text: str) -> list:
+        """``cds-run --extend``: add the runs of a grid that the store lacks (new sizes, seeds,
+        models) and return the grid's runs in the store's order (the old runs first, as they
+        are, then the new ones in the grid's order).
+
+        The grid must hold every run already in the store (it only adds), fit its layout (at
+        most its steps, the same histogram settings) and use the current run-id scheme. No
+        other process may write the store meanwhile: a run whose lease a live process holds is
+        refused, naming it (appending resizes every per-run array). The store's ``grid_yaml``
+        becomes this grid's text. Nothing already trained is touched.
+        """
+        text = self.location.text
+        if self.id_scheme != RUN_ID_SCHEME:
+            raise StoreError(
+                f"{text}: its run ids use scheme {self.id_scheme}; run its own grid once "
+                "without --extend (which upgrades them), then extend"
+            )
+        wanted = {r.run_id: r for r in runs}
+        dropped = [run_id for run_id in self.run_ids if run_id not in wanted]
+        if dropped:
+            raise StoreError(
+                f"{text}: --extend only adds runs, and {len(dropped)} of the store's runs are "
+                f"not in this grid (e.g. {dropped[0]}); keep every list of the grid the store "
+                "was created with and add values to it"
+            )
+        self._check_layout(runs, settings)
+        for index, status in enumerate(self.root["status"][...]):
+            if int(status) == STATUS["running"]:
+                with self.run_lock(index) as free:
+                    if not free:
+                        raise StoreError(
+                            f"{text}: run {index} ({self.run_ids[index]}) is being trained by "
+                            "another process; extend the store when no cds-run writes it"
+                        )
+        stored = set(self.run_ids)
+        new = [r for r in runs if r.run_id not in stored]
+        if new:
+            self.append_runs(new)
+            self.root.attrs.update({"grid_yaml": grid_text})
+            consolidate(self.location.zarr_store())
+        order = {run_id: i for i, run_id in enumerate(self.run_ids)}
+        return sorted(runs, key=lambda r: order[r.run_id])
 
     def _check_stored_specs(self, runs: Sequence[RunSpec]) -> None:
         """Each stored spec, read by this version, must still hash to its run's id. It does not
