@@ -447,7 +447,7 @@ def _in_store_order(
     (:meth:`RunStore.create_or_open` then says why it refuses it)."""
     try:
         store = RunStore(location)
-    except StoreError:
+    except Exception:  # not a store, or a damaged one: create_or_open refuses it by name
         return grid, indices
     before = len(store.run_ids)
     if extend:

@@ -475,6 +475,7 @@ class RunStore:
         becomes this grid's text. Nothing already trained is touched.
         """
         text = self.location.text
+        _validate_existing(self.location)  # a damaged store is refused by name, not extended
         if self.id_scheme != RUN_ID_SCHEME:
             raise StoreError(
                 f"{text}: its run ids use scheme {self.id_scheme}; run its own grid once "
