@@ -49,7 +49,7 @@ GRID_REACH = 0.9
 N_RESAMPLES = 50
 ALL_LINKS = ("logit", "probit", "cloglog", "loglog")
 #: Scenarios of benchmarks.coverage compared here (indices into SCENARIOS).
-COMPARED = (0, 1, 2, 4)
+COMPARED = (0, 1, 2, 4, 5)
 
 
 def _covers(fit: Fit, truth: float) -> bool | None:
@@ -87,6 +87,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "links-ceiling3": ({"curve_links": ALL_LINKS}, {"ceiling_runs": 3}),
     # (e) a fit window of two tested sizes each side of the bracket (curve_sizes_per_side)
     "links-window2": ({"curve_links": ALL_LINKS, "curve_sizes_per_side": 2}, {}),
+    # (f) the constant variance in the window (the search's default since 2026-12-04 evening)
+    "links-constant": ({"curve_links": ALL_LINKS, "curve_variance": "constant"}, {}),
 }
 
 

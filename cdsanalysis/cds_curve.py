@@ -171,6 +171,7 @@ def cds_curve_arrays(
         threshold=threshold,
         require_all_larger=settings.require_all_larger,
         links=settings.curve_links,
+        variance=settings.curve_variance,
     )
     return curve_dataset(grid.per_n, grid, crossing, settings, chance=float(chance))
 

@@ -221,10 +221,12 @@ _WINDOW = ("aggregate", "last_steps", "last_steps_fraction", "last_k")
 REGIMES_OPTIONS = (
     *(*_THRESHOLDS, "memorisation_threshold", "minibatch_sustain", *_WINDOW, *_EVENTS),
     *("surplus_max_delay_ratio", "surplus_max_delay_steps", "require_all_larger"),
-    *("curve_sizes_per_side", "curve_links", "allow_varying", *_BOOTSTRAP, *_SURVIVAL),
+    *("curve_sizes_per_side", "curve_links", "curve_variance", "allow_varying"),
+    *(*_BOOTSTRAP, *_SURVIVAL),
 )
 CDS_OPTIONS = (
     *(*_THRESHOLDS, *_WINDOW, "size_coord", "curve_sizes_per_side", "curve_links"),
+    "curve_variance",
     *("require_all_larger", "allow_varying", *_BOOTSTRAP),
 )
 DECAY_OPTIONS = (

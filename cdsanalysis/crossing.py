@@ -8,6 +8,16 @@ to [0, 1], and ``E[r] = expit(b0 + b1 * log n)`` with ``Var[r] = phi * E[r] (1 -
 over ``N - 2``). The CDS is where the mean crosses the threshold ``eps``: with
 ``t = (eps - c) / (u - c)``, ``log CDS = (logit(t) - b0) / b1``.
 
+Variance (``variance``). ``"binomial"`` is the model above. ``"constant"`` gives every run of
+the window ``Var[r] = phi t (1 - t)``, ``t`` the threshold on the rescaled scale (a constant
+variance, the same link; statsmodels' ``Gaussian(link)`` family): the spread read off the runs
+around the crossing is applied to each size of the window. Why: with the binomial variance a
+size whose few runs all sit near the ceiling counts as almost exact (its ``mu (1 - mu)`` is
+near 0), as a Wald interval of a proportion does at all successes, and where runs grok or not
+by seed the size just below the CDS often has all of its runs grokked; an adaptive search that
+keeps the bracket there stopped on intervals that covered 0.17 of planted CDSs
+(``benchmarks.search``). With one size per side the point estimate is the same under both.
+
 Why local. One logistic over every tested size misfits the curve near chance and near the
 ceiling, and those misfits move its crossing (measured: +4.5 to +5.3 % bias and coverage that
 *falls* as seeds are added). The fit here uses only the runs of the sizes around the grid
@@ -172,18 +182,31 @@ def _inverse_link(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(mu, tiny, 1.0 - tiny), np.maximum(d, tiny)
 
 
-def fit_window(x: np.ndarray, r: np.ndarray, link: str = "logit") -> WindowFit:
-    """Quasi-binomial regression of responses ``r`` in [0, 1] on ``x``, one row per run.
+def _link_derivative(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and ``dmu / deta`` for any link of :data:`LINKS`, the logit included."""
+    if link == "logit":
+        mu = np.clip(expit(np.clip(eta, -30.0, 30.0)), 1e-12, 1.0 - 1e-12)
+        return mu, mu * (1.0 - mu)
+    return _inverse_link(link, eta)
 
-    Maximum quasi-likelihood by Newton's method (IRLS for the logit link; Fisher scoring for
-    the others, ``link`` one of :data:`LINKS`); the covariance is the inverse Fisher
-    information times the Pearson dispersion ``X^2 / (N - 2)``, as statsmodels'
-    ``GLM(..., family=Binomial(link)).fit(scale="X2")`` gives (a test checks it).
+
+def fit_window(
+    x: np.ndarray, r: np.ndarray, link: str = "logit", variance_at: float | None = None
+) -> WindowFit:
+    """Quasi-likelihood regression of responses ``r`` in [0, 1] on ``x``, one row per run.
+
+    ``variance_at`` None: quasi-binomial, ``Var[r] = phi mu (1 - mu)``; a number ``t``:
+    ``Var[r] = phi t (1 - t)``, the same for every run (the ``constant`` curve variance).
+    Maximum quasi-likelihood by Newton's method (IRLS for the logit link and the binomial
+    variance; Fisher scoring otherwise, ``link`` one of :data:`LINKS`); the covariance is the
+    inverse Fisher information times the Pearson dispersion ``X^2 / (N - 2)``, as statsmodels'
+    ``GLM(..., family=Binomial(link)).fit(scale="X2")`` (binomial) or
+    ``GLM(..., family=Gaussian(link)).fit(scale="X2")`` (constant) gives (tests check both).
     """
     x = np.asarray(x, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
-    if link != "logit":
-        return _fit_window_scoring(x, r, link)
+    if link != "logit" or variance_at is not None:
+        return _fit_window_scoring(x, r, link, variance_at)
     n = x.size
     design = np.column_stack([np.ones(n), x])
     coef = np.array([logit(np.clip(r.mean(), 1e-6, 1 - 1e-6)), 0.0])
@@ -214,20 +237,29 @@ def fit_window(x: np.ndarray, r: np.ndarray, link: str = "logit") -> WindowFit:
     return WindowFit(coef, cov, dispersion, df_resid, converged and bool(np.isfinite(cov).all()))
 
 
-def _fit_window_scoring(x: np.ndarray, r: np.ndarray, link: str) -> WindowFit:
-    """:func:`fit_window` for a link other than the logit: Fisher scoring with weights
-    ``F'(eta)^2 / (mu (1 - mu))`` (the quasi-binomial variance), started from the least-squares
-    line through the linked responses."""
+def _fit_window_scoring(
+    x: np.ndarray, r: np.ndarray, link: str, variance_at: float | None = None
+) -> WindowFit:
+    """:func:`fit_window` by Fisher scoring (a link other than the logit, or the constant
+    variance): weights ``F'(eta)^2 / V`` with ``V = mu (1 - mu)`` (quasi-binomial) or
+    ``t (1 - t)`` at ``t = variance_at``, started from the least-squares line through the
+    linked responses."""
     n = x.size
     design = np.column_stack([np.ones(n), x])
     eta0 = np.array([link_function(link, p) for p in np.clip(r, 0.02, 0.98)])
     coef = np.linalg.lstsq(design, eta0, rcond=None)[0]
     converged = False
+
+    def var(mu: np.ndarray) -> np.ndarray:
+        if variance_at is None:
+            return mu * (1.0 - mu)
+        return np.full_like(mu, variance_at * (1.0 - variance_at))
+
     for _ in range(NEWTON_STEPS):
-        mu, d = _inverse_link(link, design @ coef)
-        weight = d * d / (mu * (1.0 - mu))
+        mu, d = _link_derivative(link, design @ coef)
+        weight = d * d / var(mu)
         information = design.T @ (design * weight[:, None])
-        score = design.T @ ((r - mu) * d / (mu * (1.0 - mu)))
+        score = design.T @ ((r - mu) * d / var(mu))
         try:
             step = np.linalg.solve(information, score)
         except np.linalg.LinAlgError:
@@ -236,8 +268,8 @@ def _fit_window_scoring(x: np.ndarray, r: np.ndarray, link: str) -> WindowFit:
         if np.max(np.abs(step)) < NEWTON_TOLERANCE * (1.0 + np.max(np.abs(coef))):
             converged = True
             break
-    mu, d = _inverse_link(link, design @ coef)
-    variance = mu * (1.0 - mu)
+    mu, d = _link_derivative(link, design @ coef)
+    variance = var(mu)
     df_resid = n - 2
     pearson = float(np.sum((r - mu) ** 2 / variance))
     dispersion = pearson / df_resid if df_resid > 0 else math.nan
@@ -293,6 +325,7 @@ def estimate_crossing(
     threshold: float | None = None,
     require_all_larger: bool = False,
     links: tuple[str, ...] = ("logit",),
+    variance: str = "binomial",
 ) -> Crossing:
     """The curve estimate of the CDS from per-run final accuracies (see the module docstring).
 
@@ -319,9 +352,14 @@ def estimate_crossing(
         the estimate, the slope and the dispersion; the interval is the hull of every link's
         interval (a bound is open when any link's is), an allowance for the curve's shape
         between the window's sizes (see the module docstring). Default ``("logit",)``.
+    variance
+        ``"binomial"`` (``Var[r] = phi mu (1 - mu)``) or ``"constant"`` (``phi t (1 - t)``
+        for every run of the window): see the module docstring. Default ``"binomial"``.
     """
     from cdsanalysis.cds import first_passing  # the grid rule, stated once
 
+    if variance not in ("binomial", "constant"):
+        raise ValueError(f"variance must be 'binomial' or 'constant', got {variance!r}")
     if not links or links[0] != "logit" or any(link not in LINKS for link in links):
         raise ValueError(f"links must start with 'logit' and name links of {LINKS}, got {links}")
     values = np.asarray(values, dtype=np.float64)
@@ -387,7 +425,8 @@ def estimate_crossing(
         return censored(
             "not_estimable", bracket, "fewer than 3 runs around the crossing: no dispersion", **info
         )
-    fit = fit_window(x, r)
+    variance_at = (eps - chance) / (ceiling - chance) if variance == "constant" else None
+    fit = fit_window(x, r, variance_at=variance_at)
     b1, slope_se = float(fit.coef[1]), float(math.sqrt(max(fit.cov[1, 1], 0.0)))
     info.update(
         intercept=float(fit.coef[0]), slope=b1, slope_se=slope_se, dispersion=fit.dispersion
@@ -414,13 +453,15 @@ def estimate_crossing(
             "that is not monotone?)",
             **info,
         )
+    log_range = (math.log(n_min), math.log(n_max))
+
     low, high, _ = fieller_interval(fit.coef, fit.cov, target_logit, q)
     delta_low, delta_high = delta_interval(fit.coef, fit.cov, target_logit, q)
     t = (eps - chance) / (ceiling - chance)
     for link in links:
         if link == "logit":
             continue
-        other = fit_window(x, r, link)
+        other = fit_window(x, r, link, variance_at)
         if not (other.converged and other.coef[1] > 0.0):
             low, high = -math.inf, math.inf
             break
@@ -430,8 +471,8 @@ def estimate_crossing(
         low, high = min(low, other_low), max(high, other_high)
 
     def clip(log_size: float) -> tuple[float, bool]:
-        if not math.isfinite(log_size):
-            return (n_min, True) if log_size < 0 else (n_max, True)
+        if not math.isfinite(log_size) or not log_range[0] <= log_size <= log_range[1]:
+            return (n_min, True) if log_size < log_range[0] else (n_max, True)
         size = math.exp(log_size)
         if size < n_min:
             return n_min, True

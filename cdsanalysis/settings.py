@@ -35,6 +35,9 @@ Smoothing = Literal["none", "ema", "gaussian"]
 SMOOTHINGS: tuple[str, ...] = get_args(Smoothing)
 
 #: Transforms of the Kaplan-Meier median's interval (statsmodels ``SurvfuncRight.quantile_ci``).
+#: The variance of a run's response in the curve estimate's window (:mod:`cdsanalysis.crossing`).
+CurveVariance = Literal["binomial", "constant"]
+CURVE_VARIANCES: tuple[str, ...] = get_args(CurveVariance)
 KMCIMethod = Literal["cloglog", "linear", "log", "logit", "asinsqrt"]
 KM_CI_METHODS: tuple[str, ...] = get_args(KMCIMethod)
 #: Binomial intervals of a fraction of runs (:mod:`cdsanalysis.survival`).
@@ -293,6 +296,20 @@ class AnalysisSettings(SettingsBase):
         between the window's sizes, which more runs do not remove: the interval holds the
         crossing each shape interpolates; the logit alone makes no allowance. Default
         ``('logit',)``.
+    curve_variance
+        Variance of a run's rescaled accuracy ``r`` in the curve estimate's window
+        (:mod:`cdsanalysis.crossing`): ``"binomial"``, ``phi mu (1 - mu)`` at the fitted mean
+        of its size (quasi-binomial); ``"constant"``, ``phi t (1 - t)`` for every run, ``t``
+        the threshold on the same scale (quasi-likelihood with a constant variance). The
+        binomial variance trusts a size whose few runs all sit near the ceiling (or the floor)
+        to be as precise as its mean says, which fails where runs grok or not by seed: a size
+        just below the CDS whose runs happened all to grok looks certain (planted bimodal
+        runs: the search's converged intervals covered 0.17). The constant variance gives
+        each size of the window the spread of the runs around the crossing; it covers more
+        (0.92-1.00 on the planted scenarios, against 0.79-0.94) at wider intervals
+        (BENCHMARKS.md). The point estimate with one size per side does not depend on it.
+        The adaptive search (``cds-run --search``) uses ``'constant'``. Default
+        ``'binomial'``.
     require_all_larger
         Grid-rule CDS variant: a tested size counts only if every larger tested size passes
         too (robust to a lucky small size below a failing one). Default ``False``.
@@ -342,6 +359,7 @@ class AnalysisSettings(SettingsBase):
     size_coord: str = "n_samples"
     curve_sizes_per_side: int = 1
     curve_links: tuple[str, ...] = ("logit",)
+    curve_variance: CurveVariance = "binomial"
     require_all_larger: bool = False
     allow_varying: tuple[str, ...] = ("seed",)
     n_resamples: int = 2000
@@ -404,6 +422,11 @@ class AnalysisSettings(SettingsBase):
             raise ValueError(
                 f"curve_links must start with 'logit' and name distinct links of {CURVE_LINKS}, "
                 f"got {self.curve_links!r}"
+            )
+        if self.curve_variance not in CURVE_VARIANCES:
+            raise ValueError(
+                f"curve_variance must be one of {list(CURVE_VARIANCES)}, "
+                f"got {self.curve_variance!r}"
             )
         if not _is_count(self.curve_sizes_per_side):
             raise ValueError(

@@ -61,12 +61,18 @@ class _Stopped(Exception):
 #: hull 0.75-0.92 at the same run count, 0.87-0.93 with SearchSettings.ceiling_runs:
 #: BENCHMARKS.md, "Adaptive CDS search").
 SEARCH_CURVE_LINKS: tuple[str, ...] = CURVE_LINKS
+#: The search's default variance of the curve fit: the same for every run of the window. The
+#: search keeps adding runs at the bracket's two ends, and where runs grok or not by seed the
+#: end just below the CDS often has all of its runs grokked; the binomial variance then calls
+#: it exact and the search stopped on intervals that covered 0.17 of planted CDSs (0.94 with
+#: this, at 2-4 more runs on the other scenarios: BENCHMARKS.md, "Adaptive CDS search").
+SEARCH_CURVE_VARIANCE = "constant"
 
 
 def analysis_settings(options: tuple[str, ...]) -> AnalysisSettings:
     """``AnalysisSettings`` from ``--analysis name=value`` options (values read as YAML), with
-    :data:`SEARCH_CURVE_LINKS` unless ``curve_links`` is given."""
-    changes: dict = {"curve_links": SEARCH_CURVE_LINKS}
+    :data:`SEARCH_CURVE_LINKS` and :data:`SEARCH_CURVE_VARIANCE` unless given."""
+    changes: dict = {"curve_links": SEARCH_CURVE_LINKS, "curve_variance": SEARCH_CURVE_VARIANCE}
     for option in options:
         name, sep, value = option.partition("=")
         if not sep:

@@ -9,7 +9,8 @@ predicts the Fieller interval the analysis would give after adding runs at a can
 the window is the one the analysis would fit (``curve_sizes_per_side`` tested sizes each side
 of the grid bracket, the bracket found from the observed means of tested sizes and the fitted
 mean of a new one), its information ``sum_i w_i (1, x_i)(1, x_i)^T`` with
-``w_i = mu_i (1 - mu_i)`` at the fitted mean ``mu_i`` of each run's size, covariance
+``w_i = mu_i (1 - mu_i)`` at the fitted mean ``mu_i`` of each run's size (with the analysis'
+``curve_variance = "constant"``: ``w_i = (mu_i (1 - mu_i))^2 / (t (1 - t))``), covariance
 ``phi / information``, Student's quantile on ``N - 2`` degrees of freedom, and the interval is
 Fieller's at the current coefficients. Its relative width ``(high - low) / estimate`` (infinite
 when Fieller's set is unbounded or the window is too small to fit) is the criterion. The round's
@@ -87,6 +88,8 @@ class Fit:
     counts: tuple[int, ...] = field(default=())
     #: The grid bracket's bootstrap interval (exclusive low, high]: ``cds_bracket_interval_*``.
     bracket_interval: tuple[float, float] = (math.nan, math.nan)
+    #: The analysis ``curve_variance`` the fit used (``binomial`` or ``constant``).
+    variance: str = "binomial"
 
     @classmethod
     def of(cls, curve: xr.Dataset, size_coord: str = "n_samples") -> Fit:
@@ -116,6 +119,7 @@ class Fit:
                 float(curve["cds_bracket_interval_low"]),
                 float(curve["cds_bracket_interval_high"]),
             ),
+            variance=str(attrs.get("curve_variance", "binomial")),
         )
 
     @property
@@ -439,6 +443,10 @@ def predicted_width(
         return math.inf
     x = np.log(window)
     w = runs * weight * (1 - weight)
+    if fit.variance == "constant":
+        # information d^2 / V with d = mu (1 - mu) (logit) and V = t (1 - t) for every run
+        t = expit(fit.target_logit)
+        w = w * weight * (1 - weight) / (t * (1 - t))
     information = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
     try:
         cov = fit.dispersion * np.linalg.inv(information)

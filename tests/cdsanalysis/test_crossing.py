@@ -197,3 +197,49 @@ def test_joined_links_hold_every_links_interpolated_crossing():
     assert joined.high >= max([*crossings, alone.high])
     with pytest.raises(ValueError, match="links"):
         _estimate(values, sizes, links=("probit",))
+
+
+@pytest.mark.filterwarnings("ignore:The .* link function does not respect the domain")
+@pytest.mark.parametrize(
+    ("link", "statsmodels_link"),
+    [("logit", "Logit"), ("probit", "Probit"), ("cloglog", "CLogLog"), ("loglog", "LogLog")],
+)
+def test_constant_variance_fit_matches_statsmodels_gaussian_family(link, statsmodels_link):
+    # Var[r] = phi t (1 - t) for every run: the quasi-likelihood of a constant variance with
+    # the same link, which statsmodels fits as the Gaussian family (the constant t (1 - t)
+    # cancels between the information and the Pearson dispersion in the covariance).
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(5)
+    x = np.repeat(np.log([400.0, 630.0, 1000.0]), 4)
+    r = np.clip(expit(-20 + 3.2 * x) + rng.normal(0, 0.05, x.size), 0, 1)
+    ours = fit_window(x, r, link, variance_at=0.8)
+    family = sm.families.Gaussian(
+        link=getattr(sm.families.links, statsmodels_link)(), check_link=False
+    )
+    ref = sm.GLM(r, sm.add_constant(x), family=family).fit(scale="X2")
+    np.testing.assert_allclose(ours.coef, ref.params, rtol=1e-6)
+    np.testing.assert_allclose(ours.cov, ref.cov_params(), rtol=1e-5)
+    assert ours.dispersion == pytest.approx(ref.scale / (0.8 * 0.2), rel=1e-8)
+    assert ours.converged
+
+
+def test_constant_variance_does_not_trust_a_bracket_end_whose_runs_all_grokked():
+    # One replicate of benchmarks.search's bimodal scenario (runs grok or stall by seed; planted
+    # CDS 1,164, ceiling 0.988): the search's window was (599, 1,036], where both runs stalled
+    # at 599 and all six grokked at 1,036 although one run in five or more stalls there. The
+    # binomial variance reads 1,036's mean as nearly exact and its interval ends near 835; a
+    # constant variance gives 1,036 the spread of the runs around the crossing, and the
+    # interval reaches past 1,036.
+    sizes = np.repeat([599.0, 1036.0, 1793.0], [2, 6, 2])
+    values = np.array([0.337, 0.431, 0.996, 0.978, 0.98, 0.975, 0.978, 0.99, 0.987, 0.99])
+    args = dict(chance=1 / 47, ceiling=0.988)
+    binomial = _estimate(values, sizes, **args)
+    constant = _estimate(values, sizes, **args, variance="constant")
+    # the point estimate is the interpolation of the two means under both
+    assert constant.estimate == pytest.approx(binomial.estimate, rel=1e-9)
+    assert binomial.censoring == constant.censoring == "none"
+    assert binomial.window == constant.window == (599.0, 1036.0)
+    assert binomial.high < 900.0
+    assert constant.high_open or constant.high > 1164.0
+    with pytest.raises(ValueError, match="variance"):
+        _estimate(values, sizes, variance="gaussian")

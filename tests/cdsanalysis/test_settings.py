@@ -38,6 +38,7 @@ CHANGED = AnalysisSettings(
     chance_accuracy=0.05,
     curve_sizes_per_side=2,
     curve_links=("logit", "probit"),
+    curve_variance="constant",
     require_all_larger=True,
     allow_varying=("seed", "split_seed"),
     n_resamples=150,
@@ -96,6 +97,7 @@ def test_every_field_is_documented_once_with_its_default(cls):
         ("curve_links", ("logit", "cauchit")),
         ("curve_links", ("logit", "probit", "probit")),
         ("curve_links", ()),
+        ("curve_variance", "gaussian"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(field, bad):
