@@ -89,6 +89,11 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "links-window2": ({"curve_links": ALL_LINKS, "curve_sizes_per_side": 2}, {}),
     # (f) the constant variance in the window (the search's default since 2026-12-04 evening)
     "links-constant": ({"curve_links": ALL_LINKS, "curve_variance": "constant"}, {}),
+    # (g) a noisy bracket's ends topped up with seeds instead of bisected
+    "links-constant-topup": (
+        {"curve_links": ALL_LINKS, "curve_variance": "constant"},
+        {"noisy_bracket": "top_up"},
+    ),
 }
 
 

@@ -305,9 +305,11 @@ class AnalysisSettings(SettingsBase):
         to be as precise as its mean says, which fails where runs grok or not by seed: a size
         just below the CDS whose runs happened all to grok looks certain (planted bimodal
         runs: the search's converged intervals covered 0.17). The constant variance gives
-        each size of the window the spread of the runs around the crossing; it covers more
-        (0.92-1.00 on the planted scenarios, against 0.79-0.94) at wider intervals
-        (BENCHMARKS.md). The point estimate with one size per side does not depend on it.
+        each size of the window the spread of the runs around the crossing; on fixed grids it
+        covers more (0.92-1.00 on the planted scenarios, against 0.79-0.94) but leaves 16-42 %
+        of the intervals open at 4 seeds per size (1-8 % binomial), since a fixed grid's
+        bracket is wide and one end often far from eps (BENCHMARKS.md). The point estimate
+        with one size per side does not depend on it.
         The adaptive search (``cds-run --search``) uses ``'constant'``. Default
         ``'binomial'``.
     require_all_larger

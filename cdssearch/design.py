@@ -530,22 +530,31 @@ def choose_round(
                 {"predicted_width_after_round": _json(after), "first_run_scores": first_scores},
             )
         why = "every candidate's predicted interval is unbounded"
+        if settings.noisy_bracket == "top_up":
+            return bisection(fit, tested, settings, slots, why, top_up=True)
     else:
         why = fit.reason or f"curve estimate {fit.censoring}"
     return bisection(fit, tested, settings, slots, why)
 
 
 def bisection(
-    fit: Fit, tested: list[tuple[int, int]], settings: SearchSettings, slots: int, why: str
+    fit: Fit,
+    tested: list[tuple[int, int]],
+    settings: SearchSettings,
+    slots: int,
+    why: str,
+    *,
+    top_up: bool = False,
 ) -> Decision:
     """The fallback: a new size at the geometric middle of the grid bracket, or, once the
-    bracket spans at most ``min_bracket_ratio`` (or cannot be split), more seeds at its ends."""
+    bracket spans at most ``min_bracket_ratio`` (or cannot be split), or with ``top_up`` (a
+    noisy bracket, ``SearchSettings.noisy_bracket``), more seeds at its ends."""
     low, high = fit.bracket
     if not (math.isfinite(low) and math.isfinite(high)):
         return Decision("stop", [], f"no bracket to bisect ({why})")
     middle = int(round(math.sqrt(low * high)))
     splittable = low < middle < high
-    if splittable and high / low > settings.min_bracket_ratio:
+    if splittable and high / low > settings.min_bracket_ratio and not top_up:
         sizes = [middle] * min(settings.bisection_seeds, slots)
         what = f"bisection of ({low:g}, {high:g}] at {middle}"
     else:
@@ -558,11 +567,12 @@ def bisection(
             fewest = min(ends, key=lambda n: (ends[n], n))
             sizes.append(fewest)
             ends[fewest] += 1
-        reason = (
-            "holds no whole size between"
-            if not splittable
-            else f"spans {high / low:.3g} <= min_bracket_ratio {settings.min_bracket_ratio:g}"
-        )
+        if top_up:
+            reason = "is estimated but too noisy (noisy_bracket top_up)"
+        elif not splittable:
+            reason = "holds no whole size between"
+        else:
+            reason = f"spans {high / low:.3g} <= min_bracket_ratio {settings.min_bracket_ratio:g}"
         what = f"bracket ({low:g}, {high:g}] {reason}: more seeds at its ends"
     return Decision("bisection", next_seeds(tested, sorted(sizes)), f"{what} (fit: {why})")
 

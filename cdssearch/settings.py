@@ -59,6 +59,14 @@ class SearchSettings:
         (``benchmarks.search_real``, BENCHMARKS.md) the search bisected (916, 1600] down to
         (916, 918] and spent its whole budget with every predicted interval unbounded.
         > 1 and <= ``max_bracket_ratio``. Default 1.2.
+    noisy_bracket
+        What the fallback does with a bracket of at most ``max_bracket_ratio`` whose curve is
+        estimated but too noisy for any bounded predicted interval (the slope not
+        distinguishable from zero): ``"bisect"`` it, as a bracket whose fit is not estimable;
+        or ``"top_up"`` its two ends with seeds (the end with fewer runs first) until the fit is
+        identified. Bisecting brings the fit's two sizes closer, so their means differ less
+        and the slope is less identified than before, while seeds at the ends shrink the noise
+        that hides it. Default ``'bisect'``.
     candidates_per_gap
         New sizes the criterion considers inside each gap between adjacent tested sizes near
         the bracket (evenly spaced in log n). >= 1. Default 3.
@@ -90,6 +98,7 @@ class SearchSettings:
     runs_per_round: int = 4
     bisection_seeds: int = 2
     min_bracket_ratio: float = 1.2
+    noisy_bracket: str = "bisect"
     candidates_per_gap: int = 3
     ceiling_runs: int = 2
 
@@ -119,6 +128,10 @@ class SearchSettings:
         ):
             raise ValueError(
                 f"confirm_fraction must be a number >= 0, got {self.confirm_fraction!r}"
+            )
+        if self.noisy_bracket not in ("bisect", "top_up"):
+            raise ValueError(
+                f"noisy_bracket must be 'bisect' or 'top_up', got {self.noisy_bracket!r}"
             )
         counts = {
             "min_window_runs": 3,
