@@ -459,8 +459,7 @@ def _in_store_order(
             highlight=False,
         )
     elif set(store.run_ids) == {r.run_id for r in grid.runs}:
-        order = {run_id: i for i, run_id in enumerate(store.run_ids)}
-        ordered = sorted(grid.runs, key=lambda r: order[r.run_id])
+        ordered = store.in_store_order(grid.runs)
     else:
         return grid, indices
     selected = {grid.runs[i].run_id for i in indices}

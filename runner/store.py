@@ -504,6 +504,10 @@ class RunStore:
             self.append_runs(new)
             self.root.attrs.update({"grid_yaml": grid_text})
             consolidate(self.location.zarr_store())
+        return self.in_store_order(runs)
+
+    def in_store_order(self, runs: Sequence[RunSpec]) -> list[RunSpec]:
+        """``runs`` (all held by this store) sorted by their run index here."""
         order = {run_id: i for i, run_id in enumerate(self.run_ids)}
         return sorted(runs, key=lambda r: order[r.run_id])
 
