@@ -9,7 +9,7 @@ the ordinary executors, with the runner's own progress display and reporting.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -49,6 +49,8 @@ class SearchRequest:
     batch_runs: int
     lease_ttl: float
     log_file: Path | None
+    #: ``--search-setting name=value``: fields of :class:`SearchSettings`.
+    search_settings: tuple[str, ...] = ()
 
 
 class _Stopped(Exception):
@@ -81,6 +83,34 @@ def analysis_settings(options: tuple[str, ...]) -> AnalysisSettings:
     return AnalysisSettings().replace(**changes)
 
 
+def search_settings(
+    options: tuple[str, ...], target_width: float, budget_runs: int | None
+) -> SearchSettings:
+    """``SearchSettings`` from ``--search-setting name=value`` options (values read as YAML),
+    ``--target-width`` and ``--budget-runs``."""
+    names = [f.name for f in fields(SearchSettings)]
+    changes: dict = {"target_width": target_width}
+    if budget_runs is not None:
+        changes["budget_runs"] = budget_runs
+    for option in options:
+        name, sep, value = option.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(
+                f"--search-setting {option!r}: give name=value, e.g. min_bracket_ratio=1.5"
+            )
+        if name in ("target_width", "budget_runs"):
+            flag = name.replace("_", "-")
+            raise ValueError(f"--search-setting {name}: give it as --{flag}")
+        if name not in names:
+            raise ValueError(
+                f"--search-setting {name!r} is not a search setting; one of "
+                f"{[n for n in names if n not in ('target_width', 'budget_runs')]}"
+            )
+        changes[name] = yaml.safe_load(value)
+    return SearchSettings(**changes)
+
+
 def search_command(request: SearchRequest) -> int:
     """Run the search the options ask for; return the exit code."""
     err = runner_cli.err
@@ -95,9 +125,8 @@ def search_command(request: SearchRequest) -> int:
         return 2
     try:
         grid = load_search_grid(request.grid_path)
-        settings = SearchSettings(
-            target_width=request.target_width,
-            **({} if request.budget_runs is None else {"budget_runs": request.budget_runs}),
+        settings = search_settings(
+            request.search_settings, request.target_width, request.budget_runs
         )
         analysis = analysis_settings(request.analysis)
     except (GridError, ValueError) as exc:

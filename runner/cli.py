@@ -314,6 +314,14 @@ def run(
             "e.g. --analysis eps=0.8",
         ),
     ] = None,
+    search_setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search-setting",
+            help="--search: a field of cdssearch.settings.SearchSettings as name=value "
+            "(repeatable), e.g. --search-setting min_bracket_ratio=1.5",
+        ),
+    ] = None,
 ) -> None:
     """Train every run of a grid into one Zarr run store. Re-running resumes."""
     if search is not None:
@@ -344,10 +352,14 @@ def run(
             batch_runs,
             lease_ttl,
             log_file,
+            tuple(search_setting or ()),
         )
         raise typer.Exit(search_cli.search_command(request))
-    if target_width is not None or budget_runs is not None or analysis:
-        err.print("error: --target-width, --budget-runs and --analysis apply to --search cds")
+    if target_width is not None or budget_runs is not None or analysis or search_setting:
+        err.print(
+            "error: --target-width, --budget-runs, --analysis and --search-setting apply to "
+            "--search cds"
+        )
         raise typer.Exit(2)
     try:
         grid = _load(grid_path, stop_when.value if stop_when else None)

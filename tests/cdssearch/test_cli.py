@@ -63,3 +63,46 @@ def test_search_options_without_search_are_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "apply to --search cds" in result.stderr
+
+
+def test_search_settings_from_options_name_the_field_and_the_fix():
+    import pytest
+
+    from cdssearch.cli import search_settings
+
+    settings = search_settings(
+        ("min_bracket_ratio=1.5", "noisy_bracket=top_up", "initial_seeds=3"), 0.3, 20
+    )
+    assert settings.min_bracket_ratio == 1.5 and settings.noisy_bracket == "top_up"
+    assert settings.initial_seeds == 3 and settings.target_width == 0.3
+    assert settings.budget_runs == 20
+    assert search_settings((), 0.3, None).budget_runs == 48  # the dataclass default
+    with pytest.raises(ValueError, match="'min_bracket' is not a search setting.*min_bracket_"):
+        search_settings(("min_bracket=1.5",), 0.3, None)
+    with pytest.raises(ValueError, match="give it as --budget-runs"):
+        search_settings(("budget_runs=5",), 0.3, None)
+    with pytest.raises(ValueError, match="name=value"):
+        search_settings(("min_bracket_ratio",), 0.3, None)
+    with pytest.raises(ValueError, match="noisy_bracket must be"):
+        search_settings(("noisy_bracket=sideways",), 0.3, None)
+
+
+def test_search_setting_reaches_the_recorded_search(tmp_path):
+    grid = tmp_path / "search.yaml"
+    grid.write_text(GRID)
+    out = tmp_path / "s.zarr"
+    args = [*CDS_RUN, "--grid", str(grid), "--out", str(out), "--search", "cds"]
+    args += ["--target-width", "0.01", "--budget-runs", "4", "--quiet"]
+    args += ["--search-setting", "initial_sizes=2", "--search-setting", "ceiling_runs=0"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(RunStore(str(out)).root.attrs["search_json"])
+    assert record["settings"]["initial_sizes"] == 2 and record["settings"]["ceiling_runs"] == 0
+    assert len(record["rounds"][0]["runs"]) == 4  # 2 sizes x 2 seeds
+    bad = subprocess.run(
+        [*CDS_RUN, "--grid", str(grid), "--out", str(tmp_path / "t.zarr"), "--search", "cds",
+         "--target-width", "0.1", "--search-setting", "bisection=3"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "not a search setting" in bad.stderr
+    assert not (tmp_path / "t.zarr").exists()
