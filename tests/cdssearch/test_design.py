@@ -239,3 +239,24 @@ def test_a_criterion_round_carries_the_ceiling_runs_a_bisection_does_not():
     wide = Fit(**{**fit.__dict__, "bracket": (200.0, 800.0)})  # factor 4: bisection
     step = next_step(wide, tested, settings, 100, 1600, ceiling_estimated=True, **kwargs)
     assert step.kind == "bisection" and step.ceiling == []
+
+
+def test_a_noisy_bracket_is_bisected_by_default_or_its_ends_topped_up():
+    # Runs that scatter over the whole range: the curve is estimated at the bracket (400, 800]
+    # (a factor 2, within max_bracket_ratio) but no design of one round bounds its interval.
+    sizes = np.repeat([100.0, 200.0, 400.0, 800.0], [2, 4, 4, 2])
+    values = np.array([0.02, 0.05, 0.1, 0.9, 0.2, 0.7, 0.15, 0.95, 0.35, 0.85, 0.97, 0.99])
+    fit = Fit.of(cds_curve_arrays(values, sizes, ANALYSIS, chance=0.0, ceiling=1.0))
+    assert fit.identified and fit.bracket == (400.0, 800.0) and fit.high_open
+    tested = [(int(n), s) for n, c in zip(fit.sizes, fit.counts, strict=True) for s in range(c)]
+
+    def round_with(noisy_bracket: str):
+        settings = SearchSettings(target_width=0.1, noisy_bracket=noisy_bracket)
+        return choose_round(fit, tested, settings, 100, 800, 40, sizes_per_side=1, confidence=0.9)
+
+    bisected = round_with("bisect")
+    assert bisected.pairs == [(566, 0), (566, 1)]  # round(sqrt(400 * 800))
+    topped = round_with("top_up")
+    # no new size: the end with fewer runs (800: 2) first, then the smaller end on a tie
+    assert topped.pairs == [(400, 4), (800, 2), (800, 3), (800, 4)]
+    assert "too noisy" in topped.reason and "unbounded" in topped.reason
