@@ -18,6 +18,7 @@ coverage fall as seeds were added. The local fit replaced it.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -127,7 +128,52 @@ def cds_curve(
             f"chance accuracy unknown ({thresholds.chance_source}): the curve estimate starts "
             "from 0; pass chance_accuracy (--chance-accuracy)",
         )
+    search_note = search_settings_differ(ds.attrs.get("search_json"), settings)
+    if search_note:
+        add_warning(out.attrs, search_note)
     return out
+
+
+#: The analysis settings of an adaptive search's fit (``search_json``) that shape the curve
+#: interval it stopped on.
+SEARCH_CURVE_FIELDS = ("curve_links", "curve_variance")
+
+
+def search_settings_differ(search_json: Any, settings: AnalysisSettings) -> str | None:
+    """A warning when the store was written by ``cds-run --search`` (its ``search_json``
+    attribute) and this report's curve settings differ from those its fit used: the interval
+    printed is then not the one the search stopped on. None otherwise (or unreadable)."""
+    if not isinstance(search_json, str):
+        return None
+    try:
+        used = json.loads(search_json).get("analysis", {})
+    except (ValueError, AttributeError):
+        return None
+    mine = settings.to_dict()
+    differ = []
+    for name in SEARCH_CURVE_FIELDS:
+        if name not in used:
+            continue
+        theirs, ours = used[name], mine[name]
+        if isinstance(theirs, list):
+            theirs, ours = tuple(theirs), tuple(ours)
+        if theirs != ours:
+            differ.append((name, theirs))
+    if not differ:
+        return None
+    flags = []
+    for name, value in differ:
+        option = "--" + name.replace("_", "-")
+        values = value if isinstance(value, tuple) else (value,)
+        flags.extend(f"{option} {v}" for v in values)
+    said = ", ".join(
+        f"{name}={','.join(v) if isinstance(v, tuple) else v}" for name, v in differ
+    )
+    return (
+        f"this store was trained by an adaptive search (cds-run --search) whose fit used "
+        f"{said}; this report's curve interval uses other settings, so it is not the one the "
+        f"search stopped on: pass {' '.join(flags)} to read that one"
+    )
 
 
 def cds_curve_arrays(

@@ -12,7 +12,7 @@ import xarray as xr
 
 from cdsanalysis.aggregate import aggregate_label, final_accuracy_sentence
 from cdsanalysis.cds import as_strings, json_number
-from cdsanalysis.cds_curve import cds_curve
+from cdsanalysis.cds_curve import cds_curve, search_settings_differ
 from cdsanalysis.cds_text import bracket_text, cds_summary, cds_warnings, curve_text
 from cdsanalysis.data_warnings import regime_breakdown
 from cdsanalysis.early_stops import early_stop_counts, early_stop_line, early_stop_warnings
@@ -166,6 +166,7 @@ def regimes_report(
     sizes = classify_data_sizes(runs, settings)
     # The regimes are per n_samples, whatever the CDS's size coordinate.
     grok = time_to_grok(runs, settings.replace(size_coord="n_samples"))
+    search_note = search_settings_differ(ds.attrs.get("search_json"), settings)
     # final_accuracy: already computed, so the store is read once.
     cds = cds_summary(
         cds_curve(ds, settings, final_accuracy=runs["final_test_accuracy"], thresholds=thresholds)
@@ -188,7 +189,10 @@ def regimes_report(
         "data_sizes": _sizes_rows(sizes, grok),
         "runs": _runs_rows(runs),
         WARNINGS_KEY: merge_warnings(
-            warnings_of(sizes), cds_warnings(cds), early_stop_warnings(ds, runs["regime"].values)
+            warnings_of(sizes),
+            cds_warnings(cds),
+            early_stop_warnings(ds, runs["regime"].values),
+            [search_note] if search_note else [],
         ),
     }
     return _jsonable(report)

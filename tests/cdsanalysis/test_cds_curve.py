@@ -114,3 +114,26 @@ def test_a_wider_window_fits_more_sizes():
     assert narrow.sizes["window"] == 2 and wide.sizes["window"] == 4
     assert int(wide.curve_window_runs) == 20
     assert float(wide.cds_curve_low) < float(wide.cds_curve) < float(wide.cds_curve_high)
+
+
+def test_a_search_store_read_with_other_curve_settings_says_how_to_read_the_searchs_interval():
+    import json
+
+    from cdsanalysis.cds_curve import search_settings_differ
+    from cdsanalysis.settings import AnalysisSettings
+
+    record = json.dumps(
+        {"analysis": {"curve_links": ["logit", "probit"], "curve_variance": "constant"}}
+    )
+    note = search_settings_differ(record, AnalysisSettings())
+    assert note is not None
+    assert "curve_links=logit,probit, curve_variance=constant" in note
+    assert "--curve-links logit --curve-links probit --curve-variance constant" in note
+    same = AnalysisSettings(curve_links=("logit", "probit"), curve_variance="constant")
+    assert search_settings_differ(record, same) is None
+    only_variance = AnalysisSettings(curve_links=("logit", "probit"))
+    assert "--curve-links" not in search_settings_differ(record, only_variance)
+    # not a search store, or a record this version cannot read: no warning
+    assert search_settings_differ(None, AnalysisSettings()) is None
+    assert search_settings_differ("not json", AnalysisSettings()) is None
+    assert search_settings_differ(json.dumps({"rounds": []}), AnalysisSettings()) is None

@@ -55,6 +55,27 @@ def test_cds_run_search_trains_rounds_into_one_store_and_records_them(tmp_path):
     assert set(ds["status"].values) == {"done"}
     assert record["rounds"][-1]["kind"] == "stop"
     assert record["analysis"]["eps"] == 0.5
+    # cds-analyze on the store says when its curve settings are not the search's
+    from cdsanalysis.cds_curve import cds_curve
+    from cdsanalysis.settings import AnalysisSettings
+
+    plain = cds_curve(ds, AnalysisSettings(eps=0.5, aggregate="final"))
+    assert any("adaptive search" in w for w in plain.attrs["warnings"])
+    as_searched = cds_curve(
+        ds,
+        AnalysisSettings(
+            eps=0.5,
+            aggregate="final",
+            curve_links=tuple(record["analysis"]["curve_links"]),
+            curve_variance=record["analysis"]["curve_variance"],
+        ),
+    )
+    assert not any("adaptive search" in w for w in as_searched.attrs.get("warnings", []))
+    # and so does the regimes report (its warnings are assembled on their own)
+    from cdsanalysis.report import regimes_report
+
+    report = regimes_report(ds, AnalysisSettings(eps=0.5, aggregate="final"))
+    assert any("--curve-variance constant" in w for w in report["warnings"])
 
 
 def test_search_options_without_search_are_refused(tmp_path):
