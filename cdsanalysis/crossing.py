@@ -62,7 +62,7 @@ from scipy.special import expit, logit
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from cdsanalysis.settings import CURVE_LINKS
+from cdsanalysis.settings import CURVE_LINKS, CURVE_VARIANCES
 
 #: Newton (IRLS) iterations of the window fit; the log-likelihood is concave and the window
 #: has few distinct sizes, so 100 steps reach machine precision on every fit that converges.
@@ -167,9 +167,13 @@ def link_function(link: str, p: float) -> float:
 
 
 def _inverse_link(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``F(eta)`` and its derivative ``F'(eta)``, kept inside (0, 1)."""
+    """Mean ``F(eta)`` and its derivative ``F'(eta)`` for any link of :data:`LINKS`, kept
+    inside (0, 1)."""
     tiny = 1e-12
-    if link == "probit":
+    if link == "logit":
+        mu = np.clip(expit(np.clip(eta, -30.0, 30.0)), tiny, 1.0 - tiny)
+        d = mu * (1.0 - mu)
+    elif link == "probit":
         mu, d = norm.cdf(eta), norm.pdf(eta)
     elif link == "cloglog":
         e = np.exp(np.clip(eta, -30.0, 5.0))
@@ -180,14 +184,6 @@ def _inverse_link(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     else:
         raise ValueError(f"unknown link {link!r}; one of {LINKS}")
     return np.clip(mu, tiny, 1.0 - tiny), np.maximum(d, tiny)
-
-
-def _link_derivative(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and ``dmu / deta`` for any link of :data:`LINKS`, the logit included."""
-    if link == "logit":
-        mu = np.clip(expit(np.clip(eta, -30.0, 30.0)), 1e-12, 1.0 - 1e-12)
-        return mu, mu * (1.0 - mu)
-    return _inverse_link(link, eta)
 
 
 def fit_window(
@@ -256,7 +252,7 @@ def _fit_window_scoring(
         return np.full_like(mu, variance_at * (1.0 - variance_at))
 
     for _ in range(NEWTON_STEPS):
-        mu, d = _link_derivative(link, design @ coef)
+        mu, d = _inverse_link(link, design @ coef)
         weight = d * d / var(mu)
         information = design.T @ (design * weight[:, None])
         score = design.T @ ((r - mu) * d / var(mu))
@@ -268,7 +264,7 @@ def _fit_window_scoring(
         if np.max(np.abs(step)) < NEWTON_TOLERANCE * (1.0 + np.max(np.abs(coef))):
             converged = True
             break
-    mu, d = _link_derivative(link, design @ coef)
+    mu, d = _inverse_link(link, design @ coef)
     variance = var(mu)
     df_resid = n - 2
     pearson = float(np.sum((r - mu) ** 2 / variance))
@@ -358,8 +354,8 @@ def estimate_crossing(
     """
     from cdsanalysis.cds import first_passing  # the grid rule, stated once
 
-    if variance not in ("binomial", "constant"):
-        raise ValueError(f"variance must be 'binomial' or 'constant', got {variance!r}")
+    if variance not in CURVE_VARIANCES:
+        raise ValueError(f"variance must be one of {list(CURVE_VARIANCES)}, got {variance!r}")
     if not links or links[0] != "logit" or any(link not in LINKS for link in links):
         raise ValueError(f"links must start with 'logit' and name links of {LINKS}, got {links}")
     values = np.asarray(values, dtype=np.float64)
@@ -454,7 +450,6 @@ def estimate_crossing(
             **info,
         )
     log_range = (math.log(n_min), math.log(n_max))
-
     low, high, _ = fieller_interval(fit.coef, fit.cov, target_logit, q)
     delta_low, delta_high = delta_interval(fit.coef, fit.cov, target_logit, q)
     t = (eps - chance) / (ceiling - chance)

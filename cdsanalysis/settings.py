@@ -34,10 +34,11 @@ WINDOWED = ("mean_last", "median_last")
 Smoothing = Literal["none", "ema", "gaussian"]
 SMOOTHINGS: tuple[str, ...] = get_args(Smoothing)
 
-#: Transforms of the Kaplan-Meier median's interval (statsmodels ``SurvfuncRight.quantile_ci``).
 #: The variance of a run's response in the curve estimate's window (:mod:`cdsanalysis.crossing`).
 CurveVariance = Literal["binomial", "constant"]
 CURVE_VARIANCES: tuple[str, ...] = get_args(CurveVariance)
+
+#: Transforms of the Kaplan-Meier median's interval (statsmodels ``SurvfuncRight.quantile_ci``).
 KMCIMethod = Literal["cloglog", "linear", "log", "logit", "asinsqrt"]
 KM_CI_METHODS: tuple[str, ...] = get_args(KMCIMethod)
 #: Binomial intervals of a fraction of runs (:mod:`cdsanalysis.survival`).
