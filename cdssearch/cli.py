@@ -71,15 +71,22 @@ SEARCH_CURVE_LINKS: tuple[str, ...] = CURVE_LINKS
 SEARCH_CURVE_VARIANCE = "constant"
 
 
+def _named_values(options: tuple[str, ...], flag: str, example: str) -> dict:
+    """``name=value`` options of ``flag`` as a dict (values read as YAML)."""
+    out = {}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} {option!r}: give name=value, e.g. {example}")
+        out[name.strip()] = yaml.safe_load(value)
+    return out
+
+
 def analysis_settings(options: tuple[str, ...]) -> AnalysisSettings:
     """``AnalysisSettings`` from ``--analysis name=value`` options (values read as YAML), with
     :data:`SEARCH_CURVE_LINKS` and :data:`SEARCH_CURVE_VARIANCE` unless given."""
     changes: dict = {"curve_links": SEARCH_CURVE_LINKS, "curve_variance": SEARCH_CURVE_VARIANCE}
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep:
-            raise ValueError(f"--analysis {option!r}: give name=value, e.g. eps=0.8")
-        changes[name.strip()] = yaml.safe_load(value)
+    changes.update(_named_values(options, "--analysis", "eps=0.8"))
     return AnalysisSettings().replace(**changes)
 
 
@@ -88,27 +95,17 @@ def search_settings(
 ) -> SearchSettings:
     """``SearchSettings`` from ``--search-setting name=value`` options (values read as YAML),
     ``--target-width`` and ``--budget-runs``."""
-    names = [f.name for f in fields(SearchSettings)]
-    changes: dict = {"target_width": target_width}
-    if budget_runs is not None:
-        changes["budget_runs"] = budget_runs
-    for option in options:
-        name, sep, value = option.partition("=")
-        name = name.strip()
-        if not sep:
-            raise ValueError(
-                f"--search-setting {option!r}: give name=value, e.g. min_bracket_ratio=1.5"
-            )
-        if name in ("target_width", "budget_runs"):
-            flag = name.replace("_", "-")
-            raise ValueError(f"--search-setting {name}: give it as --{flag}")
+    given = _named_values(options, "--search-setting", "min_bracket_ratio=1.5")
+    flagged = ("target_width", "budget_runs")  # options of their own
+    names = [f.name for f in fields(SearchSettings) if f.name not in flagged]
+    for name in given:
+        if name in flagged:
+            raise ValueError(f"--search-setting {name}: give it as --{name.replace('_', '-')}")
         if name not in names:
-            raise ValueError(
-                f"--search-setting {name!r} is not a search setting; one of "
-                f"{[n for n in names if n not in ('target_width', 'budget_runs')]}"
-            )
-        changes[name] = yaml.safe_load(value)
-    return SearchSettings(**changes)
+            raise ValueError(f"--search-setting {name!r} is not a search setting; one of {names}")
+    if budget_runs is not None:
+        given["budget_runs"] = budget_runs
+    return SearchSettings(target_width=target_width, **given)
 
 
 def search_command(request: SearchRequest) -> int:

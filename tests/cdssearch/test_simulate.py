@@ -17,6 +17,13 @@ N_MIN, N_MAX = 200, 5369
 REPLICATES = 40
 
 
+def _covers(fit, truth: float) -> bool:
+    """Whether the search's final interval holds ``truth`` (an open bound is unbounded)."""
+    low = 0.0 if fit.low_open else fit.low
+    high = math.inf if fit.high_open else fit.high
+    return low <= truth <= high
+
+
 def test_final_interval_covers_a_planted_probit_cds_at_least_75_percent_of_the_time():
     rng = np.random.default_rng(18)
     analysis = AnalysisSettings(
@@ -41,12 +48,9 @@ def test_final_interval_covers_a_planted_probit_cds_at_least_75_percent_of_the_t
         out = simulate_search(
             draw, N_MIN, N_MAX, settings, analysis, chance=CHANCE, ceiling=CEILING
         )
-        if not out.fit.identified:
-            continue
-        estimated += 1
-        low = 0.0 if out.fit.low_open else out.fit.low
-        high = math.inf if out.fit.high_open else out.fit.high
-        hits += low <= math.exp(log_cds) <= high
+        if out.fit.identified:
+            estimated += 1
+            hits += _covers(out.fit, math.exp(log_cds))
     assert estimated >= 0.9 * REPLICATES
     assert hits / estimated >= 0.75, (hits, estimated)
 
@@ -80,11 +84,8 @@ def test_search_defaults_cover_a_planted_cds_when_runs_grok_or_not_by_seed():
             return chance + (1 - chance) * r
 
         out = simulate_search(draw, N_MIN, N_MAX, settings, analysis, chance=chance)
-        if not out.fit.identified:
-            continue
-        estimated += 1
-        low_n = 0.0 if out.fit.low_open else out.fit.low
-        high_n = math.inf if out.fit.high_open else out.fit.high
-        hits += low_n <= math.exp(log_cds) <= high_n
+        if out.fit.identified:
+            estimated += 1
+            hits += _covers(out.fit, math.exp(log_cds))
     assert estimated >= 0.8 * REPLICATES
     assert hits / estimated >= 0.85, (hits, estimated)
