@@ -6,7 +6,10 @@ guarantees only a kernel gives (atomic ``rename``, ``flock`` released when its h
 Every other protocol (``memory://`` in tests; ``s3://`` with ``s3fs``, ``gs://`` with ``gcsfs``;
 ``local://``, a local directory reached through fsspec, which tests use for a store that several
 processes share through timed leases) goes through fsspec, where a single object write is atomic
-but there is no rename and no lock.
+but there is no rename and no lock. fsspec's own local filesystem writes a file in place, so a
+writer frozen or killed mid-write would leave a part of a chunk that readers fail to decode;
+``local://`` therefore gets :class:`ObjectLikeLocalFileSystem`, whose writes are whole as an
+object store's ``PUT`` is.
 This module does not import torch.
 """
 
@@ -19,14 +22,37 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 #: Packages that provide the filesystems users ask for most; named in the error when missing.
 _PROTOCOL_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs"}
 
-#: Filesystem options per protocol. fsspec's own local filesystem (``local://``, a directory
-#: reached through fsspec rather than as a path) makes no parent directories unless asked, and
-#: every file the runner writes lives in one.
-_FS_OPTIONS: dict[str, dict[str, Any]] = {"local": {"auto_mkdir": True}}
+
+class ObjectLikeLocalFileSystem(LocalFileSystem):
+    """fsspec's local filesystem with whole-file writes: a reader sees a file's old contents or
+    its new ones, never a part, as on the object stores ``local://`` stands in for.
+
+    Each write goes to a temporary file beside the target, then ``os.replace``. It makes parent
+    directories on write, since every file the runner writes lives in one.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**{"auto_mkdir": True, **kwargs})
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        if mode == "create" and self.exists(path):
+            raise FileExistsError(path)
+        self.makedirs(self._parent(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(value)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 class LocationError(ValueError):
@@ -77,9 +103,12 @@ class StoreLocation:
             return self.root
         from zarr.storage import FsspecStore
 
-        return FsspecStore.from_url(
-            self.url(), storage_options=_FS_OPTIONS.get(self.protocol), read_only=read_only
-        )
+        if self.protocol == "local":  # zarr's from_url would build fsspec's in-place writer
+            from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+            fs = AsyncFileSystemWrapper(ObjectLikeLocalFileSystem(), asynchronous=True)
+            return FsspecStore(fs=fs, path=self.root, read_only=read_only)
+        return FsspecStore.from_url(self.url(), read_only=read_only)
 
     def url(self, *parts: str) -> str:
         """Full URL (or local path) of ``parts`` under the store root."""
@@ -108,7 +137,7 @@ class StoreLocation:
         """Write a file so that a reader sees either its old or its new contents, never a part.
 
         Locally: a temporary file beside it, then ``os.replace``. On object stores one ``PUT``
-        is already atomic; fsspec backends that are not object stores get a write then a move.
+        is already atomic (as is ``local://``'s write); other fsspec backends get a write then a move.
         """
         path = self.join(*parts)
         tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -121,7 +150,7 @@ class StoreLocation:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
-        elif self.protocol in ("memory", "s3", "s3a", "gs", "gcs", "az", "abfs"):
+        elif self.protocol in ("memory", "local", "s3", "s3a", "gs", "gcs", "az", "abfs"):
             self._fs.pipe_file(path, data)
         else:
             self._fs.pipe_file(tmp, data)
@@ -153,7 +182,11 @@ def parse_location(text: str | os.PathLike) -> StoreLocation:
     if protocol == "file":
         return StoreLocation(text, str(Path(rest)), "file")
     try:
-        fs, root = fsspec.core.url_to_fs(text, **_FS_OPTIONS.get(protocol, {}))
+        if protocol == "local":
+            fs = ObjectLikeLocalFileSystem()
+            root = fs._strip_protocol(text)
+        else:
+            fs, root = fsspec.core.url_to_fs(text)
     except ImportError as exc:
         package = _PROTOCOL_PACKAGES.get(protocol, f"the fsspec backend for {protocol}://")
         raise LocationError(

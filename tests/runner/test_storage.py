@@ -70,3 +70,44 @@ def test_unusable_urls_are_named_with_the_fix():
         parse_location("nosuch://bucket/x.zarr")
     with pytest.raises(LocationError, match="names no path"):
         parse_location("memory://")
+
+
+#: A writer that rewrites one uncompressed 16 MB chunk of a local:// store, all 1.0 then all 2.0,
+#: until it is killed: most of its time goes to writing the chunk's file.
+_REWRITER = """
+import sys, numpy as np, zarr
+from runner.storage import parse_location
+array = zarr.open_group(parse_location(sys.argv[1]).zarr_store(), mode="r+")["x"]
+print("ready", flush=True)
+value = 1.0
+while True:
+    array[:] = np.full(array.shape, value)
+    value = 3.0 - value
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_local_url_chunk_whole(tmp_path):
+    # A run frozen or killed while it writes a chunk must not leave a part of it behind: a
+    # reader (the lease takeover's first holder) failed to decode one. Kill -9 a writer that
+    # rewrites a chunk in a loop at several moments; each time the chunk reads as one whole value.
+    import subprocess
+    import sys
+    import time
+
+    import zarr
+
+    url = f"local://{tmp_path / 's.zarr'}"
+    group = zarr.open_group(parse_location(url).zarr_store(), mode="w")
+    n_values = 2_000_000  # 16 MB of float64 in one chunk
+    group.create_array("x", shape=(n_values,), chunks=(n_values,), dtype="f8", compressors=None)
+    group["x"][:] = np.full(n_values, 2.0)
+    for wait_s in (0.3, 0.55, 0.8, 1.05):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _REWRITER, url], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout.readline().strip() == "ready"
+        time.sleep(wait_s)
+        writer.kill()
+        writer.wait()
+        values = zarr.open_group(parse_location(url).zarr_store(read_only=True), mode="r")["x"][:]
+        assert np.unique(values).tolist() in ([1.0], [2.0]), f"killed after {wait_s} s"
