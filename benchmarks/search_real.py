@@ -1,7 +1,8 @@
 """The adaptive CDS search against the full grid on real, trained stores (issue 18).
 
     python -m benchmarks.search_real --grid GRID.zarr --search SEARCH.zarr \\
-        [--search-early SEARCH_EARLY.zarr] [--analysis name=value ...] [--json PATH]
+        [--search-early SEARCH_EARLY.zarr] [--analysis name=value ...] [--seed-ladder]
+        [--json PATH]
 
 Reads finished run stores (``cdsanalysis`` only: nothing is trained or imported from the runner)
 and reports, for the full grid, the search (``cds-run --search cds``) and optionally a search
@@ -14,7 +15,12 @@ whose runs stopped early (``stop_when: decided``), what each cost and what it es
 - **CDS**: the curve estimate (:func:`cdsanalysis.cds_curve.cds_curve`) with its interval and
   relative width ``(high - low) / estimate`` (none when the interval is open or the estimate
   censored), the runs behind it and those of its window;
-- **ratios** search / grid of runs done and of steps.
+- **ratios** search / grid of runs done and of steps;
+- **the seed ladder** (``--seed-ladder``): the grid read on its first ``k`` seeds for every ``k``
+  (every size, seeds sorted), each a full grid of its own, and the smallest of them whose
+  interval is closed and at most as wide as the search's (the *equal-width grid*), with the
+  search's ratios to it. This is the comparison the goals name (the full grid that reaches the
+  same width) when the grid was trained with more seeds than it needs.
 
 Every store is analysed with the settings the search stopped on: the ``analysis`` entry of the
 search store's ``search_json`` record (written by :mod:`cdssearch.search`; by default the hull of
@@ -87,9 +93,12 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def store_summary(location: str, analysis: AnalysisSettings) -> dict[str, Any]:
-    """What one store cost (runs, steps) and what it estimates (CDS, interval, width)."""
-    ds = open_runs(location)
+def store_summary(
+    location: str, analysis: AnalysisSettings, ds: xr.Dataset | None = None
+) -> dict[str, Any]:
+    """What one store cost (runs, steps) and what it estimates (CDS, interval, width); ``ds``
+    gives a part of the store's runs instead of all of them."""
+    ds = open_runs(location) if ds is None else ds
     status = as_strings(ds["status"].values)
     reasons = stop_reasons(ds)
     done = status == "done"
@@ -117,10 +126,35 @@ def store_summary(location: str, analysis: AnalysisSettings) -> dict[str, Any]:
     }
 
 
+def seed_ladder(location: str, analysis: AnalysisSettings) -> list[dict[str, Any]]:
+    """The grid read on its first ``k`` seeds (sorted), for ``k`` = 1 .. all of them."""
+    ds = open_runs(location)
+    seeds = np.unique(ds["seed"].values)
+    return [
+        {"seeds": k, **store_summary(location, analysis, ds.isel(run=ds["seed"].isin(seeds[:k])))}
+        for k in range(1, len(seeds) + 1)
+    ]
+
+
+def equal_width_grid(ladder: list[dict[str, Any]], width: float | None) -> dict[str, Any] | None:
+    """The ladder's smallest grid with a closed interval at most ``width`` wide (None if none)."""
+    if width is None:
+        return None
+    for rung in ladder:
+        if rung.get("relative_width") is not None and rung["relative_width"] <= width:
+            return rung
+    return None
+
+
 def compare(
-    grid: str, search: str, search_early: str | None = None, overrides: list[str] | None = None
+    grid: str,
+    search: str,
+    search_early: str | None = None,
+    overrides: list[str] | None = None,
+    ladder: bool = False,
 ) -> dict[str, Any]:
-    """The comparison of the stores (JSON-ready): settings, per store, ratios, warnings."""
+    """The comparison of the stores (JSON-ready): settings, per store, ratios, warnings, and
+    with ``ladder`` the seed ladder and each search's ratios to its equal-width grid."""
     record = search_record(search)
     analysis = analysis_settings(record, overrides or [])
     locations = {"grid": grid, "search": search, "search_early": search_early}
@@ -139,13 +173,36 @@ def compare(
         if name != "grid"
     }
     stop = [r for r in record.get("rounds", []) if r.get("kind") == "stop"]
-    return {
+    result = {
         "analysis": analysis.to_dict(),
         "search_stop": stop[-1]["reason"] if stop else None,
         "stores": stores,
         "ratios": ratios,
         "warnings": warnings(stores, bool(stop)),
     }
+    if ladder:
+        rungs = seed_ladder(grid, analysis)
+        result["seed_ladder"] = rungs
+        result["equal_width"] = {}
+        for name, s in stores.items():
+            if name == "grid":
+                continue
+            match = equal_width_grid(rungs, s.get("relative_width"))
+            result["equal_width"][name] = (
+                None
+                if match is None
+                else {
+                    "seeds": match["seeds"],
+                    "runs_done": s["runs_done"] / match["runs_done"],
+                    "steps": s["steps"] / match["steps"],
+                }
+            )
+            if match is None:
+                result["warnings"].append(
+                    f"no grid of the ladder reaches the {name}'s width "
+                    f"({_width(s.get('relative_width'))})"
+                )
+    return result
 
 
 def warnings(stores: dict[str, dict[str, Any]], search_finished: bool) -> list[str]:
@@ -190,17 +247,7 @@ def render(result: dict[str, Any]) -> str:
         s = result["stores"].get(name)
         if s is None:
             continue
-        ratio = result["ratios"].get(name, {"runs_done": 1.0, "steps": 1.0})
-        interval = (
-            f"[{'<' if s.get('low_open') else ''}{_number(s.get('low'))}, "
-            f"{_number(s.get('high'))}{'+' if s.get('high_open') else ''}]"
-        )
-        shares = [_share(ratio["runs_done"]), _share(ratio["steps"])]
-        lines.append(
-            f"{name:<13} {s['runs_done']:>5} {s['runs_not_done']:>10} {s['steps']:>12,} "
-            f"{_number(s['estimate']):>8} {interval:>20} "
-            f"{_width(s.get('relative_width')):>10} {shares[0]:>9} {shares[1]:>10}"
-        )
+        lines.append(_row(name, s, result["ratios"].get(name, {"runs_done": 1.0, "steps": 1.0})))
     settings = result["analysis"]
     lines.append(
         f"analysis: eps {settings['eps']}, aggregate {settings['aggregate']}, curve_links "
@@ -208,8 +255,31 @@ def render(result: dict[str, Any]) -> str:
     )
     if result["search_stop"]:
         lines.append(f"search stopped: {result['search_stop']}")
+    if "seed_ladder" in result:
+        lines.extend(["", "seed ladder (the grid on its first k seeds):", head, "-" * len(head)])
+        for rung in result["seed_ladder"]:
+            lines.append(_row(f"grid k={rung['seeds']}", rung, None))
+        for name, match in result["equal_width"].items():
+            if match is not None:
+                lines.append(
+                    f"{name} / equal-width grid (k={match['seeds']}): runs "
+                    f"{_share(match['runs_done'])}, steps {_share(match['steps'])}"
+                )
     lines.extend(f"warning: {w}" for w in result["warnings"])
     return "\n".join(lines)
+
+
+def _row(name: str, s: dict[str, Any], ratio: dict[str, float | None] | None) -> str:
+    interval = (
+        f"[{'<' if s.get('low_open') else ''}{_number(s.get('low'))}, "
+        f"{_number(s.get('high'))}{'+' if s.get('high_open') else ''}]"
+    )
+    shares = ["", ""] if ratio is None else [_share(ratio["runs_done"]), _share(ratio["steps"])]
+    return (
+        f"{name:<13} {s['runs_done']:>5} {s['runs_not_done']:>10} {s['steps']:>12,} "
+        f"{_number(s.get('estimate')):>8} {interval:>20} "
+        f"{_width(s.get('relative_width')):>10} {shares[0]:>9} {shares[1]:>10}"
+    )
 
 
 def _share(value: float | None) -> str:
@@ -230,10 +300,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="NAME=VALUE",
         help="override a setting of the search's recorded analysis (repeatable)",
     )
+    parser.add_argument(
+        "--seed-ladder",
+        action="store_true",
+        help="also read the grid on its first k seeds, each k, and compare at equal width",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     args = parser.parse_args(argv)
     try:
-        result = compare(args.grid, args.search, args.search_early, args.analysis)
+        result = compare(
+            args.grid, args.search, args.search_early, args.analysis, ladder=args.seed_ladder
+        )
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
     print(render(result))

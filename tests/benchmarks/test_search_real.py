@@ -140,3 +140,34 @@ def test_cli_prints_the_table_and_writes_json(stores, tmp_path, capsys):
 def test_a_store_without_a_search_record_is_refused(stores):
     with pytest.raises(ValueError, match="no search_json attribute"):
         compare(stores["grid"], stores["grid"])
+
+
+def test_the_seed_ladder_reads_the_grid_on_its_first_k_seeds(stores, tmp_path, capsys):
+    result = compare(stores["grid"], stores["search"], ladder=True)
+    ladder = result["seed_ladder"]
+    assert [rung["seeds"] for rung in ladder] == [1, 2, 3, 4]
+    # k seeds x 5 sizes; seed 0's run at n = 100 diverged at step 7 (not done, its steps counted)
+    assert [(r["runs_done"], r["runs_not_done"], r["steps"]) for r in ladder] == [
+        (4, 1, 87), (9, 1, 187), (14, 1, 287), (19, 1, 387)
+    ]  # fmt: skip
+    # the rung of two seeds is what a grid trained with seeds 0 and 1 alone estimates
+    _store(tmp_path / "two.zarr", "grid", "[100, 200, 400, 800, 1600]", "[0, 1]", _grid_run)
+    alone = compare(str(tmp_path / "two.zarr"), stores["search"])["stores"]["grid"]
+    for key in ("estimate", "low", "high", "relative_width", "n_runs"):
+        assert ladder[1][key] == alone[key], key
+    # the equal-width grid: the fewest seeds whose closed interval is no wider than the search's
+    width = result["stores"]["search"]["relative_width"]
+    fits = [
+        r["seeds"]
+        for r in ladder
+        if r["relative_width"] is not None and r["relative_width"] <= width
+    ]
+    match = result["equal_width"]["search"]
+    if fits:
+        assert match["seeds"] == fits[0]
+        assert match["runs_done"] == pytest.approx(10 / ladder[fits[0] - 1]["runs_done"])
+    else:
+        assert match is None and any("no grid of the ladder" in w for w in result["warnings"])
+    main(["--grid", stores["grid"], "--search", stores["search"], "--seed-ladder"])
+    printed = capsys.readouterr().out
+    assert "seed ladder" in printed and "grid k=4" in printed
