@@ -27,7 +27,7 @@ from cdsanalysis.store import open_runs
 from cdssearch.design import Decision, Fit, Stop, initial_pairs, next_step
 from cdssearch.settings import SearchSettings
 from cdssearch.space import SearchGrid
-from runner.store import RunStore, StoreError
+from runner.store import RunStore, StoreError, recover_interrupted_append
 
 #: Store attribute holding the search record (schemas/run_store_v1.json).
 RECORD_ATTRIBUTE = "search_json"
@@ -73,6 +73,7 @@ def open_search_store(grid: SearchGrid, location: str, settings: SearchSettings)
     """The search's store: created with the initial design's runs, or opened when this grid
     wrote it (its ``grid_yaml`` must be this grid's text)."""
     try:
+        recover_interrupted_append(location)  # a kill between rounds, while runs were added
         store = RunStore(location)
     except StoreError:  # nothing there yet
         store = None

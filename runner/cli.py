@@ -33,7 +33,7 @@ from runner.progress import (
 from runner.spec import StoreSettings
 from runner.stopping import StopRequest, graceful_stop
 from runner.storage import LocationError, StoreLocation, parse_location
-from runner.store import RunStore, StoreError
+from runner.store import RunStore, StoreError, recover_interrupted_append
 from runner.worker import Job, RunOutcome, this_process
 from schemas import run_names
 
@@ -400,6 +400,8 @@ def run(
         raise typer.Exit(2) from None
     try:
         if _store_exists(location):
+            if recover_interrupted_append(location) is not None:
+                err.print(f"{location.text}: rolled back an append of runs that was interrupted")
             grid, indices = _in_store_order(location, grid, indices, extend)
         store = RunStore.create_or_open(location, grid.runs, grid.settings, grid.text)
     except StoreError as exc:

@@ -137,7 +137,8 @@ class StoreLocation:
         """Write a file so that a reader sees either its old or its new contents, never a part.
 
         Locally: a temporary file beside it, then ``os.replace``. On object stores one ``PUT``
-        is already atomic (as is ``local://``'s write); other fsspec backends get a write then a move.
+        is already atomic (as is ``local://``'s write); other fsspec backends get a write then
+        a move.
         """
         path = self.join(*parts)
         tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"

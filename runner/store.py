@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -35,7 +37,7 @@ import zarr
 
 import schemas
 from runner import migrate
-from runner.leases import DEFAULT_LEASE_TTL, FlockLease, Lease, TimedLease
+from runner.leases import DEFAULT_LEASE_TTL, FlockLease, Lease, TimedLease, holder_id
 from runner.run_identity import LEGACY_RUN_ID_SCHEME, RUN_ID_SCHEME, SCHEME_ATTRIBUTE
 from runner.spec import PARAM_GROUPS, RunSpec, StoreSettings
 from runner.storage import LocationError, StoreLocation, parse_location
@@ -401,6 +403,7 @@ class RunStore:
                 _upload_new_store(loc, runs, settings, grid_text, id_scheme)
         elif not loc.is_local:
             _wait_for_upload(loc)
+        recover_interrupted_append(loc)
         _validate_existing(loc)
         migration = None
         if id_scheme == RUN_ID_SCHEME:
@@ -545,7 +548,9 @@ class RunStore:
         already in the store (same id) are not added again; their existing indices are
         returned. The runs must fit the store's layout (at most its steps). Only one process
         may append at a time, and none may train meanwhile (the search appends between rounds):
-        the configuration chunks span several runs.
+        the configuration chunks span several runs. The append is journalled
+        (``schemas.APPEND_JOURNAL``): one killed midway is rolled back by
+        :func:`recover_interrupted_append` when a writer next opens the store.
         """
         index = {run_id: i for i, run_id in enumerate(self.run_ids)}
         new = list({r.run_id: r for r in runs if r.run_id not in index}.values())
@@ -556,7 +561,11 @@ class RunStore:
                 f"{self.n_steps}; keep 'steps' as it was when the store was created"
             )
         if new:
+            journal = json.dumps({"runs_before": len(self.run_ids), "holder": holder_id()})
+            journal = journal.encode()
+            self.location.write_bytes(journal, *schemas.APPEND_JOURNAL.split("/"))
             self._append(new)
+            self.location.remove(*schemas.APPEND_JOURNAL.split("/"))
         index = {run_id: i for i, run_id in enumerate(self.run_ids)}
         return [index[r.run_id] for r in runs]
 
@@ -746,6 +755,59 @@ def _differences(stored: Any, now: Any, path: str = "") -> list[str]:
             for d in _differences(stored.get(k), now.get(k), f"{path}.{k}" if path else k)
         ]
     return [] if stored == now else [f"{path} = {stored!r} (now {now!r})"]
+
+
+def recover_interrupted_append(location: str | os.PathLike | StoreLocation) -> int | None:
+    """Roll back an append of runs that was killed midway; return the runs kept (None when no
+    append was interrupted).
+
+    The journal (``schemas.APPEND_JOURNAL``) holds the run count before the append. Arrays along
+    ``run`` grow one by one (``run`` last), so a kill leaves some grown and some not, or ``run``
+    grown with empty ids; every one is shrunk back to that count. The appended runs had not
+    started (training waits for the append), so nothing measured is dropped; the writer that
+    was appending adds them again when it goes on.
+
+    Raises
+    ------
+    StoreError
+        When the journal's writer (``host:pid:tag``) is a live process of this host: it is
+        appending now, not interrupted. A writer on another host cannot be checked; appends
+        hold the store alone (the search between rounds, ``--extend``), so it is taken as gone.
+    """
+    loc = location if isinstance(location, StoreLocation) else _parse(location)
+    parts = schemas.APPEND_JOURNAL.split("/")
+    journal = loc.read_bytes(*parts)
+    if journal is None:
+        return None
+    record = json.loads(journal)
+    host, _, rest = str(record.get("holder", "")).partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
+        raise StoreError(
+            f"{loc.text}: process {pid} is adding runs to this store now "
+            f"({schemas.APPEND_JOURNAL}); wait for it to finish, then run this command again"
+        )
+    runs_before = int(record["runs_before"])
+    root = zarr.open_group(loc.zarr_store(), mode="r+", zarr_format=3, use_consolidated=False)
+    for _, array in root.arrays():
+        names = tuple(array.metadata.dimension_names or ())
+        if names[:1] == ("run",) and array.shape[0] != runs_before:
+            array.resize((runs_before, *array.shape[1:]))
+    consolidate(loc.zarr_store())
+    loc.remove(*parts)
+    return runs_before
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process's own journal can only be left from an earlier failure
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _parse(location: str | os.PathLike) -> StoreLocation:

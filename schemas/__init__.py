@@ -15,6 +15,13 @@ SCHEMA_NAME = "cds-run-store"
 CURRENT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
+#: The journal of an append of runs in progress (``cds-run --search`` between rounds,
+#: ``--extend``), relative to the store's root: JSON ``{"runs_before": N}``, written before the
+#: first array grows and removed once every array has. Found by a later writer, it means the
+#: append was interrupted: the writer shrinks every array along ``run`` back to ``N`` runs (the
+#: appended runs had not started) and goes on. Readers refuse such a store and say so.
+APPEND_JOURNAL = "_state/append.json"
+
 # Attributes of variables copied from the schema into the store (and checked on open).
 STRING_DTYPE = "str"
 

@@ -73,6 +73,15 @@ def _open_group(location: str) -> zarr.Group:
     return group
 
 
+def _append_interrupted(group: zarr.Group) -> bool:
+    from zarr.core.sync import sync
+
+    try:
+        return bool(sync(group.store.exists(schemas.APPEND_JOURNAL)))
+    except Exception:  # a store that cannot say: the array checks speak for it
+        return False
+
+
 def _dtype_ok(actual: np.dtype, expected: str) -> bool:
     if expected == schemas.STRING_DTYPE:
         return actual.kind in _STRING_KINDS
@@ -338,6 +347,16 @@ def _validate(
             [
                 f"attribute 'schema_version' is {version!r}; this cdsanalysis reads versions "
                 f"{list(schemas.SUPPORTED_VERSIONS)} (upgrade cds, or rewrite the store)"
+            ],
+        )
+    if _append_interrupted(group):
+        raise StoreValidationError(
+            location,
+            [
+                f"an append of runs to this store was interrupted ({schemas.APPEND_JOURNAL} is "
+                "there), so its arrays disagree on the number of runs: re-run the cds-run command "
+                "that was adding runs (cds-run --search, or --extend); it rolls the unfinished "
+                "append back and goes on, and no trained step is lost"
             ],
         )
     schema = schemas.load_schema(version)

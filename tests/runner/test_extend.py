@@ -88,3 +88,55 @@ def test_extend_is_not_for_a_search(tmp_path, run_cli):
         "--target-width", "0.5", "--extend", check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "a search continues by itself" in result.stderr
+
+
+#: cds-run in its own process, killed (SIGKILL, no clean-up) at one point of the append of runs:
+#: just before the first array grows, or just after the array named ``argv[1]`` has grown.
+_KILLED_MID_APPEND = """
+import os, signal, sys
+import zarr
+after = sys.argv.pop(1)
+resize = zarr.Array.resize
+def resize_then_die(self, *args, **kwargs):
+    if after == "-":
+        os.kill(os.getpid(), signal.SIGKILL)
+    resize(self, *args, **kwargs)
+    if self.basename == after:
+        os.kill(os.getpid(), signal.SIGKILL)
+zarr.Array.resize = resize_then_die
+from runner.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("killed_after", ["-", "status", "run"])
+def test_an_extend_killed_mid_append_is_rolled_back_and_completed(tmp_path, run_cli, killed_after):
+    # "-": the journal written, nothing grown; "status": some arrays grown, others not; "run":
+    # every array grown, the run ids not yet written.
+    import subprocess
+    import sys
+
+    from cdsanalysis.validate import StoreValidationError
+
+    store = tmp_path / "runs.zarr"
+    first = _grid(tmp_path, "first.yaml", "[20, 40]", "[0]")
+    run_cli("--grid", str(first), "--out", str(store), "--quiet")
+    before = open_runs(store)
+    trained = {name: before[name].values.copy() for name in ("train_loss", "test_accuracy")}
+
+    wider = _grid(tmp_path, "wider.yaml", "[20, 30, 40]", "[0]")
+    args = ["--grid", str(wider), "--out", str(store), "--extend", "--quiet"]
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_APPEND, killed_after, *args], capture_output=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    with pytest.raises(StoreValidationError, match="append of runs to this store was interrupted"):
+        open_runs(store)
+
+    run_cli(*args)  # the same command again: rolls the append back, then adds and trains
+    validate_store(store, deep=True)
+    after = open_runs(store)
+    assert after.sizes["run"] == 3 and set(after.status.values) == {"done"}
+    assert not (store / "_state" / "append.json").exists()
+    for name, values in trained.items():  # what was trained before stays as it was
+        np.testing.assert_array_equal(after[name].values[:2], values, err_msg=name)

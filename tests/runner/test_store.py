@@ -230,3 +230,29 @@ def test_appended_runs_grow_every_run_variable_and_train_in_a_process_that_cache
     assert ds["status"].values.tolist() == ["done", "done"]
     assert ds["run"].values.tolist() == [r.run_id for r in large.runs]
     assert np.isfinite(ds["test_accuracy"].isel(run=1, step=-1).values)
+
+
+def test_an_append_journal_of_a_live_process_is_not_rolled_back(pristine, tmp_path):
+    # The journal's writer is alive on this host: it is appending now, not interrupted.
+    import socket
+    import subprocess
+
+    from runner.store import recover_interrupted_append
+
+    store = tmp_path / "s.zarr"
+    shutil.copytree(pristine[0], store)
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        journal = {"runs_before": 1, "holder": f"{socket.gethostname()}:{live.pid}:abc123"}
+        (store / "_state" / "append.json").write_text(json.dumps(journal))
+        before = _snapshot(store)
+        with pytest.raises(StoreError, match=f"process {live.pid} is adding runs"):
+            recover_interrupted_append(store)
+        assert _snapshot(store) == before
+    finally:
+        live.kill()
+        live.wait()
+    # once its writer is gone the append counts as interrupted: every array back to 1 run
+    assert recover_interrupted_append(store) == 1
+    assert zarr.open_group(str(store), mode="r")["status"].shape == (1,)
+    assert not (store / "_state" / "append.json").exists()
