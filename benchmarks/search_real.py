@@ -17,10 +17,11 @@ whose runs stopped early (``stop_when: decided``), what each cost and what it es
   censored), the runs behind it and those of its window;
 - **ratios** search / grid of runs done and of steps;
 - **the seed ladder** (``--seed-ladder``): the grid read on its first ``k`` seeds for every ``k``
-  (every size, seeds sorted), each a full grid of its own, and the smallest of them whose
-  interval is closed and at most as wide as the search's (the *equal-width grid*), with the
-  search's ratios to it. This is the comparison the goals name (the full grid that reaches the
-  same width) when the grid was trained with more seeds than it needs.
+  (every size, seeds sorted), each a full grid of its own, and the smallest ``k`` from which on
+  every rung's interval is closed and at most as wide as the search's (the *equal-width grid*;
+  :func:`equal_width_grid`), with the search's ratios to it. This is the comparison the goals
+  name (the full grid that reaches the same width) when the grid was trained with more seeds
+  than it needs.
 
 Every store is analysed with the settings the search stopped on: the ``analysis`` entry of the
 search store's ``search_json`` record (written by :mod:`cdssearch.search`; by default the hull of
@@ -137,13 +138,21 @@ def seed_ladder(location: str, analysis: AnalysisSettings) -> list[dict[str, Any
 
 
 def equal_width_grid(ladder: list[dict[str, Any]], width: float | None) -> dict[str, Any] | None:
-    """The ladder's smallest grid with a closed interval at most ``width`` wide (None if none)."""
+    """The ladder's smallest grid from which on every rung has a closed interval at most
+    ``width`` wide (None if the full grid does not).
+
+    From which on, not the first that does: a grid of few seeds is now and then narrow by
+    luck (two seeds that happen to agree), and a grid one seed larger then is open again; the
+    comparison is with the grid that reaches the width and keeps it as seeds are added.
+    """
     if width is None:
         return None
-    for rung in ladder:
-        if rung.get("relative_width") is not None and rung["relative_width"] <= width:
-            return rung
-    return None
+    match = None
+    for rung in reversed(ladder):
+        if rung.get("relative_width") is None or rung["relative_width"] > width:
+            break
+        match = rung
+    return match
 
 
 def compare(
