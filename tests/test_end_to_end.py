@@ -106,7 +106,7 @@ EXPECTED_RUNS = {
     "natural_instructions.yaml": 18,
     "text_regimes.yaml": 27,
     # keys are paths under examples/; REPRODUCTION.md gives these counts
-    "reproduce/fig1_modular.yaml": 27,
+    "reproduce/fig1_modular.yaml": 90,
     "reproduce/fig1_p113_gpu.yaml": 30,
     "reproduce/modelwise_modular.yaml": 40,
     "reproduce/modelwise_text.yaml": 40,
