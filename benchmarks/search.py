@@ -94,6 +94,12 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
         {"curve_links": ALL_LINKS, "curve_variance": "constant"},
         {"noisy_bracket": "top_up"},
     ),
+    # (h) the constant variance over a window of two sizes per side (the real Fig. 1 grid's
+    # interval closes only with it: its upper bracketing size sits just above eps)
+    "links-constant-window2": (
+        {"curve_links": ALL_LINKS, "curve_variance": "constant", "curve_sizes_per_side": 2},
+        {},
+    ),
 }
 
 

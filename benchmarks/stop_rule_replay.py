@@ -57,8 +57,8 @@ def replay_run(
     rule: StopWhen, test: np.ndarray, train: np.ndarray, steps: int, flush_every: int
 ) -> tuple[str, int]:
     """``(reason, step)`` the runner would have stopped this run at ('' and ``steps`` when
-    undecided at its end)."""
-    for last in range(flush_every, steps + 1, flush_every):
+    undecided at its end; the last step is no decision point, as in the runner)."""
+    for last in range(flush_every, steps, flush_every):
         reason = decide(rule, last, test, train)
         if reason:
             return reason, last

@@ -34,10 +34,18 @@ GENERALISED_REGIMES = ("sufficiency", "surplus")
 
 
 def stop_reasons(ds: xr.Dataset) -> np.ndarray:
-    """Each run's ``stop_reason`` as text ('' for every run of a store written before it)."""
+    """Each run's ``stop_reason`` as text ('' for every run of a store written before it).
+
+    A run recorded ``generalised`` or ``insufficient_flat`` at its last planned step (runners
+    before 2026-12-04 checked the rule at the final flush too) did not stop early: it reads as
+    ``budget``, as the runner now records it."""
     if "stop_reason" not in ds.coords and "stop_reason" not in ds:
         return np.full(ds.sizes["run"], "", dtype=object)
-    return as_strings(ds["stop_reason"].values)
+    reasons = as_strings(ds["stop_reason"].values).astype(object)
+    if "stop_step" in ds.variables and "steps_planned" in ds.variables:
+        at_end = np.asarray(ds["stop_step"].values) >= np.asarray(ds["steps_planned"].values)
+        reasons[at_end & np.isin(reasons, (GENERALISED, INSUFFICIENT_FLAT))] = BUDGET
+    return reasons
 
 
 def early_stop_counts(ds: xr.Dataset) -> dict[str, int]:

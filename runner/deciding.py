@@ -147,6 +147,10 @@ class OutcomeWatch:
             )
 
     def decide(self, last_step: int) -> str:
+        """The rule after ``last_step`` steps; '' at the run's last planned step, which ends the
+        run anyway: it is recorded ``budget`` (it ran every planned step), never as a stop."""
+        if last_step >= len(self.test):
+            return NOT_STOPPED
         return decide(self.rule, last_step, self.test, self.memorised)
 
 

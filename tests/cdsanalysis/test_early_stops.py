@@ -110,3 +110,15 @@ def test_old_stores_without_stop_reason_load(tmp_path, curves):
     report = regimes_report(ds, n_resamples=200)
     assert "Early stopping" not in render_regimes_table(report)
     assert not any("stopped early" in w for w in report["warnings"])
+
+
+def test_an_early_reason_at_the_last_planned_step_reads_as_budget(tmp_path, curves):
+    # Runners before 2026-12-04 checked the rule at the final flush too and could record
+    # 'generalised' at stop_step = steps_planned: such a run did not stop early.
+    mem = curves.jump(STEPS, 5, 0.1, 1.0)
+    runs = {
+        (100, 0): _planted(curves, STEPS, mem, curves.jump(STEPS, 301, 0.05, 0.97), "generalised"),
+        (100, 1): _planted(curves, 200, mem[:200], curves.jump(200, 90, 0.5, 0.97), "generalised"),
+    }
+    ds = open_runs(str(write_store(tmp_path / "last.zarr", runs, STEPS)))
+    assert early_stop_counts(ds) == {"budget": 1, "generalised": 1}

@@ -196,3 +196,16 @@ def test_one_run_of_a_batched_group_stops_while_the_other_trains_on(tmp_path, ex
     assert state["steps_done"][0] < 80 and state["steps_done"][1] == 80
     assert list(state["stop_step"]) == list(state["steps_done"])
     validate_store(str(out), deep=True)
+
+
+def test_the_last_planned_step_is_no_decision_point():
+    # A run whose rule first holds at its last flush ran every step: the watch leaves it to the
+    # end of training, which records 'budget', never an early stop at stop_step = steps.
+    from runner.deciding import watch_for
+
+    text = "task: {p: 11}\nn_samples: 20\nsteps: 200\n"
+    spec = parse_grid(text + "stop_when: {window_steps: 50, window_fraction: 0.0}\n").runs[0]
+    watch = watch_for(spec)
+    watch.add(1, {"test_accuracy": np.full(200, 0.99), "train_accuracy": np.ones(200)})
+    assert watch.decide(199) == "generalised"
+    assert watch.decide(200) == ""
