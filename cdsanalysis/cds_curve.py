@@ -136,7 +136,7 @@ def cds_curve(
 
 #: The analysis settings of an adaptive search's fit (``search_json``) that shape the curve
 #: interval it stopped on.
-SEARCH_CURVE_FIELDS = ("curve_links", "curve_variance")
+SEARCH_CURVE_FIELDS = ("curve_links", "curve_variance", "curve_sizes_per_side")
 
 
 def search_settings_differ(search_json: Any, settings: AnalysisSettings) -> str | None:

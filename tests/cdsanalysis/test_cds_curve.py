@@ -133,6 +133,11 @@ def test_a_search_store_read_with_other_curve_settings_says_how_to_read_the_sear
     assert search_settings_differ(record, same) is None
     only_variance = AnalysisSettings(curve_links=("logit", "probit"))
     assert "--curve-links" not in search_settings_differ(record, only_variance)
+    # the fit's window too (a search run with --analysis curve_sizes_per_side=2)
+    window = json.dumps({"analysis": {"curve_links": ["logit"], "curve_sizes_per_side": 2}})
+    assert "curve_sizes_per_side=2; " in search_settings_differ(window, AnalysisSettings())
+    assert "pass --curve-sizes-per-side 2 to" in search_settings_differ(window, AnalysisSettings())
+    assert search_settings_differ(window, AnalysisSettings(curve_sizes_per_side=2)) is None
     # not a search store, or a record this version cannot read: no warning
     assert search_settings_differ(None, AnalysisSettings()) is None
     assert search_settings_differ("not json", AnalysisSettings()) is None
