@@ -105,10 +105,13 @@ def _assert_same_runs(a: RunStore, b: RunStore, indices) -> None:
         for key, entry in theirs["optimizer"]["state"].items():
             for name, value in entry.items():
                 # Moments hold raw gradients, whose float noise is largest relative to their
-                # size: compared to 5 % of the tensor's scale (weights and metrics are tighter).
+                # size: compared to 10 % of the tensor's scale (weights and metrics are
+                # tighter). Measured: under 5 % on one x86 machine kind, 7.4 % (3 of 256
+                # elements of one moment) on another (AVX-512 FP16 / AMX); a moment of the
+                # wrong run or step differs by the whole scale.
                 scale = float(value.abs().max()) if value.dim() else 1.0
                 torch.testing.assert_close(
-                    mine["optimizer"]["state"][key][name], value, rtol=1e-2, atol=5e-2 * scale
+                    mine["optimizer"]["state"][key][name], value, rtol=1e-2, atol=0.1 * scale
                 )
 
 
