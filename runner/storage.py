@@ -44,15 +44,26 @@ class ObjectLikeLocalFileSystem(LocalFileSystem):
         if mode == "create" and self.exists(path):
             raise FileExistsError(path)
         self.makedirs(self._parent(path), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(value)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _replace_whole(path, value)
+
+
+def _temporary_name(path: str) -> str:
+    """A name beside ``path`` that no other process or write picks."""
+    return f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _replace_whole(path: str, data: bytes) -> None:
+    """Write a local file through a temporary one beside it and ``os.replace``: a reader sees
+    the old contents or the new ones, never a part (the temporary file is removed on failure)."""
+    tmp = _temporary_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 class LocationError(ValueError):
@@ -141,19 +152,12 @@ class StoreLocation:
         a move.
         """
         path = self.join(*parts)
-        tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         if self.is_local:
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            _replace_whole(path, data)
         elif self.protocol in ("memory", "local", "s3", "s3a", "gs", "gcs", "az", "abfs"):
             self._fs.pipe_file(path, data)
         else:
+            tmp = _temporary_name(path)
             self._fs.pipe_file(tmp, data)
             self._fs.mv(tmp, path)
 
