@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # (cdsanalysis.thresholds imports this module)
 # The run's state (status, steps_done, failure, stop_reason, stop_step, and n_classes and
 # chance_accuracy, unknown until a run starts) is not configuration: runs that differ in it are
 # still one configuration.
-_NON_CONFIG_COORDS = frozenset({"run", "spec_json", *schemas.variables_with_role("run_state")})
+NON_CONFIG_COORDS = frozenset({"run", "spec_json", *schemas.variables_with_role("run_state")})
 #: Units of the data-size coordinates.
 SIZE_UNITS = {"n_samples": "samples", "data_fraction": "fraction"}
 
@@ -181,7 +181,7 @@ def check_single_configuration(
         return
     varying = []
     for name, coord in ds.coords.items():
-        if coord.dims != ("run",) or name in _NON_CONFIG_COORDS or name in allow_varying:
+        if coord.dims != ("run",) or name in NON_CONFIG_COORDS or name in allow_varying:
             continue
         if name in SIZE_MEASURES:
             continue

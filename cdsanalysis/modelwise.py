@@ -26,7 +26,13 @@ import xarray as xr
 from scipy import stats
 
 from cdsanalysis.aggregate import final_test_accuracy
-from cdsanalysis.cds import SIZE_UNITS, as_strings, check_size_coord, done_runs
+from cdsanalysis.cds import (
+    NON_CONFIG_COORDS,
+    SIZE_UNITS,
+    as_strings,
+    check_size_coord,
+    done_runs,
+)
 from cdsanalysis.cds_curve import cds_curve
 from cdsanalysis.data_warnings import unfinished_runs
 from cdsanalysis.method_settings import DEFAULT_BY  # noqa: F401 (re-exported)
@@ -93,7 +99,10 @@ def cds_by_model(
     values = _check_by(ds, by)
     check_size_coord(ds, settings.size_coord)
     final = final_test_accuracy(ds, settings)
-    pooled = settings.replace(allow_varying=(*settings.allow_varying, by))
+    # A coordinate that is constant within each model but differs between models (a variant's
+    # label, say) is part of what the model is, so pooling over models may let it vary too.
+    with_model = model_coordinates(ds, by)
+    pooled = settings.replace(allow_varying=(*settings.allow_varying, by, *with_model))
     thresholds = resolve_thresholds(ds, pooled, final_accuracy=final)
     rows = {k: [] for k in (*_CDS_FIELDS, *_FLAGS, *_LABELS, "n_runs")}
     # Unfinished runs are counted once for the store; everything else per model.
@@ -135,6 +144,8 @@ def cds_by_model(
         **thresholds.as_attrs(),
         "trend": "WLS of log cds_curve on log by, inverse-variance weights from the intervals",
     }
+    if with_model:
+        out.attrs["model_coordinates"] = list(with_model)
     if "window" in final.attrs:
         out.attrs["window"] = final.attrs["window"]
     for text in warnings:
@@ -142,13 +153,47 @@ def cds_by_model(
     return out
 
 
+def model_coordinates(ds: xr.Dataset, by: str) -> tuple[str, ...]:
+    """The run coordinates besides ``by`` that differ between models but hold one value within
+    each model: they follow the model (a grid's ``variants`` label, say, naming each model)."""
+    if "run" not in ds.dims or ds.sizes["run"] == 0:
+        return ()
+    models = as_strings(ds[by].values)
+    found = []
+    for name, coord in ds.coords.items():
+        if name == by or coord.dims != ("run",) or name in NON_CONFIG_COORDS:
+            continue
+        values = as_strings(coord.values)
+        if len(set(values)) < 2:
+            continue
+        per_model = {m: set() for m in set(models)}
+        for m, v in zip(models, values, strict=True):
+            per_model[m].add(v)
+        if all(len(v) == 1 for v in per_model.values()):
+            found.append(str(name))
+    return tuple(found)
+
+
 def _trend(by_values, out, confidence):
+    cds, low, high = (np.asarray(out[k].values) for k in _CDS_FIELDS[:3])
+    low_open, high_open = (np.asarray(out[k].values) for k in _FLAGS)
+    return log_cds_trend(by_values, cds, low, high, low_open, high_open, confidence)
+
+
+def log_cds_trend(
+    by_values, cds, low, high, low_open, high_open, confidence: float
+) -> tuple[float, float, float, float, int]:
+    """``(slope, low, high, p_value, n_models)`` of the WLS of ``log cds`` on ``log by``: each
+    model weighted by the inverse variance of its log CDS read off its interval
+    (``((log high - log low) / (2 z))^2``), the scale fixed (the intervals are the models'
+    whole error); models with an open, censored or missing estimate are left out, and fewer
+    than 3 models give no test (NaN)."""
     import statsmodels.api as sm
 
     z = stats.norm.ppf(0.5 + confidence / 2.0)
     x = np.asarray(by_values, dtype=np.float64)
-    cds, low, high = (np.asarray(out[k].values) for k in _CDS_FIELDS[:3])
-    closed = ~(np.asarray(out["cds_curve_low_open"].values) | out["cds_curve_high_open"].values)
+    cds, low, high = (np.asarray(v, dtype=np.float64) for v in (cds, low, high))
+    closed = ~(np.asarray(low_open, dtype=bool) | np.asarray(high_open, dtype=bool))
     with np.errstate(divide="ignore", invalid="ignore"):
         se = (np.log(high) - np.log(low)) / (2.0 * z)
     ok = closed & np.isfinite(cds) & np.isfinite(se) & (se > 0) & (x > 0) & (cds > 0)

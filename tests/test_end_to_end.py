@@ -108,8 +108,8 @@ EXPECTED_RUNS = {
     # keys are paths under examples/; REPRODUCTION.md gives these counts
     "reproduce/fig1_modular.yaml": 90,
     "reproduce/fig1_p113_gpu.yaml": 30,
-    "reproduce/modelwise_modular.yaml": 40,
-    "reproduce/modelwise_text.yaml": 40,
+    "reproduce/modelwise_modular.yaml": 60,
+    "reproduce/modelwise_text.yaml": 72,
     "reproduce/seed002_interventions.yaml": 30,
     "reproduce/text_regimes_task846.yaml": 27,
     "reproduce/seed002_architectures.yaml": 18,
