@@ -114,6 +114,7 @@ EXPECTED_RUNS = {
     "reproduce/text_regimes_task846.yaml": 27,
     "reproduce/seed002_architectures.yaml": 18,
     "reproduce/ungrokking.yaml": 16,
+    "reproduce/semigrokking.yaml": 10,
 }
 
 
