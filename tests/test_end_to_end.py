@@ -115,6 +115,7 @@ EXPECTED_RUNS = {
     "reproduce/seed002_architectures.yaml": 18,
     "reproduce/ungrokking.yaml": 16,
     "reproduce/semigrokking.yaml": 10,
+    "reproduce/text_regimes_6seeds.yaml": 54,
 }
 
 
