@@ -146,11 +146,24 @@ def cds_by_model(
     }
     if with_model:
         out.attrs["model_coordinates"] = list(with_model)
+    confounded = [c for c in with_model if c not in NAMING_COORDS]
+    if confounded:
+        warnings = merge_warnings(
+            warnings,
+            [
+                f"the models also differ in {confounded} (one value per {by}): the trend is "
+                f"against {by} and {', '.join(confounded)} together"
+            ],
+        )
     if "window" in final.attrs:
         out.attrs["window"] = final.attrs["window"]
     for text in warnings:
         add_warning(out.attrs, text)
     return out
+
+
+#: Run coordinates that only name a run's group (a grid's ``variants`` label), not a setting.
+NAMING_COORDS = ("label",)
 
 
 def model_coordinates(ds: xr.Dataset, by: str) -> tuple[str, ...]:

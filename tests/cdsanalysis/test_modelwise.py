@@ -49,3 +49,18 @@ def test_a_setting_that_varies_within_a_model_is_still_refused(two_models):
     assert "lr" not in model_coordinates(mixed, "width")
     with pytest.raises(ValueError, match=r"differ in \['lr'\]"):
         cds_by_model(mixed, by="width", eps=0.9, n_resamples=50)
+
+
+def test_a_setting_that_changes_with_the_model_is_pooled_and_named_in_a_warning(two_models):
+    lr = np.where(np.isin(two_models["seed"].values, LARGE), 3e-3, 1e-3)
+    confounded = two_models.assign_coords(lr=("run", lr))
+    assert set(model_coordinates(confounded, "width")) == {"label", "lr"}
+    out = cds_by_model(confounded, by="width", eps=0.9, n_resamples=50)
+    named = [w for w in out.attrs["warnings"] if "also differ in" in w]
+    assert named == [
+        "the models also differ in ['lr'] (one value per width): the trend is against width "
+        "and lr together"
+    ]
+    # the label alone names the models: no such warning
+    plain = cds_by_model(two_models, by="width", eps=0.9, n_resamples=50)
+    assert not [w for w in plain.attrs.get("warnings", []) if "also differ in" in w]
