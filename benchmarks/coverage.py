@@ -125,13 +125,15 @@ class Scenario:
         log_sizes = np.log(np.asarray(self.sizes))
         true_log = rng.uniform(log_sizes[1], log_sizes[-2])
         slope = rng.uniform(*self.slope_range)
+        return true_log, self.locate(true_log, slope), slope
 
-        # place the curve so that its mean crosses EPS exactly at true_log
+    def locate(self, true_log: float, slope: float) -> float:
+        """The curve's location ``log_n0`` whose mean crosses EPS exactly at ``true_log``."""
+
         def gap(log_n0: float) -> float:
             return float(self.mean_accuracy(np.array(true_log), log_n0, slope)) - EPS
 
-        log_n0 = brentq(gap, true_log - 20.0, true_log + 20.0, xtol=1e-12)
-        return true_log, log_n0, slope
+        return brentq(gap, true_log - 20.0, true_log + 20.0, xtol=1e-12)
 
     def draw_at(
         self, rng: np.random.Generator, sizes: np.ndarray, log_n0: float, slope: float

@@ -28,7 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import brentq
 
 from benchmarks.coverage import EPS, SCENARIOS, Scenario, wilson
 from cdsanalysis.cds_curve import cds_curve_arrays
@@ -59,15 +58,6 @@ TREND_SCENARIOS = (
 )  # fmt: skip
 
 
-def _log_n0(scenario: Scenario, true_log: float, slope: float) -> float:
-    """The curve's location whose mean crosses EPS exactly at ``true_log``."""
-
-    def gap(log_n0: float) -> float:
-        return float(scenario.mean_accuracy(np.array(true_log), log_n0, slope)) - EPS
-
-    return brentq(gap, true_log - 20.0, true_log + 20.0, xtol=1e-12)
-
-
 def run_trend(
     scenario: Scenario, replicates: int, seed: int, confidence: float, seeds: int = SEEDS
 ) -> dict:
@@ -86,8 +76,8 @@ def run_trend(
             true_log = first + b * lw
             steepness = rng.uniform(*scenario.slope_range)
             sizes = np.repeat(np.asarray(scenario.sizes), seeds)
-            values = scenario.draw_at(rng, sizes, _log_n0(scenario, true_log, steepness),
-                                      steepness)  # fmt: skip
+            log_n0 = scenario.locate(true_log, steepness)
+            values = scenario.draw_at(rng, sizes, log_n0, steepness)
             out = cds_curve_arrays(
                 values, sizes, settings.replace(seed=100 * r + k), chance=scenario.chance
             )

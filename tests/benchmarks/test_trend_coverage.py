@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.coverage import EPS
-from benchmarks.trend_coverage import TREND_SCENARIOS, _log_n0, run_trend
+from benchmarks.trend_coverage import TREND_SCENARIOS, run_trend
 
 
 def test_the_slope_interval_covers_a_planted_growth_of_the_cds():
@@ -25,7 +25,7 @@ def test_the_slope_interval_covers_a_planted_growth_of_the_cds():
 def test_each_model_is_planted_at_its_own_cds():
     scenario = TREND_SCENARIOS[0]
     for true_log, steepness in ((np.log(500.0), 2.0), (np.log(1500.0), 4.5)):
-        log_n0 = _log_n0(scenario, true_log, steepness)
+        log_n0 = scenario.locate(true_log, steepness)
         below, at, above = scenario.mean_accuracy(
             np.array([true_log - 0.01, true_log, true_log + 0.01]), log_n0, steepness
         )
