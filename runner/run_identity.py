@@ -50,7 +50,12 @@ LEGACY_RUN_ID_SCHEME = 1
 #: Spec fields (dotted paths into nested specs) added after the last version that wrote
 #: scheme 1: no scheme-1 ``spec_json`` holds them, so the scheme-1 form of a spec omits them at
 #: their defaults.
-FIELDS_AFTER_SCHEME_1 = ("train_eval_subset", "stop_when", "optimizer.decay_scope")
+FIELDS_AFTER_SCHEME_1 = (
+    "train_eval_subset",
+    "stop_when",
+    "optimizer.decay_scope",
+    "task.include_definition",
+)
 #: Root attribute of a store naming the scheme of its ``run`` coordinate.
 SCHEME_ATTRIBUTE = "run_id_scheme"
 #: Hex digits of the sha256 kept as the id (48 bits: a collision is expected only beyond

@@ -135,9 +135,17 @@ def test_every_example_passes_dry_run(example, request):
         return
     # Run from the repository root, as the examples say: their data paths are relative to it.
     result = subprocess.run(
-        [sys.executable, "-c", "from runner.cli import main; main()", "--grid", str(example),
-         "--dry-run"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            "from runner.cli import main; main()",
+            "--grid",
+            str(example),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert "runs selected" in result.stdout

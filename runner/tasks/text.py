@@ -216,7 +216,7 @@ def _load_splits(task: TextClassificationTask) -> TextSplits:
         path = Path(task.source).expanduser()
         if not path.is_file():
             raise ValueError(f"task.data: no such file {task.source!r} {_where(task.source)}")
-        ni = load_ni_task(path)
+        ni = load_ni_task(path, include_definition=task.include_definition)
         single, where = (ni.texts, ni.labels), f"task file {str(path)!r}"
         two = None
     else:

@@ -101,6 +101,13 @@ class TextClassificationTask(Strict):
         description="evaluate on a fixed, seeded, class-proportional subset of this many test "
         "samples; None: the full test split",
     )
+    include_definition: bool = Field(
+        True,
+        description="natural_instructions only: prefix every input with the task's definition "
+        "(instruction format, as the paper's case study); false: the input alone (the "
+        "definition is the same in every sample, so a bag-of-words model gains nothing from it "
+        "and its mean pooling dilutes the input with it)",
+    )
 
     @model_validator(mode="after")
     def _source_is_known(self) -> TextClassificationTask:
@@ -118,6 +125,12 @@ class TextClassificationTask(Strict):
             raise ValueError(
                 "task.test_fraction is required for task.name = 'natural_instructions': a task "
                 "file holds a single split; set e.g. test_fraction: 0.2"
+            )
+        if not self.include_definition and self.name != "natural_instructions":
+            raise ValueError(
+                f"task.include_definition applies to task.name = 'natural_instructions' only "
+                f"(a task file with a definition), not {self.name!r}; remove "
+                "task.include_definition"
             )
         if self.train_split == self.test_split:
             raise ValueError(

@@ -95,6 +95,34 @@ def test_definition_list_is_joined_by_newlines(tmp_path):
     assert load_ni_task(path).texts == ["Definition: One.\nTwo.\n\nInput: x"]
 
 
+def test_without_definition_each_text_is_its_input(tmp_path):
+    path = _write_task(
+        tmp_path / "t.json",
+        [{"input": "Question: a?", "output": ["yes"]}, {"input": "b", "output": ["no"]}],
+    )
+    assert load_ni_task(path, include_definition=False).texts == ["Question: a?", "b"]
+    assert load_ni_task(path).texts[1] == "Definition: Say yes or no.\n\nInput: b"
+
+
+def test_task846_without_definition_keeps_the_split_and_drops_the_prefix(shared_data, text_caches):
+    task = TextClassificationTask(
+        name="natural_instructions", data=str(shared_data / TASK846), test_fraction=0.2
+    )
+    bare = load_splits(task.model_copy(update={"include_definition": False}))
+    full = load_splits(task)
+    # The same instances on each side of the hold-out, each text now the raw input.
+    assert bare.train_labels.tolist() == full.train_labels.tolist()
+    assert all(
+        f.endswith("\n\nInput: " + b) for f, b in zip(full.test_texts, bare.test_texts, strict=True)
+    )
+    assert not any("In this task, you are given" in t for t in bare.train_texts)
+    assert bare.train_texts[0].startswith("Question: ")
+    # The option changes the run (a new id), and is refused where there is no definition.
+    assert task.model_copy(update={"include_definition": False}) != task
+    with pytest.raises(ValueError, match=r"task.include_definition applies to task.name = "):
+        TextClassificationTask(name="imdb", include_definition=False)
+
+
 def test_missing_task_file_and_missing_test_fraction(tmp_path, text_caches):
     with pytest.raises(ValueError, match=r"task.test_fraction is required for task.name"):
         TextClassificationTask(name="natural_instructions", data="t.json")

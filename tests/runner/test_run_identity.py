@@ -292,7 +292,7 @@ PINNED_DEFAULTS = {
     TextClassificationTask: {
         "data": None, "train_split": "train", "test_split": "test", "text_column": "text",
         "label_column": "label", "test_fraction": None, "split_seed": 0, "max_length": 256,
-        "eval_subset": None,
+        "eval_subset": None, "include_definition": True,
         "tokenizer": {"source": None, "vocab_size": 30522, "lowercase": True,
                       "min_frequency": 2},
     },
