@@ -112,6 +112,8 @@ EXPECTED_RUNS = {
     "reproduce/modelwise_text.yaml": 72,
     "reproduce/seed002_interventions.yaml": 30,
     "reproduce/text_regimes_task846.yaml": 27,
+    "reproduce/text_regimes_task846_6seeds.yaml": 54,
+    "reproduce/text_regimes_task846_definition.yaml": 27,
     "reproduce/seed002_architectures.yaml": 18,
     "reproduce/ungrokking.yaml": 16,
     "reproduce/semigrokking.yaml": 10,
