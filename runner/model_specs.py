@@ -87,9 +87,8 @@ class MLPModel(Strict):
     depth: PositiveInt = Field(2, description="hidden layers (depth + 1 linear layers in all)")
     embedding: PositiveInt = Field(128, description="embedding size")
     pooling: Literal["auto", "concat", "mean"] = Field(
-        "auto",
-        description="how token embeddings become one vector: auto = concat when the "
-        "task is never padded, mean otherwise",
+        "auto", description="how token embeddings become one vector: auto = concat when the "
+        "task is never padded, mean otherwise"
     )
     dropout: float = _dropout
 
@@ -98,5 +97,7 @@ class MLPModel(Strict):
         return 0
 
 
-ModelSpec = Annotated[GPTModel | BERTModel | LSTMModel | MLPModel, Field(discriminator="family")]
+ModelSpec = Annotated[
+    GPTModel | BERTModel | LSTMModel | MLPModel, Field(discriminator="family")
+]
 MODEL_FAMILIES = ("gpt", "bert", "lstm", "mlp")

@@ -17,10 +17,7 @@ class LSTMClassifier(Classifier):
         self.embedding = nn.Embedding(vocab_size, embedding, padding_idx=pad_token_id)
         self.dropout = nn.Dropout(spec.dropout)
         self.lstm = nn.LSTM(
-            embedding,
-            spec.width,
-            num_layers=spec.depth,
-            batch_first=True,
+            embedding, spec.width, num_layers=spec.depth, batch_first=True,
             dropout=spec.dropout if spec.depth > 1 else 0.0,
         )
         self.classifier = nn.Linear(spec.width, n_classes)

@@ -42,17 +42,8 @@ def test_a_failed_run_keeps_its_full_traceback_in_the_store_the_log_and_validate
     grid = _grid_with_a_broken_init(tiny_grid, checkpoint)
     store, log = tmp_path / "s.zarr", tmp_path / "run.log"
     result = run_cli(
-        "--grid",
-        str(grid),
-        "--out",
-        str(store),
-        "--executor",
-        "processes",
-        "--workers",
-        "2",
-        "--log-file",
-        str(log),
-        check=False,
+        "--grid", str(grid), "--out", str(store), "--executor", "processes", "--workers", "2",
+        "--log-file", str(log), check=False,
     )
     assert result.returncode == 1, result.stderr
     assert "full traceback: cds-analyze validate" in result.stderr

@@ -63,10 +63,8 @@ def test_module_paths_and_signatures():
     )  # fmt: skip
     for key, value in (("n_embd", WIDTH), ("n_head", HEADS), ("n_layer", 2), ("afn", "gelu")):
         if getattr(config, key, None) != value:
-            problems.append(
-                f"OpenAIGPTConfig({key}={value!r}) reads back as "
-                f"{getattr(config, key, None)!r} (gpt_config)"
-            )
+            problems.append(f"OpenAIGPTConfig({key}={value!r}) reads back as "
+                            f"{getattr(config, key, None)!r} (gpt_config)")
     _fail_if(problems)
 
 
@@ -108,11 +106,8 @@ def test_attributes_the_answer_position_forward_reads():
         "n_head == heads": getattr(attn, "n_head", None) == HEADS,
         "scale is True (scores divided by sqrt(head size))": getattr(attn, "scale", None) is True,
     }
-    problems += [
-        f"Attention.{what} does not hold (_last_position_block)"
-        for what, ok in checks.items()
-        if not ok
-    ]
+    problems += [f"Attention.{what} does not hold (_last_position_block)"
+                 for what, ok in checks.items() if not ok]
     _fail_if(problems)
 
 
@@ -140,28 +135,16 @@ def test_block_arithmetic_is_the_one_the_answer_position_forward_reimplements():
         try:
             hidden = out[0]
         except (TypeError, IndexError, KeyError):
-            _fail_if(
-                [
-                    f"Block(x) returns {type(out).__name__}, not a sequence whose [0] is the "
-                    "hidden state (AnswerGPT.forward)"
-                ]
-            )
+            _fail_if([f"Block(x) returns {type(out).__name__}, not a sequence whose [0] is the "
+                      "hidden state (AnswerGPT.forward)"])
         if not (isinstance(hidden, torch.Tensor) and hidden.shape == x.shape):
-            _fail_if(
-                [
-                    f"Block(x)[0] is {type(hidden).__name__} "
-                    f"{getattr(hidden, 'shape', '')}, not the hidden state (AnswerGPT.forward)"
-                ]
-            )
+            _fail_if([f"Block(x)[0] is {type(hidden).__name__} "
+                      f"{getattr(hidden, 'shape', '')}, not the hidden state (AnswerGPT.forward)"])
         expected = _block_from_scratch(block, x)
     if not torch.allclose(hidden, expected, rtol=1e-5, atol=1e-5):
-        _fail_if(
-            [
-                "an OpenAIGPT Block no longer computes post-LN causal attention with scores "
-                "scaled by sqrt(head size) (_last_position_block, tabled_answer_logits): "
-                f"largest difference {(hidden - expected).abs().max().item():.3g}"
-            ]
-        )
+        _fail_if(["an OpenAIGPT Block no longer computes post-LN causal attention with scores "
+                  "scaled by sqrt(head size) (_last_position_block, tabled_answer_logits): "
+                  f"largest difference {(hidden - expected).abs().max().item():.3g}"])
 
 
 def test_the_model_level_calls_gpt_py_makes():

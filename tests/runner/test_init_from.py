@@ -58,7 +58,8 @@ def test_a_child_before_its_parent_fails_clearly_and_a_rerun_recovers(tmp_path, 
     grid_path = tmp_path / "g.yaml"
     grid_path.write_text(CHILDREN)
     out = str(tmp_path / "s.zarr")
-    first = run_cli("--grid", str(grid_path), "--out", out, "--runs", "1", "--quiet", check=False)
+    first = run_cli("--grid", str(grid_path), "--out", out, "--runs", "1", "--quiet",
+                    check=False)
     assert first.returncode == 1
     assert "init_from: parent: run" in first.stderr and "must be done first" in first.stderr
     assert open_runs(out).status.values.tolist() == ["pending", "failed", "pending"]
@@ -69,9 +70,9 @@ def test_a_child_before_its_parent_fails_clearly_and_a_rerun_recovers(tmp_path, 
 def test_checkpoint_and_other_store_sources(tmp_path, run_cli):
     parent_grid = tmp_path / "parent.yaml"
     parent_grid.write_text(
-        CHILDREN.replace("n_samples: [20, 40]", "n_samples: 80")
-        .replace("init_from: {parent: {n_samples: 80, steps: 15}}\n", "")
-        .replace("steps: 10", "steps: 15")
+        CHILDREN.replace("n_samples: [20, 40]", "n_samples: 80").replace(
+            "init_from: {parent: {n_samples: 80, steps: 15}}\n", ""
+        ).replace("steps: 10", "steps: 15")
     )
     first = tmp_path / "first.zarr"
     run_cli("--grid", str(parent_grid), "--out", str(first), "--quiet")
@@ -83,9 +84,8 @@ def test_checkpoint_and_other_store_sources(tmp_path, run_cli):
     ):
         grid = tmp_path / f"{name}.yaml"
         grid.write_text(
-            CHILDREN.replace(
-                "init_from: {parent: {n_samples: 80, steps: 15}}", f"init_from: {source}"
-            )
+            CHILDREN.replace("init_from: {parent: {n_samples: 80, steps: 15}}",
+                             f"init_from: {source}")
         )
         out = tmp_path / f"{name}.zarr"
         run_cli("--grid", str(grid), "--out", str(out), "--quiet")
@@ -101,17 +101,13 @@ def test_checkpoint_and_other_store_sources(tmp_path, run_cli):
 
 def test_bad_init_from_is_named(tmp_path, run_cli):
     with pytest.raises(GridError, match="init_from"):
-        parse_grid(
-            CHILDREN.replace(
-                "{parent: {n_samples: 80, steps: 15}}",
-                "{parent: {n_samples: 80}, checkpoint: x.pt}",
-            )
-        )
+        parse_grid(CHILDREN.replace("{parent: {n_samples: 80, steps: 15}}",
+                                    "{parent: {n_samples: 80}, checkpoint: x.pt}"))
     with pytest.raises(GridError, match=r"init_from.parent: n_samples"):
         parse_grid(CHILDREN.replace("n_samples: 80, steps: 15", "n_samples: 5000"))
     grid = tmp_path / "g.yaml"
-    grid.write_text(
-        CHILDREN.replace("{parent: {n_samples: 80, steps: 15}}", "{checkpoint: missing.pt}")
-    )
-    result = run_cli("--grid", str(grid), "--out", str(tmp_path / "s.zarr"), "--quiet", check=False)
+    grid.write_text(CHILDREN.replace("{parent: {n_samples: 80, steps: 15}}",
+                                     "{checkpoint: missing.pt}"))
+    result = run_cli("--grid", str(grid), "--out", str(tmp_path / "s.zarr"), "--quiet",
+                     check=False)
     assert result.returncode == 1 and "init_from.checkpoint: no such file" in result.stderr

@@ -19,12 +19,8 @@ FAMILIES = {
 
 
 def _imdb_task(directory) -> dict:
-    return {
-        "name": "imdb",
-        "data": str(directory),
-        "max_length": 48,
-        "tokenizer": {"vocab_size": 600},
-    }
+    return {"name": "imdb", "data": str(directory), "max_length": 48,
+            "tokenizer": {"vocab_size": 600}}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -57,7 +53,8 @@ def test_padding_does_not_change_a_decoder_or_lstm_prediction(imdb_dir, text_cac
     # The classifier reads the last real token: more right padding must not move the logits.
     for family in ("gpt", "lstm", "mlp", "bert"):
         spec = RunSpec.model_validate(
-            {"task": _imdb_task(imdb_dir()), "n_samples": 8, "steps": 1, "model": FAMILIES[family]}
+            {"task": _imdb_task(imdb_dir()), "n_samples": 8, "steps": 1,
+             "model": FAMILIES[family]}
         )
         setup = build_run(spec, torch.device("cpu"))
         setup.model.eval()
@@ -74,12 +71,8 @@ def test_padding_does_not_change_a_decoder_or_lstm_prediction(imdb_dir, text_cac
 
 def test_gpt_intermediate_size_replaces_the_mlp():
     spec = RunSpec.model_validate(
-        {
-            "task": {"p": 11},
-            "n_samples": 20,
-            "steps": 1,
-            "model": {"width": 32, "heads": 4, "intermediate": 40},
-        }
+        {"task": {"p": 11}, "n_samples": 20, "steps": 1,
+         "model": {"width": 32, "heads": 4, "intermediate": 40}}
     )
     model = build_run(spec, torch.device("cpu")).model
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if ".mlp." in n}
@@ -119,32 +112,22 @@ def _as_data(setup):
     from runner.tasks.base import ClassificationData
 
     return ClassificationData(
-        {k: v.numpy() for k, v in setup.train.items()},
-        setup.train_y.numpy(),
-        {k: v.numpy() for k, v in setup.test.items()},
-        setup.test_y.numpy(),
-        n_classes=11,
-        vocab_size=15,
-        pad_token_id=None,
+        {k: v.numpy() for k, v in setup.train.items()}, setup.train_y.numpy(),
+        {k: v.numpy() for k, v in setup.test.items()}, setup.test_y.numpy(),
+        n_classes=11, vocab_size=15, pad_token_id=None,
     )
 
 
-def test_every_family_trains_into_a_valid_store(
-    tiny_grid, tmp_path, run_cli, imdb_dir, text_caches
-):
+def test_every_family_trains_into_a_valid_store(tiny_grid, tmp_path, run_cli, imdb_dir,
+                                                 text_caches):
     from cdsanalysis import open_runs, validate_store
 
-    models = (
-        "["
-        + ", ".join(
-            "{" + ", ".join(f"{k}: {v}" for k, v in m.items()) + "}" for m in FAMILIES.values()
-        )
-        + "]"
-    )
+    models = "[" + ", ".join(
+        "{" + ", ".join(f"{k}: {v}" for k, v in m.items()) + "}" for m in FAMILIES.values()
+    ) + "]"
     modular = tmp_path / "modular.yaml"
     modular.write_text(
-        tiny_grid(steps=12, n_samples=40, flush_every=5)
-        .read_text()
+        tiny_grid(steps=12, n_samples=40, flush_every=5).read_text()
         .replace("model: {width: 32, depth: 1, heads: 4, n_positions: 8}", f"model: {models}")
     )
     text = tmp_path / "imdb.yaml"
@@ -156,14 +139,8 @@ def test_every_family_trains_into_a_valid_store(
     )
     for grid in (modular, text):
         out = tmp_path / f"{grid.stem}.zarr"
-        run_cli(
-            "--grid",
-            str(grid),
-            "--out",
-            str(out),
-            "--quiet",
-            env={**__import__("os").environ, "CDS_CACHE_DIR": str(text_caches / "cds")},
-        )
+        run_cli("--grid", str(grid), "--out", str(out), "--quiet",
+                env={**__import__("os").environ, "CDS_CACHE_DIR": str(text_caches / "cds")})
         validate_store(out, deep=True)
         ds = open_runs(out)
         assert set(ds.model.values) == set(FAMILIES)

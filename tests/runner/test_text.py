@@ -61,10 +61,9 @@ def test_csv_and_jsonl_load_like_parquet(imdb_dir, text_caches, ext):
         assert np.array_equal(reference.train_features[name], other.train_features[name])
         assert np.array_equal(reference.test_features[name], other.test_features[name])
     assert np.array_equal(reference.train_labels, other.train_labels)
-    assert (
-        load_splits(_task(imdb_dir(ext))).train_texts
-        == load_splits(_task(imdb_dir("parquet"))).train_texts
-    )
+    assert load_splits(_task(imdb_dir(ext))).train_texts == load_splits(
+        _task(imdb_dir("parquet"))
+    ).train_texts
 
 
 def test_single_file_with_string_labels_and_test_fraction(

@@ -48,7 +48,9 @@ def test_trained_tokenizer_is_reused_from_the_disk_cache(reviews, tmp_path, monk
 def test_cache_entry_is_a_valid_tokenizer_source(reviews, tmp_path, monkeypatch):
     monkeypatch.setenv("CDS_CACHE_DIR", str(tmp_path))
     trained, entry, _ = cached_wordpiece(TokenizerSpec(vocab_size=2000), reviews)
-    task = TextClassificationTask(name="imdb", data="unused", tokenizer={"source": str(entry)})
+    task = TextClassificationTask(
+        name="imdb", data="unused", tokenizer={"source": str(entry)}
+    )
     loaded = get_tokenizer(task, train_texts=[])
     expected = encode(trained, reviews[:20], 48)["input_ids"]
     assert np.array_equal(encode(loaded, reviews[:20], 48)["input_ids"], expected)

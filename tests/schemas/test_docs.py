@@ -20,9 +20,7 @@ def test_a_schema_change_shows_in_the_rendered_page():
     schema = copy.deepcopy(schemas.load_schema())
     schema["variables"]["train_loss"]["units"] = "bits"
     schema["extra_run_coordinates"]["known"]["new_knob"] = {
-        "dtype": "float64",
-        "units": "knobs",
-        "description": "a coordinate added later",
+        "dtype": "float64", "units": "knobs", "description": "a coordinate added later",
     }
     rendered = docs.render(docs.README.read_text(), schema)
     assert "| `train_loss` | run, step | float32 | metric | bits |" in rendered
