@@ -16,6 +16,7 @@ from cdsanalysis.cds_curve import cds_curve, search_settings_differ
 from cdsanalysis.cds_text import bracket_text, cds_summary, cds_warnings, curve_text
 from cdsanalysis.data_warnings import regime_breakdown
 from cdsanalysis.early_stops import early_stop_counts, early_stop_line, early_stop_warnings
+from cdsanalysis.environments import environment_counts, environment_warnings
 from cdsanalysis.notices import WARNINGS_KEY, merge_warnings, warning_lines, warnings_of
 from cdsanalysis.regimes import MIXED, classify_data_sizes, classify_runs
 from cdsanalysis.settings import AnalysisSettings
@@ -173,6 +174,7 @@ def regimes_report(
     )
     status = as_strings(ds["status"].values)
     names, counts = np.unique(status, return_counts=True)
+    environments = environment_counts(ds)
     report = {
         "kind": REPORT_KIND,
         "version": REPORT_VERSION,
@@ -181,6 +183,7 @@ def regimes_report(
             "n_runs": int(ds.sizes["run"]),
             "status_counts": dict(zip(names.tolist(), counts.tolist(), strict=True)),
             "stop_reason_counts": early_stop_counts(ds),
+            "environments": environments,
         },
         "settings": settings.to_dict(),
         "thresholds": thresholds.to_dict(),
@@ -193,6 +196,7 @@ def regimes_report(
             cds_warnings(cds),
             early_stop_warnings(ds, runs["regime"].values),
             [search_note] if search_note else [],
+            environment_warnings(environments),
         ),
     }
     return _jsonable(report)

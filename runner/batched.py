@@ -38,6 +38,7 @@ import torch
 from torch.func import functional_call
 
 from runner.deciding import watch_for
+from runner.environment import training_environment
 from runner.measuring import (
     HistogramMeter,
     NormMeter,
@@ -318,6 +319,10 @@ def train_group(
         still_mine=still_mine,
         watches=[watch_for(s) for s in specs],
         classes=[setup.classes for setup in setups],
+        environments=[
+            {**training_environment(device, f"batched ({stacked.k} runs)"), "data": s.data_sha256}
+            for s in setups
+        ],
     )
     record.start()
     if not record.active:  # every run taken over (or decided) before its first step

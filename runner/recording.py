@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -148,8 +149,11 @@ class StepRecord:
         still_mine: StillMine = always_mine,
         watches: Sequence[OutcomeWatch | None] | None = None,
         classes: Sequence[tuple[int, float]] | None = None,
+        environments: Sequence[dict[str, Any]] | None = None,
     ):
         self.store, self.indices, self.still_mine = store, list(indices), still_mine
+        # per slot: what the run trains on (runner.environment), written by start()
+        self.environments = list(environments) if environments is not None else None
         # per slot: (n_classes, chance_accuracy) of the run's task, written by start()
         self.classes = list(classes) if classes is not None else [None] * len(self.indices)
         # per slot: the early-stopping rule's view of the run (None: no stop_when)
@@ -180,8 +184,8 @@ class StepRecord:
     def start(self) -> None:
         """Record each run's classes (``classes``: its task's ``n_classes`` and the chance
         accuracy of its test set, on every attempt, so a store written before they existed
-        takes them when a run resumes) and mark it ``running`` from step ``first_step`` on (its
-        steps before are done).
+        takes them when a run resumes) and the environment it trains on, and mark it
+        ``running`` from step ``first_step`` on (its steps before are done).
 
         A watched run reads its flushed steps back; one already decided (a crash between its
         stop and its ``done`` state) is marked ``done`` at once."""
@@ -191,6 +195,8 @@ class StepRecord:
             index, watch = self.indices[slot], self.watches[slot]
             if self.classes[slot] is not None:
                 self.store.set_classes(index, *self.classes[slot])
+            if self.environments is not None:
+                self.store.record_environment(index, self.environments[slot])
             self.store.set_state(index, "running", self.first_step - 1)
             if watch is not None:
                 watch.load(self.store, index, self.first_step - 1)

@@ -666,6 +666,25 @@ class RunStore:
             float(self.array("chance_accuracy")[run_index]),
         )
 
+    def record_environment(self, run_index: int, environment: dict[str, Any]) -> None:
+        """Add ``environment`` (:func:`runner.environment.training_environment`) to the run's
+        ``environment_json`` unless it is the one the run last trained on, so a run resumed
+        elsewhere lists each environment its steps came from, in order. Written at the start
+        of each attempt."""
+        try:
+            recorded = self.environments(run_index)
+            if recorded and recorded[-1] == environment:
+                return
+            text = json.dumps([*recorded, environment], sort_keys=True)
+            self.array("environment_json")[run_index] = text
+        except OSError as exc:
+            raise self._write_error("the environment of", run_index, exc) from exc
+
+    def environments(self, run_index: int) -> list[dict[str, Any]]:
+        """The environments the run trained on, first to last ([] before it started)."""
+        text = str(self.array("environment_json")[run_index])
+        return json.loads(text) if text else []
+
     def stop(self, run_index: int) -> tuple[str, int]:
         """The run's ``stop_reason`` and ``stop_step``."""
         return str(self.array("stop_reason")[run_index]), int(self.array("stop_step")[run_index])

@@ -21,6 +21,7 @@ import torch
 
 from runner.data import load_task_data, task_classes, train_set_positions
 from runner.deciding import watch_for
+from runner.environment import data_sha256, training_environment
 from runner.init_from import load_initial_weights
 from runner.measuring import (
     HistogramMeter,
@@ -83,6 +84,7 @@ class RunSetup:
     # What the store records of the task (n_classes, chance_accuracy): its classes and the
     # majority share of the evaluated test set.
     classes: tuple[int, float] = (0, float("nan"))
+    data_sha256: str = ""  # runner.environment.data_sha256 of the arrays the run is fed
 
 
 def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None) -> RunSetup:
@@ -132,6 +134,7 @@ def build_run(spec: RunSpec, device: torch.device, store: RunStore | None = None
         noise,
         decaying,
         (task_classes(spec, data), data.chance_accuracy),
+        data_sha256(data),
     )
 
 
@@ -305,6 +308,7 @@ def train_run(
         still_mine=still_mine,
         watches=[watch_for(spec)],
         classes=[setup.classes],
+        environments=[{**training_environment(device, "sequential"), "data": setup.data_sha256}],
     )
     record.start()
     if record.statuses[run_index] in (HELD, "done"):  # taken over, or decided before a crash

@@ -52,6 +52,7 @@ ENTRY_KEYS = (
     "figure_warnings",
     "warnings",
     "result",
+    "environments",
 )
 
 
@@ -72,6 +73,8 @@ def _command(entry: Entry, store_dir: str, out: str) -> str:
 
 def run_entry(entry: Entry, store_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Run one entry; return its ``index.json`` record (:data:`ENTRY_KEYS`)."""
+    from cdsanalysis.environments import environment_counts, environment_warnings
+    from cdsanalysis.notices import merge_warnings
     from cdsanalysis.reproduce.output import StoreUnusable, jsonable, select_runs
     from cdsanalysis.store import open_runs
     from cdsanalysis.validate import StoreValidationError
@@ -106,19 +109,23 @@ def run_entry(entry: Entry, store_dir: Path, out_dir: Path) -> dict[str, Any]:
     except StoreUnusable as exc:
         record.update(status="error", reason=f"{entry.name}: {exc}")
         return record
+    environments = environment_counts(ds)
     record.update(
         status="done",
         figures=outcome.figures,
         figures_skipped=outcome.figures_skipped,
         figure_warnings=outcome.figure_warnings,
-        warnings=outcome.warnings,
+        warnings=merge_warnings(outcome.warnings, environment_warnings(environments)),
         result=outcome.result,
+        environments=environments,
     )
     _write_fragment(entry, record, outcome.markdown, out_dir)
     return record
 
 
 def _write_fragment(entry: Entry, record: dict, body: list[str], out_dir: Path) -> None:
+    from cdsanalysis.environments import environment_line
+
     lines = [f"### {entry.name} ({entry.kind}, store `{entry.store}`)", "", *body, ""]
     if record["figures"]:
         lines += [f"![{name}]({file})" for name, file in record["figures"].items()] + [""]
@@ -129,6 +136,8 @@ def _write_fragment(entry: Entry, record: dict, body: list[str], out_dir: Path) 
     if entry.analysis:
         settings = ", ".join(f"{k}={v}" for k, v in entry.analysis.items())
         lines.append(f"- Analysis settings (others at their defaults): {settings}")
+    trained_on = environment_line(record["environments"])
+    lines += [f"- {trained_on}"] if trained_on else []
     lines += [
         f"- Trained with: `{record['train_command']}`",
         f"- Regenerated with: `{record['command']}`",

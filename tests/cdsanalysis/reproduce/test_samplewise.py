@@ -7,8 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cdsanalysis.reproduce.command import main
+from runner.environment import training_environment
+from runner.store import RunStore
 from tests.cdsanalysis.conftest import Curves, write_store
 from tests.cdsanalysis.reproduce.conftest import RESAMPLES
 
@@ -160,6 +163,28 @@ def test_only_keeps_the_other_entries_of_the_index(reproduce, store_dir, capsys)
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("again: again.md") and "fig1" not in printed
+
+
+def test_the_fragment_names_what_the_runs_trained_on(reproduce, tmp_path):
+    c = Curves()
+    runs = {(n, s): c.run(STEPS, 21, None if n == 100 else 31) for n in (100, 200) for s in (0, 1)}
+    stores = tmp_path / "envs"
+    path = write_store(stores / "fig1.zarr", runs, STEPS)
+    store, before = RunStore(path), torch.get_num_threads()
+    try:
+        for index, threads in enumerate((1, 1, 1, 2)):  # one run trained with 2 threads
+            torch.set_num_threads(threads)
+            store.record_environment(index, training_environment(torch.device("cpu"), "t"))
+    finally:
+        torch.set_num_threads(before)
+    code, index, out, _ = reproduce([ENTRY], stores)
+    assert code == 0
+    record = index["entries"]["fig1"]
+    assert [e["n_runs"] for e in record["environments"]] == [3, 1]
+    assert any(w.startswith("the runs trained on 2 environments") for w in record["warnings"])
+    line = next(x for x in (out / "fig1.md").read_text().splitlines() if "Trained on:" in x)
+    assert ", 1 torch thread)" in line and "3 runs: " in line and "; 1 run: " in line
+    assert f"torch {torch.__version__}" in line
 
 
 def test_train_args_name_the_command_an_entry_was_trained_with(reproduce, store_dir):
