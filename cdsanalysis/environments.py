@@ -17,20 +17,11 @@ import xarray as xr
 
 from cdsanalysis.cds import as_strings
 
-#: The fields of an environment that can change a run's floats, in the order a line names them.
+#: The builds an environment names, in the order a line names them.
+BUILD_FIELDS = ("torch", "numpy", "tokenizers", "transformers", "cuda", "python")
+#: The fields of an environment that can change a run's floats.
 #: (``device`` and ``machine`` are implied by ``device_name`` and ``cpu_capability``.)
-COMPARED_FIELDS = (
-    "device_name",
-    "cpu_capability",
-    "torch_threads",
-    "trainer",
-    "torch",
-    "numpy",
-    "tokenizers",
-    "transformers",
-    "cuda",
-    "python",
-)
+COMPARED_FIELDS = ("device_name", "cpu_capability", "torch_threads", "trainer", *BUILD_FIELDS)
 #: The description of runs that started with no record.
 NOT_RECORDED = "not recorded (a store written before environment_json, or imported runs)"
 
@@ -53,19 +44,15 @@ def describe(environment: dict[str, Any]) -> str:
     unit = environment.get("cpu_capability", "")
     where = f"{environment.get('device_name', '?')} ({unit}, {threads} torch thread"
     where += "s)" if threads != 1 else ")"
-    builds = [
-        f"{name} {environment[name]}"
-        for name in ("torch", "numpy", "tokenizers", "transformers", "cuda", "python")
-        if environment.get(name)
-    ]
+    builds = [f"{name} {environment[name]}" for name in BUILD_FIELDS if environment.get(name)]
     return ", ".join([where, str(environment.get("trainer", "?")), *builds])
 
 
 def environment_counts(ds: xr.Dataset) -> list[dict[str, Any]]:
     """The distinct environments the runs trained on, each with ``description`` and ``n_runs``
-    (a run resumed elsewhere counts under each of its environments, and is ``mixed``), most
-    runs first; then ``{"description": NOT_RECORDED, "n_runs": k}`` for the runs that
-    started with no record (stores written before the field, imported runs), if any."""
+    (a run resumed elsewhere counts under each of its environments), most runs first; then
+    ``{"description": NOT_RECORDED, "n_runs": k}`` for the runs that started with no record
+    (stores written before the field, imported runs), if any."""
     status = as_strings(ds["status"].values)
     groups: dict[tuple, dict[str, Any]] = {}
     unrecorded = 0

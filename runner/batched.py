@@ -298,6 +298,7 @@ def train_group(
         inputs = features["input_ids"]
         return stacked.logits_shared(inputs, distinct(inputs) if stacked.tables else None)
 
+    environment = training_environment(device, f"batched ({stacked.k} runs)")
     record = StepRecord(
         store,
         indices,
@@ -319,10 +320,7 @@ def train_group(
         still_mine=still_mine,
         watches=[watch_for(s) for s in specs],
         classes=[setup.classes for setup in setups],
-        environments=[
-            {**training_environment(device, f"batched ({stacked.k} runs)"), "data": s.data_sha256}
-            for s in setups
-        ],
+        environments=[{**environment, "data": s.data_sha256} for s in setups],
     )
     record.start()
     if not record.active:  # every run taken over (or decided) before its first step

@@ -10,6 +10,7 @@ trained on lets a reader who gets other numbers see whether the environment diff
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import sys
@@ -27,6 +28,7 @@ from runner.tasks.base import ClassificationData
 PACKAGES = ("torch", "numpy", "tokenizers", "transformers")
 
 
+@functools.cache  # read once per process: every run's start asks
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -62,8 +62,9 @@ def test_one_environment_is_counted_and_raises_no_warning(planted):
     assert ", 1 torch thread)" in counts[0]["description"]
     assert f"torch {torch.__version__}" in counts[0]["description"]
     assert environment_line(counts) == f"Trained on: 4 runs: {counts[0]['description']}"
-    assert not any(MIXED in w for w in regimes_report(ds, n_resamples=50)["warnings"])
-    assert regimes_report(ds, n_resamples=50)["store"]["environments"] == counts
+    report = regimes_report(ds, n_resamples=50)
+    assert not any(MIXED in w for w in report["warnings"])
+    assert report["store"]["environments"] == counts
 
 
 def test_runs_from_two_environments_are_warned(planted):
